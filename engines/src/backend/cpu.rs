@@ -1,0 +1,147 @@
+//! ONNX Runtime on the CPU through `ort`, with `libonnxruntime.so` loaded at run time.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{Tensor as OrtTensor, TensorElementType, ValueType};
+
+use super::{Backend, BackendOptions};
+use crate::error::{Error, Result};
+use crate::model::{self, ModelInfo, TensorSpec};
+use crate::runtime;
+use crate::tensor::Tensor;
+
+pub struct OrtCpu {
+    session: Session,
+    info: ModelInfo,
+}
+
+fn element_name(ty: TensorElementType) -> String {
+    match ty {
+        TensorElementType::Float32 => "float32".into(),
+        TensorElementType::Float16 => "float16".into(),
+        TensorElementType::Float64 => "float64".into(),
+        TensorElementType::Uint8 => "uint8".into(),
+        TensorElementType::Int8 => "int8".into(),
+        TensorElementType::Int64 => "int64".into(),
+        other => other.to_string(),
+    }
+}
+
+fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
+    match dtype {
+        ValueType::Tensor { ty, shape, .. } => TensorSpec {
+            name: name.to_string(),
+            element_type: element_name(*ty),
+            dims: shape.iter().copied().collect(),
+        },
+        other => TensorSpec {
+            name: name.to_string(),
+            element_type: other.to_string(),
+            dims: Vec::new(),
+        },
+    }
+}
+
+impl OrtCpu {
+    pub fn load(path: &Path, options: &BackendOptions) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::ModelMissing {
+                path: path.to_path_buf(),
+            });
+        }
+        let env = runtime::environment()?;
+        let load_err = |e: ort::Error| Error::ModelLoad {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut builder = Session::builder(env)
+            .map_err(load_err)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| load_err(e.into()))?
+            .with_inter_threads(1)
+            .map_err(|e| load_err(e.into()))?;
+        if options.threads > 0 {
+            builder = builder
+                .with_intra_threads(options.threads)
+                .map_err(|e| load_err(e.into()))?;
+        }
+        let session = builder.commit_from_file(path).map_err(load_err)?;
+
+        let inputs: Vec<TensorSpec> = session
+            .inputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect();
+        let outputs: Vec<TensorSpec> = session
+            .outputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect();
+        let metadata = {
+            let meta = session.metadata().map_err(load_err)?;
+            let keys = meta.custom_keys().map_err(load_err)?;
+            keys.into_iter()
+                .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
+                .collect::<HashMap<_, _>>()
+        };
+        let info = model::check_contract(path, &inputs, &outputs, &metadata)?;
+        Ok(Self { session, info })
+    }
+}
+
+impl Backend for OrtCpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn run(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor> {
+        let fail = |e: ort::Error| Error::Inference(e.to_string());
+        let image = OrtTensor::from_array((content.shape(), content.data.clone())).map_err(fail)?;
+        let outputs = match self.info.family.conditioning_input() {
+            None => self
+                .session
+                .run(ort::inputs![model::CONTENT => image])
+                .map_err(fail)?,
+            Some(name) => {
+                if conditioning.len() != self.info.conditioning_len {
+                    return Err(Error::Inference(format!(
+                        "`{name}` needs {} values, got {}",
+                        self.info.conditioning_len,
+                        conditioning.len()
+                    )));
+                }
+                let shape: Vec<usize> = if name == model::STYLE_WEIGHTS {
+                    vec![conditioning.len()]
+                } else {
+                    vec![1, conditioning.len()]
+                };
+                let cond = OrtTensor::from_array((shape, conditioning.to_vec())).map_err(fail)?;
+                self.session
+                    .run(ort::inputs![model::CONTENT => image, name => cond])
+                    .map_err(fail)?
+            }
+        };
+        let (shape, data) = outputs[model::STYLIZED]
+            .try_extract_tensor::<f32>()
+            .map_err(fail)?;
+        match **shape {
+            [1, 3, h, w] if h > 0 && w > 0 => Ok(Tensor {
+                channels: 3,
+                height: h as usize,
+                width: w as usize,
+                data: data.to_vec(),
+            }),
+            ref other => Err(Error::Inference(format!(
+                "output `{}` has shape {other:?}, expected [1,3,H,W]",
+                model::STYLIZED
+            ))),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure the engine reports. Messages name the file, tensor or value at fault, because
+/// they end up verbatim in GStreamer error messages and CLI output.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "ONNX Runtime library could not be loaded from {path}: {reason} \
+         (run scripts/setup, or point ORT_DYLIB_PATH at libonnxruntime.so)"
+    )]
+    RuntimeLoad { path: PathBuf, reason: String },
+    #[error("model file {path} does not exist")]
+    ModelMissing { path: PathBuf },
+    #[error("model {path} could not be loaded: {reason}")]
+    ModelLoad { path: PathBuf, reason: String },
+    #[error(
+        "model {path} breaks the stylize contract: {tensor}: expected {expected}, found {actual}"
+    )]
+    Contract {
+        path: PathBuf,
+        tensor: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("unknown style `{name}`; this model has: {available}")]
+    UnknownStyle { name: String, available: String },
+    #[error("invalid style blend `{spec}`: {reason}")]
+    BadBlend { spec: String, reason: String },
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("invalid frame: {0}")]
+    Frame(String),
+}

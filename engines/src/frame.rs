@@ -1,0 +1,367 @@
+//! Video frames ⇄ model tensors.
+//!
+//! Packed RGB-family frames (with any row stride) are read into a tight RGB image, resized to
+//! the inference size with `fast_image_resize`, reflect-padded to the model's size multiple and
+//! laid out as planar float; the way back crops, resizes to the output size and writes only the
+//! colour bytes, so an alpha or padding byte of the frame is left as it was.
+//! YUV formats (I420, NV12) are not converted here: the element negotiates them through
+//! `videoconvert`, which is SIMD-optimised and already in every pipeline.
+
+use fast_image_resize as fr;
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Packed 8-bit RGB layouts the engine reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    Rgb,
+    Bgr,
+    Rgbx,
+    Bgrx,
+    Xrgb,
+    Xbgr,
+    Rgba,
+    Bgra,
+    Argb,
+    Abgr,
+}
+
+impl PixelFormat {
+    pub const ALL: [PixelFormat; 10] = [
+        Self::Rgb,
+        Self::Bgr,
+        Self::Rgbx,
+        Self::Bgrx,
+        Self::Xrgb,
+        Self::Xbgr,
+        Self::Rgba,
+        Self::Bgra,
+        Self::Argb,
+        Self::Abgr,
+    ];
+
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            Self::Rgb | Self::Bgr => 3,
+            _ => 4,
+        }
+    }
+
+    /// Byte offsets of R, G and B within a pixel.
+    pub fn rgb_offsets(self) -> [usize; 3] {
+        match self {
+            Self::Rgb | Self::Rgbx | Self::Rgba => [0, 1, 2],
+            Self::Bgr | Self::Bgrx | Self::Bgra => [2, 1, 0],
+            Self::Xrgb | Self::Argb => [1, 2, 3],
+            Self::Xbgr | Self::Abgr => [3, 2, 1],
+        }
+    }
+}
+
+/// A tightly packed 8-bit RGB image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+impl RgbImage {
+    pub fn new(width: usize, height: usize) -> Self {
+        Self {
+            width,
+            height,
+            data: vec![0; width * height * 3],
+        }
+    }
+}
+
+/// Borrowed frame memory: `stride` bytes per row, `height` rows.
+pub struct FrameLayout {
+    pub format: PixelFormat,
+    pub width: usize,
+    pub height: usize,
+    pub stride: usize,
+}
+
+impl FrameLayout {
+    fn check(&self, len: usize) -> Result<()> {
+        let row = self.width * self.format.bytes_per_pixel();
+        if self.width == 0 || self.height == 0 {
+            return Err(Error::Frame("zero-sized frame".into()));
+        }
+        if self.stride < row {
+            return Err(Error::Frame(format!(
+                "stride {} is shorter than a row of {} bytes",
+                self.stride, row
+            )));
+        }
+        let needed = self.stride * (self.height - 1) + row;
+        if len < needed {
+            return Err(Error::Frame(format!(
+                "buffer of {len} bytes is smaller than the {needed} bytes of a {}x{} {:?} frame",
+                self.width, self.height, self.format
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Copy the colour channels of a packed frame into an RGB image.
+pub fn read_rgb(data: &[u8], layout: &FrameLayout) -> Result<RgbImage> {
+    layout.check(data.len())?;
+    let bpp = layout.format.bytes_per_pixel();
+    let [r, g, b] = layout.format.rgb_offsets();
+    let mut img = RgbImage::new(layout.width, layout.height);
+    for (y, out_row) in img.data.chunks_exact_mut(layout.width * 3).enumerate() {
+        let row = &data[y * layout.stride..y * layout.stride + layout.width * bpp];
+        for (px, out) in row.chunks_exact(bpp).zip(out_row.chunks_exact_mut(3)) {
+            out[0] = px[r];
+            out[1] = px[g];
+            out[2] = px[b];
+        }
+    }
+    Ok(img)
+}
+
+/// Write an RGB image of the frame's size into a packed frame, leaving alpha/padding bytes.
+pub fn write_rgb(img: &RgbImage, data: &mut [u8], layout: &FrameLayout) -> Result<()> {
+    layout.check(data.len())?;
+    if img.width != layout.width || img.height != layout.height {
+        return Err(Error::Frame(format!(
+            "image is {}x{}, frame is {}x{}",
+            img.width, img.height, layout.width, layout.height
+        )));
+    }
+    let bpp = layout.format.bytes_per_pixel();
+    let [r, g, b] = layout.format.rgb_offsets();
+    for (y, in_row) in img.data.chunks_exact(layout.width * 3).enumerate() {
+        let row = &mut data[y * layout.stride..y * layout.stride + layout.width * bpp];
+        for (px, src) in row.chunks_exact_mut(bpp).zip(in_row.chunks_exact(3)) {
+            px[r] = src[0];
+            px[g] = src[1];
+            px[b] = src[2];
+        }
+    }
+    Ok(())
+}
+
+/// Bilinear resize (a no-op copy when the size already matches).
+pub fn resize_rgb(
+    resizer: &mut fr::Resizer,
+    img: &RgbImage,
+    width: usize,
+    height: usize,
+) -> Result<RgbImage> {
+    if img.width == width && img.height == height {
+        return Ok(img.clone());
+    }
+    let to_u32 = |v: usize| u32::try_from(v).map_err(|_| Error::Frame(format!("size {v}")));
+    let src = fr::images::ImageRef::new(
+        to_u32(img.width)?,
+        to_u32(img.height)?,
+        &img.data,
+        fr::PixelType::U8x3,
+    )
+    .map_err(|e| Error::Frame(e.to_string()))?;
+    let mut dst = fr::images::Image::new(to_u32(width)?, to_u32(height)?, fr::PixelType::U8x3);
+    let options =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+    resizer
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| Error::Frame(e.to_string()))?;
+    Ok(RgbImage {
+        width,
+        height,
+        data: dst.into_vec(),
+    })
+}
+
+/// Smallest multiple of `multiple` that is ≥ `v`.
+pub fn round_up(v: usize, multiple: usize) -> usize {
+    v.div_ceil(multiple) * multiple
+}
+
+/// Mirror index for reflect padding (edge not repeated, as ONNX/NumPy `reflect`).
+fn reflect(i: usize, n: usize) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n - 1);
+    let m = i % period;
+    if m < n {
+        m
+    } else {
+        period - m
+    }
+}
+
+/// Planar float tensor of an RGB image, scaled to `scale` (1 or 255), reflect-padded on the
+/// right and bottom to `padded` (height, width).
+pub fn image_to_tensor(img: &RgbImage, padded: (usize, usize), scale: f32) -> Tensor {
+    let (ph, pw) = padded;
+    let mut t = Tensor::zeros(3, ph, pw);
+    let k = scale / 255.0;
+    let plane = ph * pw;
+    for y in 0..ph {
+        let sy = reflect(y, img.height);
+        let src_row = &img.data[sy * img.width * 3..(sy + 1) * img.width * 3];
+        for x in 0..pw {
+            let sx = reflect(x, img.width);
+            for c in 0..3 {
+                t.data[c * plane + y * pw + x] = f32::from(src_row[sx * 3 + c]) * k;
+            }
+        }
+    }
+    t
+}
+
+/// Pad an existing planar tensor the same way (used by tests and reference checks).
+pub fn pad_tensor(t: &Tensor, padded: (usize, usize)) -> Tensor {
+    let (ph, pw) = padded;
+    let mut out = Tensor::zeros(t.channels, ph, pw);
+    for c in 0..t.channels {
+        let src = t.plane(c);
+        for y in 0..ph {
+            let sy = reflect(y, t.height);
+            for x in 0..pw {
+                out.data[c * ph * pw + y * pw + x] = src[sy * t.width + reflect(x, t.width)];
+            }
+        }
+    }
+    out
+}
+
+/// Crop the top-left `height`×`width` of a tensor.
+pub fn crop_tensor(t: &Tensor, height: usize, width: usize) -> Result<Tensor> {
+    if t.channels != 3 || t.height < height || t.width < width {
+        return Err(Error::Inference(format!(
+            "model output is [1,{},{},{}], smaller than the [1,3,{height},{width}] input",
+            t.channels, t.height, t.width
+        )));
+    }
+    let mut out = Tensor::zeros(3, height, width);
+    for c in 0..3 {
+        let src = t.plane(c);
+        for y in 0..height {
+            let d = c * height * width + y * width;
+            out.data[d..d + width].copy_from_slice(&src[y * t.width..y * t.width + width]);
+        }
+    }
+    Ok(out)
+}
+
+/// RGB image from the top-left `height`×`width` of a planar tensor in `scale` units.
+pub fn tensor_to_image(t: &Tensor, height: usize, width: usize, scale: f32) -> Result<RgbImage> {
+    let t = crop_tensor(t, height, width)?;
+    let k = 255.0 / scale;
+    let plane = height * width;
+    let mut img = RgbImage::new(width, height);
+    for (i, px) in img.data.chunks_exact_mut(3).enumerate() {
+        for (c, v) in px.iter_mut().enumerate() {
+            *v = (t.data[c * plane + i] * k).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Ok(img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(format: PixelFormat, width: usize, height: usize, stride: usize) -> FrameLayout {
+        FrameLayout {
+            format,
+            width,
+            height,
+            stride,
+        }
+    }
+
+    #[test]
+    fn every_format_round_trips_and_keeps_alpha() {
+        let (w, h) = (5, 3);
+        for format in PixelFormat::ALL {
+            let bpp = format.bytes_per_pixel();
+            let stride = w * bpp + 3; // padded rows, as GStreamer aligns them
+            let data: Vec<u8> = (0..stride * h).map(|i| (i * 7 % 251) as u8).collect();
+            let l = layout(format, w, h, stride);
+            let img = read_rgb(&data, &l).unwrap();
+            let [r, g, b] = format.rgb_offsets();
+            let px = &data[stride + 2 * bpp..];
+            assert_eq!(
+                &img.data[(w + 2) * 3..(w + 2) * 3 + 3],
+                &[px[r], px[g], px[b]]
+            );
+            let mut out = data.clone();
+            let inverted = RgbImage {
+                data: img.data.iter().map(|v| 255 - v).collect(),
+                ..img.clone()
+            };
+            write_rgb(&inverted, &mut out, &l).unwrap();
+            assert_eq!(read_rgb(&out, &l).unwrap(), inverted, "{format:?}");
+            // Bytes that are not colour (alpha, x, row padding) are untouched.
+            for (i, (before, after)) in data.iter().zip(&out).enumerate() {
+                let (row, col) = (i / stride, i % stride);
+                let colour = col < w * bpp && [r, g, b].contains(&(col % bpp));
+                if !colour {
+                    assert_eq!(before, after, "{format:?} byte {i} (row {row})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_buffer_is_an_error_not_a_panic() {
+        let err = read_rgb(&[0; 10], &layout(PixelFormat::Rgbx, 4, 4, 16)).unwrap_err();
+        assert!(err.to_string().contains("smaller than"), "{err}");
+    }
+
+    #[test]
+    fn reflect_padding_matches_numpy() {
+        // np.pad([0,1,2,3], (0,4), mode="reflect") == [0,1,2,3,2,1,0,1]
+        let got: Vec<usize> = (0..8).map(|i| reflect(i, 4)).collect();
+        assert_eq!(got, vec![0, 1, 2, 3, 2, 1, 0, 1]);
+        assert_eq!(reflect(5, 1), 0);
+    }
+
+    #[test]
+    fn tensor_round_trip_crops_padding() {
+        let img = RgbImage {
+            width: 3,
+            height: 2,
+            data: (0..18).map(|v| v as u8 * 10).collect(),
+        };
+        let t = image_to_tensor(&img, (4, 4), 1.0);
+        assert_eq!(t.shape(), [1, 3, 4, 4]);
+        assert!((t.data[0] - 0.0).abs() < 1e-6);
+        assert!((t.data[1] - 30.0 / 255.0).abs() < 1e-6);
+        // column 3 mirrors column 1
+        assert_eq!(t.data[3], t.data[1]);
+        assert_eq!(tensor_to_image(&t, 2, 3, 1.0).unwrap(), img);
+        let t255 = image_to_tensor(&img, (2, 3), 255.0);
+        assert_eq!(t255.data[1], 30.0);
+        assert_eq!(tensor_to_image(&t255, 2, 3, 255.0).unwrap(), img);
+    }
+
+    #[test]
+    fn resize_changes_size_and_keeps_flat_colour() {
+        let mut resizer = fr::Resizer::new();
+        let img = RgbImage {
+            width: 8,
+            height: 4,
+            data: [10u8, 120, 250].repeat(32),
+        };
+        let small = resize_rgb(&mut resizer, &img, 4, 2).unwrap();
+        assert_eq!((small.width, small.height), (4, 2));
+        assert!(small.data.chunks(3).all(|p| p == [10, 120, 250]));
+    }
+
+    #[test]
+    fn round_up_to_multiple() {
+        assert_eq!(round_up(101, 4), 104);
+        assert_eq!(round_up(100, 4), 100);
+        assert_eq!(round_up(7, 1), 7);
+    }
+}

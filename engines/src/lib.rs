@@ -1,0 +1,17 @@
+//! stylize engines: everything that knows about style models, tensors and frames.
+//!
+//! No GStreamer types appear in this API, so the element, the daemon and the benchmarks all
+//! drive the same code: [`Stylizer`] = a [`backend::Backend`] running a contract-checked
+//! [`model::ModelInfo`], fed by [`frame`] conversion and conditioned by a [`style`] selection.
+
+pub mod backend;
+pub mod error;
+pub mod frame;
+pub mod model;
+pub mod runtime;
+pub mod style;
+pub mod stylizer;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use stylizer::{InferenceSize, Stylizer, Timings};

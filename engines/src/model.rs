@@ -1,0 +1,375 @@
+//! Model families and the contract every model must meet (DESIGN.md, "Model families").
+//!
+//! The check works on plain [`TensorSpec`]s so it is testable without ONNX Runtime; backends
+//! describe their loaded graph with them and call [`check_contract`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub const CONTENT: &str = "content";
+pub const STYLE_WEIGHTS: &str = "style_weights";
+pub const STYLE_EMBEDDING: &str = "style_embedding";
+pub const STYLIZED: &str = "stylized";
+
+pub const META_FAMILY: &str = "stylize.family";
+pub const META_INPUT_RANGE: &str = "stylize.input_range";
+pub const META_SIZE_MULTIPLE: &str = "stylize.size_multiple";
+pub const META_STYLES: &str = "stylize.styles";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Johnson et al. 2016: one network per style, `content` → `stylized`.
+    PerStyle,
+    /// Dumoulin et al. 2017: conditional instance norm, `style_weights` [N] picks and blends.
+    Cin,
+    /// Ghiasi et al. 2017: `style_embedding` [1,100] from a style predictor.
+    Arbitrary,
+}
+
+impl Family {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "per-style" => Some(Self::PerStyle),
+            "cin" => Some(Self::Cin),
+            "arbitrary" => Some(Self::Arbitrary),
+            _ => None,
+        }
+    }
+
+    /// The conditioning input this family takes besides `content`, if any.
+    pub fn conditioning_input(self) -> Option<&'static str> {
+        match self {
+            Self::PerStyle => None,
+            Self::Cin => Some(STYLE_WEIGHTS),
+            Self::Arbitrary => Some(STYLE_EMBEDDING),
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::PerStyle => "per-style",
+            Self::Cin => "cin",
+            Self::Arbitrary => "arbitrary",
+        })
+    }
+}
+
+/// Pixel value scale the network expects and produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputRange {
+    Unit,
+    Byte,
+}
+
+impl InputRange {
+    pub fn scale(self) -> f32 {
+        match self {
+            Self::Unit => 1.0,
+            Self::Byte => 255.0,
+        }
+    }
+}
+
+/// One graph input or output as the backend sees it; `-1` marks a dynamic dimension.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub element_type: String,
+    pub dims: Vec<i64>,
+}
+
+impl TensorSpec {
+    pub fn new(name: &str, element_type: &str, dims: &[i64]) -> Self {
+        Self {
+            name: name.into(),
+            element_type: element_type.into(),
+            dims: dims.to_vec(),
+        }
+    }
+}
+
+fn dims_str(dims: &[i64]) -> String {
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
+        .collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// What the engine needs to know about a model that passed the contract check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub family: Family,
+    pub input_range: InputRange,
+    /// Input height and width must be multiples of this; the engine pads and crops.
+    pub size_multiple: usize,
+    /// A fixed (height, width) when the graph does not accept other sizes.
+    pub fixed_size: Option<(usize, usize)>,
+    /// Style names: N for a CIN net, one (or none) for a per-style net.
+    pub styles: Vec<String>,
+    /// Length of the conditioning vector (`style_weights` N or embedding size).
+    pub conditioning_len: usize,
+}
+
+/// Check a loaded graph against the family contract and read the stylize metadata.
+pub fn check_contract(
+    path: &Path,
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+    metadata: &HashMap<String, String>,
+) -> Result<ModelInfo> {
+    let violation = |tensor: &str, expected: String, actual: String| Error::Contract {
+        path: path.to_path_buf(),
+        tensor: tensor.to_string(),
+        expected,
+        actual,
+    };
+    let names = |specs: &[TensorSpec]| {
+        let v: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        format!("tensors [{}]", v.join(", "))
+    };
+    let find = |specs: &[TensorSpec], name: &str, kind: &str| {
+        specs
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                violation(
+                    &format!("{kind} `{name}`"),
+                    "a tensor of that name".into(),
+                    names(specs),
+                )
+            })
+    };
+    let image_spec = |spec: &TensorSpec, kind: &str| -> Result<()> {
+        let ok_rank = spec.dims.len() == 4;
+        let ok_batch = ok_rank && (spec.dims[0] == 1 || spec.dims[0] < 0);
+        let ok_channels = ok_rank && spec.dims[1] == 3;
+        if spec.element_type != "float32" {
+            return Err(violation(
+                &format!("{kind} `{}`", spec.name),
+                "float32".into(),
+                spec.element_type.clone(),
+            ));
+        }
+        if !(ok_batch && ok_channels) {
+            return Err(violation(
+                &format!("{kind} `{}`", spec.name),
+                "shape [1,3,H,W]".into(),
+                dims_str(&spec.dims),
+            ));
+        }
+        Ok(())
+    };
+
+    let content = find(inputs, CONTENT, "input")?;
+    image_spec(&content, "input")?;
+    let stylized = find(outputs, STYLIZED, "output")?;
+    image_spec(&stylized, "output")?;
+
+    let family = match metadata.get(META_FAMILY) {
+        Some(f) => Family::parse(f).ok_or_else(|| {
+            violation(
+                &format!("metadata `{META_FAMILY}`"),
+                "per-style, cin or arbitrary".into(),
+                f.clone(),
+            )
+        })?,
+        None if inputs.iter().any(|s| s.name == STYLE_WEIGHTS) => Family::Cin,
+        None if inputs.iter().any(|s| s.name == STYLE_EMBEDDING) => Family::Arbitrary,
+        None => Family::PerStyle,
+    };
+    let expected_inputs = 1 + usize::from(family.conditioning_input().is_some());
+    if inputs.len() != expected_inputs {
+        let want = match family.conditioning_input() {
+            Some(c) => format!("inputs [{CONTENT}, {c}] for a {family} model"),
+            None => format!("inputs [{CONTENT}] for a {family} model"),
+        };
+        return Err(violation("inputs", want, names(inputs)));
+    }
+
+    let styles: Vec<String> = metadata
+        .get(META_STYLES)
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let conditioning_len = match family.conditioning_input() {
+        None => 0,
+        Some(name) => {
+            let spec = find(inputs, name, "input")?;
+            let len = match (family, spec.dims.as_slice()) {
+                (Family::Cin, [n]) if *n > 0 => *n as usize,
+                (Family::Arbitrary, [1, n]) if *n > 0 => *n as usize,
+                _ => {
+                    let want = if family == Family::Cin {
+                        "shape [N] with N fixed"
+                    } else {
+                        "shape [1,D] with D fixed"
+                    };
+                    return Err(violation(
+                        &format!("input `{name}`"),
+                        want.into(),
+                        dims_str(&spec.dims),
+                    ));
+                }
+            };
+            if spec.element_type != "float32" {
+                return Err(violation(
+                    &format!("input `{name}`"),
+                    "float32".into(),
+                    spec.element_type.clone(),
+                ));
+            }
+            len
+        }
+    };
+    if family == Family::Cin {
+        if styles.is_empty() {
+            // Unnamed CIN nets still work: styles are addressable as style-NN.
+        } else if styles.len() != conditioning_len {
+            return Err(violation(
+                &format!("metadata `{META_STYLES}`"),
+                format!("{conditioning_len} names (one per `{STYLE_WEIGHTS}` entry)"),
+                format!("{} names", styles.len()),
+            ));
+        }
+    }
+
+    let input_range = match metadata.get(META_INPUT_RANGE).map(String::as_str) {
+        None | Some("0-1") => InputRange::Unit,
+        Some("0-255") => InputRange::Byte,
+        Some(other) => {
+            return Err(violation(
+                &format!("metadata `{META_INPUT_RANGE}`"),
+                "0-1 or 0-255".into(),
+                other.into(),
+            ))
+        }
+    };
+    let size_multiple = match metadata.get(META_SIZE_MULTIPLE) {
+        None => 1,
+        Some(m) => m.parse::<usize>().ok().filter(|&m| m > 0).ok_or_else(|| {
+            violation(
+                &format!("metadata `{META_SIZE_MULTIPLE}`"),
+                "a positive integer".into(),
+                m.clone(),
+            )
+        })?,
+    };
+    let fixed_size = match (content.dims[2], content.dims[3]) {
+        (h, w) if h > 0 && w > 0 => Some((h as usize, w as usize)),
+        _ => None,
+    };
+
+    Ok(ModelInfo {
+        path: path.to_path_buf(),
+        family,
+        input_range,
+        size_multiple,
+        fixed_size,
+        styles,
+        conditioning_len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn cin_inputs() -> Vec<TensorSpec> {
+        vec![
+            TensorSpec::new(CONTENT, "float32", &[1, 3, -1, -1]),
+            TensorSpec::new(STYLE_WEIGHTS, "float32", &[3]),
+        ]
+    }
+
+    fn out() -> Vec<TensorSpec> {
+        vec![TensorSpec::new(STYLIZED, "float32", &[1, 3, -1, -1])]
+    }
+
+    #[test]
+    fn cin_model_with_names_passes() {
+        let info = check_contract(
+            Path::new("m.onnx"),
+            &cin_inputs(),
+            &out(),
+            &meta(&[(META_STYLES, "a,b,c"), (META_SIZE_MULTIPLE, "4")]),
+        )
+        .unwrap();
+        assert_eq!(info.family, Family::Cin);
+        assert_eq!(info.styles, vec!["a", "b", "c"]);
+        assert_eq!(info.size_multiple, 4);
+        assert_eq!(info.conditioning_len, 3);
+        assert_eq!(info.fixed_size, None);
+    }
+
+    #[test]
+    fn wrong_input_name_names_the_tensor() {
+        let inputs = vec![TensorSpec::new("image", "float32", &[1, 3, -1, -1])];
+        let err = check_contract(Path::new("m.onnx"), &inputs, &out(), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("input `content`"), "{err}");
+        assert!(err.contains("tensors [image]"), "{err}");
+    }
+
+    #[test]
+    fn wrong_channel_count_shows_expected_and_actual_shape() {
+        let inputs = vec![TensorSpec::new(CONTENT, "float32", &[1, 4, 64, 64])];
+        let err = check_contract(Path::new("m.onnx"), &inputs, &out(), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shape [1,3,H,W]"), "{err}");
+        assert!(err.contains("[1,4,64,64]"), "{err}");
+    }
+
+    #[test]
+    fn wrong_element_type_is_reported() {
+        let inputs = vec![TensorSpec::new(CONTENT, "uint8", &[1, 3, -1, -1])];
+        let err = check_contract(Path::new("m.onnx"), &inputs, &out(), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected float32, found uint8"), "{err}");
+    }
+
+    #[test]
+    fn style_name_count_must_match_weights() {
+        let err = check_contract(
+            Path::new("m.onnx"),
+            &cin_inputs(),
+            &out(),
+            &meta(&[(META_STYLES, "a,b")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("3 names"), "{err}");
+    }
+
+    #[test]
+    fn per_style_without_metadata_and_fixed_size() {
+        let inputs = vec![TensorSpec::new(CONTENT, "float32", &[1, 3, 224, 224])];
+        let info = check_contract(Path::new("m.onnx"), &inputs, &out(), &HashMap::new()).unwrap();
+        assert_eq!(info.family, Family::PerStyle);
+        assert_eq!(info.fixed_size, Some((224, 224)));
+        assert_eq!(info.input_range, InputRange::Unit);
+    }
+}
