@@ -1,0 +1,352 @@
+//! `stylize` element tests: gst_check::Harness for buffer flow, real pipelines for bus errors.
+
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::Duration;
+
+use gst::prelude::*;
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gststylize::plugin_register_static().expect("register stylize plugin");
+    });
+}
+
+/// A fetched asset; missing assets skip the test locally and fail it under CI.
+fn asset(relative: &str) -> Option<PathBuf> {
+    let path = stylize_engines::runtime::assets_dir().join(relative);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: run scripts/setup",
+        path.display()
+    );
+    eprintln!("skipping: {} is missing", path.display());
+    None
+}
+
+const W: usize = 96;
+const H: usize = 64;
+
+fn caps(width: usize, height: usize) -> String {
+    format!("video/x-raw,format=RGBA,width={width},height={height},framerate=25/1")
+}
+
+/// An RGBA test picture with a gradient, a bright square and a distinct alpha pattern.
+fn picture(width: usize, height: usize, seed: u8) -> Vec<u8> {
+    let mut data = vec![0u8; width * height * 4];
+    for y in 0..height {
+        for x in 0..width {
+            let i = (y * width + x) * 4;
+            let in_square = (width / 4..width / 2).contains(&x) && (height / 4..height / 2).contains(&y);
+            data[i] = (x * 255 / width) as u8;
+            data[i + 1] = (y * 255 / height) as u8;
+            data[i + 2] = if in_square { 250 } else { seed };
+            data[i + 3] = ((x + y) % 256) as u8;
+        }
+    }
+    data
+}
+
+fn buffer(data: Vec<u8>, index: u64) -> gst::Buffer {
+    let mut buf = gst::Buffer::from_mut_slice(data);
+    {
+        let b = buf.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(40 * index));
+        b.set_duration(gst::ClockTime::from_mseconds(40));
+    }
+    buf
+}
+
+fn harness(model: &PathBuf, props: &[(&str, &str)]) -> gst_check::Harness {
+    init();
+    let element = gst::ElementFactory::make("stylize")
+        .property("model", model.to_str().unwrap())
+        .property("threads", 2u32)
+        .build()
+        .unwrap();
+    for (name, value) in props {
+        element.set_property_from_str(name, value);
+    }
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str(&caps(W, H));
+    h.play();
+    h
+}
+
+fn pull_data(h: &mut gst_check::Harness) -> (gst::Buffer, Vec<u8>) {
+    let out = h.pull().expect("an output buffer");
+    let data = out.map_readable().unwrap().to_vec();
+    (out, data)
+}
+
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (i32::from(*x) - i32::from(*y)).unsigned_abs() as f64)
+        .sum::<f64>()
+        / a.len() as f64
+}
+
+#[test]
+fn stylizes_every_frame_and_keeps_timestamps_and_alpha() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    let mut h = harness(&model, &[]);
+    for i in 0..4u64 {
+        let input = picture(W, H, (i * 40) as u8);
+        h.push(buffer(input.clone(), i)).unwrap();
+        let (out, data) = pull_data(&mut h);
+        assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(40 * i)));
+        assert_eq!(out.duration(), Some(gst::ClockTime::from_mseconds(40)));
+        assert_eq!(data.len(), W * H * 4);
+        let colour = |d: &[u8]| d.chunks(4).flat_map(|p| p[..3].to_vec()).collect::<Vec<_>>();
+        assert!(
+            mean_abs_diff(&colour(&data), &colour(&input)) > 20.0,
+            "frame {i} was not stylized"
+        );
+        let alpha = |d: &[u8]| d.chunks(4).map(|p| p[3]).collect::<Vec<_>>();
+        assert_eq!(alpha(&data), alpha(&input), "alpha must pass through");
+    }
+    assert_eq!(h.buffers_received(), 4);
+}
+
+#[test]
+fn style_switch_applies_on_the_next_frame_and_is_deterministic() {
+    let Some(model) = asset("models/multistyle26.onnx") else {
+        return;
+    };
+    let mut h = harness(&model, &[("style", "mosaic")]);
+    let input = picture(W, H, 90);
+    h.push(buffer(input.clone(), 0)).unwrap();
+    let (_, mosaic) = pull_data(&mut h);
+
+    h.element().unwrap().set_property("style", "starry-swirls");
+    h.push(buffer(input.clone(), 1)).unwrap();
+    let (_, starry) = pull_data(&mut h);
+    assert!(mean_abs_diff(&mosaic, &starry) > 10.0, "style did not change");
+
+    h.element()
+        .unwrap()
+        .set_property("style-weights", "mosaic:1,starry-swirls:1");
+    h.push(buffer(input.clone(), 2)).unwrap();
+    let (_, blend) = pull_data(&mut h);
+    assert!(mean_abs_diff(&blend, &mosaic) > 3.0 && mean_abs_diff(&blend, &starry) > 3.0);
+
+    h.element()
+        .unwrap()
+        .set_property("style-weights", None::<&str>);
+    h.element().unwrap().set_property("style", "style-25"); // alias of mosaic
+    h.push(buffer(input, 3)).unwrap();
+    let (_, again) = pull_data(&mut h);
+    assert_eq!(again, mosaic, "same style and input must give the same frame");
+}
+
+#[test]
+fn resolution_change_mid_stream_renegotiates() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    let mut h = harness(&model, &[]);
+    h.push(buffer(picture(W, H, 0), 0)).unwrap();
+    assert_eq!(pull_data(&mut h).1.len(), W * H * 4);
+    h.set_src_caps_str(&caps(120, 68));
+    let input = picture(120, 68, 0);
+    h.push(buffer(input.clone(), 1)).unwrap();
+    let (out, data) = pull_data(&mut h);
+    assert_eq!(data.len(), 120 * 68 * 4);
+    assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(40)));
+    assert!(mean_abs_diff(&data, &input) > 10.0);
+}
+
+#[test]
+fn inference_size_is_independent_of_the_output_size() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    let mut full = harness(&model, &[]);
+    let mut small = harness(&model, &[("inference-width", "48")]);
+    let input = picture(W, H, 30);
+    full.push(buffer(input.clone(), 0)).unwrap();
+    small.push(buffer(input, 0)).unwrap();
+    let (_, a) = pull_data(&mut full);
+    let (_, b) = pull_data(&mut small);
+    assert_eq!(a.len(), b.len(), "output keeps the caps size");
+    assert!(mean_abs_diff(&a, &b) > 2.0, "half-size inference must differ");
+}
+
+#[test]
+fn latency_query_reports_the_measured_model_time() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    let mut h = harness(&model, &[]);
+    h.push(buffer(picture(W, H, 0), 0)).unwrap();
+    pull_data(&mut h);
+    let latency = h.query_latency().expect("latency answered");
+    assert!(latency > gst::ClockTime::ZERO, "latency {latency}");
+    assert!(latency < gst::ClockTime::from_seconds(10), "latency {latency}");
+}
+
+/// Run `launch` until EOS or an error; returns the error text (message + debug), if any,
+/// and every warning seen. Never waits more than 60 s, so a hang fails the test.
+fn run_pipeline(launch: &str) -> (Option<String>, Vec<String>, usize) {
+    init();
+    let pipeline = gst::parse::launch(launch).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let mut warnings = Vec::new();
+    let mut frames = 0;
+    let mut error = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => {
+                error = Some(format!("{} | {:?}", e.error(), e.debug()));
+                break;
+            }
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::Element(e)
+                if e.structure().is_some_and(|s| s.name() == "stylize-frame") =>
+            {
+                frames += 1
+            }
+            _ => {}
+        }
+    }
+    assert!(std::time::Instant::now() < deadline, "pipeline hung: {launch}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    (error, warnings, frames)
+}
+
+fn error_of(model: &str, extra: &str) -> String {
+    let launch = format!(
+        "videotestsrc num-buffers=3 ! video/x-raw,format=RGBx,width=64,height=48 ! \
+         stylize {model} {extra} ! fakesink"
+    );
+    run_pipeline(&launch)
+        .0
+        .unwrap_or_else(|| panic!("expected an error from: {launch}"))
+}
+
+#[test]
+fn bad_input_is_a_bus_error_with_a_clear_message() {
+    let Some(mosaic) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    let Some(upstream) = asset("upstream/multistyle26.onnx") else {
+        return;
+    };
+    let Some(cin) = asset("models/multistyle26.onnx") else {
+        return;
+    };
+
+    let err = error_of("", "");
+    assert!(err.contains("no model set"), "{err}");
+
+    let err = error_of("model=/nonexistent/style.onnx", "");
+    assert!(err.contains("model file /nonexistent/style.onnx does not exist"), "{err}");
+
+    let corrupt = std::env::temp_dir().join(format!("stylize-corrupt-{}.onnx", std::process::id()));
+    std::fs::write(&corrupt, b"\x08\x07garbage that is not an ONNX graph").unwrap();
+    let err = error_of(&format!("model={}", corrupt.display()), "");
+    assert!(err.contains("could not be loaded"), "{err}");
+
+    let err = error_of(&format!("model={}", upstream.display()), "");
+    assert!(err.contains("breaks the stylize contract"), "{err}");
+    assert!(err.contains("input `content`"), "{err}");
+
+    let err = error_of(&format!("model={}", cin.display()), "style=no-such-style");
+    assert!(err.contains("unknown style `no-such-style`"), "{err}");
+    assert!(err.contains("mosaic (style-25)"), "{err}");
+
+    let err = error_of(&format!("model={}", cin.display()), "style-weights=mosaic:x");
+    assert!(err.contains("`x` is not a number"), "{err}");
+
+    let err = error_of(&format!("model={}", mosaic.display()), "style=starry-swirls");
+    assert!(err.contains("per-style model has only its own style"), "{err}");
+
+    // Unsupported caps: a GRAY8 stream is refused at negotiation, not mis-read.
+    let mut h = harness(&mosaic, &[]);
+    h.set_src_caps_str("video/x-raw,format=GRAY8,width=64,height=48,framerate=25/1");
+    let pushed = h.push(buffer(vec![0u8; 64 * 48], 0));
+    assert_eq!(pushed, Err(gst::FlowError::NotNegotiated));
+}
+
+#[test]
+fn unknown_style_while_playing_warns_and_keeps_going() {
+    let Some(cin) = asset("models/multistyle26.onnx") else {
+        return;
+    };
+    init();
+    let launch = format!(
+        "videotestsrc num-buffers=6 ! video/x-raw,format=RGBx,width=64,height=48 ! \
+         stylize name=s model={} style=mosaic ! fakesink",
+        cin.display()
+    );
+    let pipeline = gst::parse::launch(&launch).unwrap();
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let stylize = bin.by_name("s").unwrap();
+    let pad = stylize.static_pad("sink").unwrap();
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let el = stylize.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2 {
+            el.set_property("style", "no-such-style");
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut warnings = Vec::new();
+    let mut frames = 0;
+    let mut eos = false;
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => {
+                eos = true;
+                break;
+            }
+            gst::MessageView::Error(e) => panic!("unexpected error {}", e.error()),
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::Element(e)
+                if e.structure().is_some_and(|s| s.name() == "stylize-frame") =>
+            {
+                frames += 1
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(eos, "pipeline must reach EOS");
+    assert_eq!(frames, 6, "every frame still stylized");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("unknown style `no-such-style`"), "{warnings:?}");
+    assert!(warnings[0].contains("keeping the previous style"), "{warnings:?}");
+}
+
+#[test]
+fn frame_messages_count_every_frame() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    let launch = format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=BGRx,width=80,height=60 ! \
+         stylize model={} scale=0.5 ! fakesink",
+        model.display()
+    );
+    let (error, warnings, frames) = run_pipeline(&launch);
+    assert_eq!(error, None);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(frames, 5);
+}
