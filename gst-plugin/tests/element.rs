@@ -42,7 +42,8 @@ fn picture(width: usize, height: usize, seed: u8) -> Vec<u8> {
     for y in 0..height {
         for x in 0..width {
             let i = (y * width + x) * 4;
-            let in_square = (width / 4..width / 2).contains(&x) && (height / 4..height / 2).contains(&y);
+            let in_square =
+                (width / 4..width / 2).contains(&x) && (height / 4..height / 2).contains(&y);
             data[i] = (x * 255 / width) as u8;
             data[i + 1] = (y * 255 / height) as u8;
             data[i + 2] = if in_square { 250 } else { seed };
@@ -62,7 +63,7 @@ fn buffer(data: Vec<u8>, index: u64) -> gst::Buffer {
     buf
 }
 
-fn harness(model: &PathBuf, props: &[(&str, &str)]) -> gst_check::Harness {
+fn harness(model: &std::path::Path, props: &[(&str, &str)]) -> gst_check::Harness {
     init();
     let element = gst::ElementFactory::make("stylize")
         .property("model", model.to_str().unwrap())
@@ -106,7 +107,11 @@ fn stylizes_every_frame_and_keeps_timestamps_and_alpha() {
         assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(40 * i)));
         assert_eq!(out.duration(), Some(gst::ClockTime::from_mseconds(40)));
         assert_eq!(data.len(), W * H * 4);
-        let colour = |d: &[u8]| d.chunks(4).flat_map(|p| p[..3].to_vec()).collect::<Vec<_>>();
+        let colour = |d: &[u8]| {
+            d.chunks(4)
+                .flat_map(|p| p[..3].to_vec())
+                .collect::<Vec<_>>()
+        };
         assert!(
             mean_abs_diff(&colour(&data), &colour(&input)) > 20.0,
             "frame {i} was not stylized"
@@ -130,7 +135,10 @@ fn style_switch_applies_on_the_next_frame_and_is_deterministic() {
     h.element().unwrap().set_property("style", "starry-swirls");
     h.push(buffer(input.clone(), 1)).unwrap();
     let (_, starry) = pull_data(&mut h);
-    assert!(mean_abs_diff(&mosaic, &starry) > 10.0, "style did not change");
+    assert!(
+        mean_abs_diff(&mosaic, &starry) > 10.0,
+        "style did not change"
+    );
 
     h.element()
         .unwrap()
@@ -145,7 +153,10 @@ fn style_switch_applies_on_the_next_frame_and_is_deterministic() {
     h.element().unwrap().set_property("style", "style-25"); // alias of mosaic
     h.push(buffer(input, 3)).unwrap();
     let (_, again) = pull_data(&mut h);
-    assert_eq!(again, mosaic, "same style and input must give the same frame");
+    assert_eq!(
+        again, mosaic,
+        "same style and input must give the same frame"
+    );
 }
 
 #[test]
@@ -178,7 +189,10 @@ fn inference_size_is_independent_of_the_output_size() {
     let (_, a) = pull_data(&mut full);
     let (_, b) = pull_data(&mut small);
     assert_eq!(a.len(), b.len(), "output keeps the caps size");
-    assert!(mean_abs_diff(&a, &b) > 2.0, "half-size inference must differ");
+    assert!(
+        mean_abs_diff(&a, &b) > 2.0,
+        "half-size inference must differ"
+    );
 }
 
 #[test]
@@ -191,7 +205,10 @@ fn latency_query_reports_the_measured_model_time() {
     pull_data(&mut h);
     let latency = h.query_latency().expect("latency answered");
     assert!(latency > gst::ClockTime::ZERO, "latency {latency}");
-    assert!(latency < gst::ClockTime::from_seconds(10), "latency {latency}");
+    assert!(
+        latency < gst::ClockTime::from_seconds(10),
+        "latency {latency}"
+    );
 }
 
 /// Run `launch` until EOS or an error; returns the error text (message + debug), if any,
@@ -224,7 +241,10 @@ fn run_pipeline(launch: &str) -> (Option<String>, Vec<String>, usize) {
             _ => {}
         }
     }
-    assert!(std::time::Instant::now() < deadline, "pipeline hung: {launch}");
+    assert!(
+        std::time::Instant::now() < deadline,
+        "pipeline hung: {launch}"
+    );
     pipeline.set_state(gst::State::Null).unwrap();
     (error, warnings, frames)
 }
@@ -255,7 +275,10 @@ fn bad_input_is_a_bus_error_with_a_clear_message() {
     assert!(err.contains("no model set"), "{err}");
 
     let err = error_of("model=/nonexistent/style.onnx", "");
-    assert!(err.contains("model file /nonexistent/style.onnx does not exist"), "{err}");
+    assert!(
+        err.contains("model file /nonexistent/style.onnx does not exist"),
+        "{err}"
+    );
 
     let corrupt = std::env::temp_dir().join(format!("stylize-corrupt-{}.onnx", std::process::id()));
     std::fs::write(&corrupt, b"\x08\x07garbage that is not an ONNX graph").unwrap();
@@ -270,11 +293,20 @@ fn bad_input_is_a_bus_error_with_a_clear_message() {
     assert!(err.contains("unknown style `no-such-style`"), "{err}");
     assert!(err.contains("mosaic (style-25)"), "{err}");
 
-    let err = error_of(&format!("model={}", cin.display()), "style-weights=mosaic:x");
+    let err = error_of(
+        &format!("model={}", cin.display()),
+        "style-weights=mosaic:x",
+    );
     assert!(err.contains("`x` is not a number"), "{err}");
 
-    let err = error_of(&format!("model={}", mosaic.display()), "style=starry-swirls");
-    assert!(err.contains("per-style model has only its own style"), "{err}");
+    let err = error_of(
+        &format!("model={}", mosaic.display()),
+        "style=starry-swirls",
+    );
+    assert!(
+        err.contains("per-style model has only its own style"),
+        "{err}"
+    );
 
     // Unsupported caps: a GRAY8 stream is refused at negotiation, not mis-read.
     let mut h = harness(&mosaic, &[]);
@@ -331,8 +363,14 @@ fn unknown_style_while_playing_warns_and_keeps_going() {
     assert!(eos, "pipeline must reach EOS");
     assert_eq!(frames, 6, "every frame still stylized");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("unknown style `no-such-style`"), "{warnings:?}");
-    assert!(warnings[0].contains("keeping the previous style"), "{warnings:?}");
+    assert!(
+        warnings[0].contains("unknown style `no-such-style`"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[0].contains("keeping the previous style"),
+        "{warnings:?}"
+    );
 }
 
 #[test]

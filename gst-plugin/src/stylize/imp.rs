@@ -336,12 +336,9 @@ impl BaseTransformImpl for Stylize {
             gst::error_msg!(kind, ("{}", err))
         })?;
         let request = settings.style_request();
-        let conditioning = style::resolve(
-            stylizer.info(),
-            request.0.as_deref(),
-            request.1.as_deref(),
-        )
-        .map_err(|err| gst::error_msg!(gst::LibraryError::Settings, ("{}", err)))?;
+        let conditioning =
+            style::resolve(stylizer.info(), request.0.as_deref(), request.1.as_deref())
+                .map_err(|err| gst::error_msg!(gst::LibraryError::Settings, ("{}", err)))?;
         gst::info!(
             CAT,
             imp = self,

@@ -1,0 +1,143 @@
+//! The `stylize` binary end to end: file mode on real media, the benchmark, bad input.
+
+#[path = "common.rs"]
+mod common;
+
+use std::process::Command;
+
+fn stylize() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stylize"))
+}
+
+#[test]
+fn file_mode_is_frame_exact_and_prints_the_output_path() {
+    let Some(video) = common::asset("media/bigbuckbunny.mp4") else {
+        return;
+    };
+    let dir = common::scratch("file");
+    let output = dir.join("bbb styled.mp4");
+    let out = stylize()
+        .args([
+            "file",
+            "--quiet",
+            "--style",
+            "starry-swirls",
+            "--threads",
+            "2",
+        ])
+        .args(["--inference-size", "320x0"])
+        .arg(&video)
+        .arg(&output)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stylized 132 frames"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        output.display().to_string()
+    );
+
+    let (pts_in, size_in) = common::decoded_frames(&video);
+    let (pts_out, size_out) = common::decoded_frames(&output);
+    assert_eq!(pts_in.len(), 132);
+    assert_eq!(size_out, size_in, "output keeps the input size");
+    assert_eq!(pts_out, pts_in, "same frames at the same timestamps");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn file_mode_bad_input_fails_clearly_and_leaves_no_output() {
+    let Some(video) = common::asset("media/bigbuckbunny.mp4") else {
+        return;
+    };
+    let dir = common::scratch("bad");
+    let output = dir.join("out.mp4");
+    let run = |args: &[&str], input: &std::path::Path| {
+        let out = stylize()
+            .args(["file", "--quiet"])
+            .args(args)
+            .arg(input)
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run(&[], &dir.join("missing.mp4"));
+    assert!(err.contains("missing.mp4 does not exist"), "{err}");
+    let err = run(&["--model", "/nonexistent.onnx"], &video);
+    assert!(
+        err.contains("model file /nonexistent.onnx does not exist"),
+        "{err}"
+    );
+    let err = run(&["--style", "no-such-style"], &video);
+    assert!(err.contains("unknown style `no-such-style`"), "{err}");
+    assert!(
+        !output.exists(),
+        "a failed run must not leave a partial file"
+    );
+    let not_video = dir.join("notes.txt");
+    std::fs::write(&not_video, "not a video").unwrap();
+    let err = run(&[], &not_video);
+    assert!(err.to_lowercase().contains("error"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_writes_json_with_percentiles_and_peer_ratios() {
+    if common::asset("models/multistyle26.onnx").is_none()
+        || common::asset("venv/bin/python").is_none()
+    {
+        return;
+    }
+    let dir = common::scratch("bench");
+    let json = dir.join("bench.json");
+    let out = stylize()
+        .args([
+            "bench",
+            "--sizes",
+            "64x48,96x64",
+            "--iterations",
+            "3",
+            "--threads",
+            "2",
+        ])
+        .arg("--out")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["threads"], 2);
+    assert!(report["peer"]
+        .as_str()
+        .unwrap()
+        .starts_with("onnxruntime 1.32.0"));
+    let sizes = report["sizes"].as_array().unwrap();
+    assert_eq!(sizes.len(), 2);
+    for s in sizes {
+        for key in [
+            "engine_infer_ms",
+            "engine_frame_ms",
+            "element_ms",
+            "ort_python_ms",
+        ] {
+            assert_eq!(s[key]["samples"], 3, "{key}");
+            let (p50, p99) = (
+                s[key]["p50"].as_f64().unwrap(),
+                s[key]["p99"].as_f64().unwrap(),
+            );
+            assert!(p50 > 0.0 && p99 >= p50, "{key}: {p50} {p99}");
+        }
+        let ratio = s["ratio_engine_infer_vs_python"].as_f64().unwrap();
+        let expected = s["engine_infer_ms"]["p50"].as_f64().unwrap()
+            / s["ort_python_ms"]["p50"].as_f64().unwrap();
+        assert!((ratio - expected).abs() < 1e-9);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
