@@ -28,6 +28,14 @@ pub enum Error {
     UnknownStyle { name: String, available: String },
     #[error("invalid style blend `{spec}`: {reason}")]
     BadBlend { spec: String, reason: String },
+    #[error("cannot read image {path}: {reason}")]
+    Image { path: PathBuf, reason: String },
+    #[error("embedding file {path} is corrupt: {reason}")]
+    CorruptEmbedding { path: PathBuf, reason: String },
+    #[error("style library {path}: {reason}")]
+    Library { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Io(String),
     #[error("inference failed: {0}")]
     Inference(String),
     #[error("invalid frame: {0}")]

@@ -5,13 +5,17 @@
 //! [`model::ModelInfo`], fed by [`frame`] conversion and conditioned by a [`style`] selection.
 
 pub mod backend;
+pub mod embedding;
 pub mod error;
 pub mod frame;
+pub mod image_io;
+pub mod library;
 pub mod model;
+pub mod predictor;
 pub mod runtime;
 pub mod style;
 pub mod stylizer;
 pub mod tensor;
 
 pub use error::{Error, Result};
-pub use stylizer::{InferenceSize, Stylizer, Timings};
+pub use stylizer::{InferenceSize, ResolvedStyle, StyleRequest, Stylizer, Timings};

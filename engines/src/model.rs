@@ -284,6 +284,76 @@ pub fn check_contract(
     })
 }
 
+pub const STYLE: &str = "style";
+
+/// A style predictor (Ghiasi 2017): `style` [1,3,S,S] image → `style_embedding` [1,D].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictorInfo {
+    pub path: PathBuf,
+    /// Side of the square input image.
+    pub input_size: usize,
+    pub embedding_len: usize,
+}
+
+pub fn check_predictor_contract(
+    path: &Path,
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+) -> Result<PredictorInfo> {
+    let violation = |tensor: String, expected: &str, actual: String| Error::Contract {
+        path: path.to_path_buf(),
+        tensor,
+        expected: expected.to_string(),
+        actual,
+    };
+    let names = |specs: &[TensorSpec]| {
+        let v: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        format!("tensors [{}]", v.join(", "))
+    };
+    let input = inputs.iter().find(|s| s.name == STYLE).ok_or_else(|| {
+        violation(
+            format!("input `{STYLE}`"),
+            "a tensor of that name",
+            names(inputs),
+        )
+    })?;
+    let input_size = match input.dims.as_slice() {
+        [1, 3, h, w] if *h > 0 && h == w && input.element_type == "float32" => *h as usize,
+        _ => {
+            return Err(violation(
+                format!("input `{STYLE}`"),
+                "float32 [1,3,S,S] with S fixed",
+                format!("{} {}", input.element_type, dims_str(&input.dims)),
+            ))
+        }
+    };
+    let output = outputs
+        .iter()
+        .find(|s| s.name == STYLE_EMBEDDING)
+        .ok_or_else(|| {
+            violation(
+                format!("output `{STYLE_EMBEDDING}`"),
+                "a tensor of that name",
+                names(outputs),
+            )
+        })?;
+    let embedding_len = match output.dims.as_slice() {
+        [1, d] if *d > 0 && output.element_type == "float32" => *d as usize,
+        _ => {
+            return Err(violation(
+                format!("output `{STYLE_EMBEDDING}`"),
+                "float32 [1,D] with D fixed",
+                format!("{} {}", output.element_type, dims_str(&output.dims)),
+            ))
+        }
+    };
+    Ok(PredictorInfo {
+        path: path.to_path_buf(),
+        input_size,
+        embedding_len,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +432,25 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("3 names"), "{err}");
+    }
+
+    #[test]
+    fn predictor_contract() {
+        let ok = check_predictor_contract(
+            Path::new("p.onnx"),
+            &[TensorSpec::new(STYLE, "float32", &[1, 3, 256, 256])],
+            &[TensorSpec::new(STYLE_EMBEDDING, "float32", &[1, 100])],
+        )
+        .unwrap();
+        assert_eq!((ok.input_size, ok.embedding_len), (256, 100));
+        let err = check_predictor_contract(
+            Path::new("p.onnx"),
+            &[TensorSpec::new(STYLE, "float32", &[1, 256, 256, 3])],
+            &[TensorSpec::new(STYLE_EMBEDDING, "float32", &[1, 100])],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("[1,256,256,3]"), "{err}");
     }
 
     #[test]

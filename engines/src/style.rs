@@ -5,6 +5,7 @@
 //! also reachable as `style-NN` (upstream models ship no names) or by its plain index.
 
 use crate::error::{Error, Result};
+use crate::library::{Library, StyleKind};
 use crate::model::{Family, ModelInfo};
 
 /// The canonical alias of style `index`.
@@ -27,7 +28,10 @@ fn available(info: &ModelInfo) -> String {
             Some(n) => format!("{n} (a per-style model has only its own style)"),
             None => "only its own style (a per-style model)".into(),
         },
-        Family::Arbitrary => "none built in (an arbitrary-style model takes an embedding)".into(),
+        Family::Arbitrary => {
+            "no built-in styles (an arbitrary-style model takes a style image or a library style)"
+                .into()
+        }
     }
 }
 
@@ -97,6 +101,77 @@ pub fn parse_blend(spec: &str) -> Result<Vec<(String, f32)>> {
 /// The conditioning weights for a request: `blend` wins over `style`; neither selects style 0.
 /// Per-style models take no weights (an empty vector) and accept only their own name.
 pub fn resolve(info: &ModelInfo, style: Option<&str>, blend: Option<&str>) -> Result<Vec<f32>> {
+    resolve_in(info, style, blend, None)
+}
+
+/// CIN index of a name, looking in the model first and then in the library's `cin` entries.
+fn cin_index(info: &ModelInfo, name: &str, library: Option<&Library>) -> Result<usize> {
+    match style_index(info, name) {
+        Ok(i) => Ok(i),
+        Err(model_err) => match library.and_then(|l| l.get(name)) {
+            Some(entry) => match &entry.kind {
+                StyleKind::Cin { style } => style_index(info, style),
+                _ => Err(Error::UnknownStyle {
+                    name: name.trim().to_string(),
+                    available: "it is a library embedding, which needs an arbitrary-style model"
+                        .into(),
+                }),
+            },
+            None => Err(model_err),
+        },
+    }
+}
+
+/// An arbitrary-style embedding from library names: one name, or a normalised blend
+/// Σ wᵢ·Eᵢ (the (γ,β) of the transfer net are affine in E, so this equals mixing a CIN bank
+/// whose rows are the named embeddings).
+fn embedding_from_library(
+    info: &ModelInfo,
+    style: Option<&str>,
+    blend: Option<&str>,
+    library: Option<&Library>,
+) -> Result<Vec<f32>> {
+    let parts = match (blend, style) {
+        (Some(spec), _) => parse_blend(spec)?,
+        (None, Some(name)) => vec![(name.to_string(), 1.0)],
+        (None, None) => {
+            return Err(Error::UnknownStyle {
+                name: String::new(),
+                available: "an arbitrary-style model needs a style image or a library style".into(),
+            })
+        }
+    };
+    let Some(library) = library else {
+        return Err(Error::UnknownStyle {
+            name: parts[0].0.clone(),
+            available: available(info),
+        });
+    };
+    let total: f32 = parts.iter().map(|(_, w)| w).sum();
+    let mut mix = vec![0.0f32; info.conditioning_len];
+    for (name, w) in parts {
+        let entry = library.get(&name).ok_or_else(|| library.unknown(&name))?;
+        let e = library.embedding(entry)?;
+        if e.len() != mix.len() {
+            return Err(Error::CorruptEmbedding {
+                path: library.dir().join(&entry.name),
+                reason: format!("{} values, the model takes {}", e.len(), mix.len()),
+            });
+        }
+        for (m, v) in mix.iter_mut().zip(e) {
+            *m += v * w / total;
+        }
+    }
+    Ok(mix)
+}
+
+/// Like [`resolve`], with names also looked up in a style library.
+pub fn resolve_in(
+    info: &ModelInfo,
+    style: Option<&str>,
+    blend: Option<&str>,
+    library: Option<&Library>,
+) -> Result<Vec<f32>> {
     let style = style.map(str::trim).filter(|s| !s.is_empty());
     let blend = blend.map(str::trim).filter(|s| !s.is_empty());
     match info.family {
@@ -129,21 +204,15 @@ pub fn resolve(info: &ModelInfo, style: Option<&str>, blend: Option<&str>) -> Re
                     let parts = parse_blend(spec)?;
                     let total: f32 = parts.iter().map(|(_, w)| w).sum();
                     for (name, w) in parts {
-                        weights[style_index(info, &name)?] += w / total;
+                        weights[cin_index(info, &name, library)?] += w / total;
                     }
                 }
-                (None, Some(name)) => weights[style_index(info, name)?] = 1.0,
+                (None, Some(name)) => weights[cin_index(info, name, library)?] = 1.0,
                 (None, None) => weights[0] = 1.0,
             }
             Ok(weights)
         }
-        Family::Arbitrary => match style.or(blend) {
-            Some(name) => Err(Error::UnknownStyle {
-                name: name.to_string(),
-                available: available(info),
-            }),
-            None => Ok(Vec::new()),
-        },
+        Family::Arbitrary => embedding_from_library(info, style, blend, library),
     }
 }
 

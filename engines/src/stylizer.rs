@@ -6,10 +6,29 @@ use std::time::Instant;
 use fast_image_resize as fr;
 
 use crate::backend::{self, Backend, BackendOptions};
+use crate::embedding::{CacheOutcome, EmbeddingCache};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameLayout, RgbImage};
-use crate::model::ModelInfo;
+use crate::library::Library;
+use crate::model::{Family, ModelInfo};
+use crate::predictor::{self, StylePredictor};
+use crate::style;
 use crate::tensor::Tensor;
+
+/// What the user asked for, in order of precedence: a style image, a blend, a style name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StyleRequest {
+    pub style: Option<String>,
+    pub blend: Option<String>,
+    pub image: Option<std::path::PathBuf>,
+}
+
+/// A resolved request: the conditioning vector and anything worth telling the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedStyle {
+    pub conditioning: Vec<f32>,
+    pub notes: Vec<String>,
+}
 
 /// How large the network sees each frame, independent of the output size: a full-size style
 /// net costs ~0.5 s at 640×360 on two cores, so downscale-infer-upscale is what makes live
@@ -64,6 +83,10 @@ fn ms_since(t: Instant) -> f64 {
 pub struct Stylizer {
     backend: Box<dyn Backend>,
     resizer: fr::Resizer,
+    predictor: Option<StylePredictor>,
+    /// 1 = full style. Below 1 an arbitrary-style embedding is interpolated toward the frame's
+    /// own embedding (Ghiasi et al.); other families blend the output with the input pixels.
+    strength: f32,
 }
 
 impl Stylizer {
@@ -71,7 +94,91 @@ impl Stylizer {
         Self {
             backend,
             resizer: fr::Resizer::new(),
+            predictor: None,
+            strength: 1.0,
         }
+    }
+
+    /// Give an arbitrary-style model its style predictor (for style images and strength).
+    pub fn attach_predictor(&mut self, predictor: StylePredictor) -> Result<()> {
+        let (want, got) = (self.info().conditioning_len, predictor.info().embedding_len);
+        if self.info().family != Family::Arbitrary || want != got {
+            return Err(Error::Contract {
+                path: predictor.info().path.clone(),
+                tensor: "output `style_embedding`".into(),
+                expected: format!("[1,{want}] for {}", self.info().path.display()),
+                actual: format!("[1,{got}]"),
+            });
+        }
+        self.predictor = Some(predictor);
+        Ok(())
+    }
+
+    pub fn predictor_mut(&mut self) -> Option<&mut StylePredictor> {
+        self.predictor.as_mut()
+    }
+
+    /// Style strength in 0..=1; below 1 an arbitrary-style model needs a predictor.
+    pub fn set_strength(&mut self, strength: f32) -> Result<()> {
+        if !(0.0..=1.0).contains(&strength) {
+            return Err(Error::BadBlend {
+                spec: strength.to_string(),
+                reason: "strength must be between 0 and 1".into(),
+            });
+        }
+        if strength < 1.0 && self.info().family == Family::Arbitrary && self.predictor.is_none() {
+            return Err(Error::UnknownStyle {
+                name: format!("strength {strength}"),
+                available: "style strength below 1 needs the style predictor model".into(),
+            });
+        }
+        self.strength = strength;
+        Ok(())
+    }
+
+    /// Resolve a style request for this model: a style image goes through the predictor (and
+    /// the on-disk cache), names through the model's styles and then the library.
+    pub fn resolve_style(
+        &mut self,
+        request: &StyleRequest,
+        library: Option<&Library>,
+        cache: &EmbeddingCache,
+    ) -> Result<ResolvedStyle> {
+        let mut notes = Vec::new();
+        let conditioning = match &request.image {
+            Some(image) => {
+                let info = self.info().clone();
+                let Some(predictor) = self.predictor.as_mut() else {
+                    return Err(Error::UnknownStyle {
+                        name: image.display().to_string(),
+                        available: if info.family == Family::Arbitrary {
+                            "a style image needs the style predictor model".into()
+                        } else {
+                            format!(
+                                "style images need an arbitrary-style model; {} is {}",
+                                info.path.display(),
+                                info.family
+                            )
+                        },
+                    });
+                };
+                let (embedding, outcome) = cache.embed(predictor, image)?;
+                if let CacheOutcome::Repaired(why) = outcome {
+                    notes.push(format!("{why}; recomputed the embedding"));
+                }
+                embedding
+            }
+            None => style::resolve_in(
+                self.info(),
+                request.style.as_deref(),
+                request.blend.as_deref(),
+                library,
+            )?,
+        };
+        Ok(ResolvedStyle {
+            conditioning,
+            notes,
+        })
     }
 
     /// Load a model on the default backend.
@@ -133,12 +240,27 @@ impl Stylizer {
         timings.convert_in_ms = ms_since(start);
 
         let start = Instant::now();
+        let mixed;
+        let conditioning = match (self.strength < 1.0, self.predictor.as_mut()) {
+            (true, Some(predictor)) => {
+                let own = predictor.embed(img)?;
+                mixed = predictor::lerp(conditioning, &own, self.strength);
+                &mixed
+            }
+            _ => conditioning,
+        };
         let output = self.backend.run(&content, conditioning)?;
         timings.infer_ms = ms_since(start);
 
         let start = Instant::now();
         let styled = frame::tensor_to_image(&output, ih, iw, scale)?;
-        let out = frame::resize_rgb(&mut self.resizer, &styled, img.width, img.height)?;
+        let mut out = frame::resize_rgb(&mut self.resizer, &styled, img.width, img.height)?;
+        if self.strength < 1.0 && self.predictor.is_none() {
+            let s = self.strength;
+            for (o, i) in out.data.iter_mut().zip(&img.data) {
+                *o = (s * f32::from(*o) + (1.0 - s) * f32::from(*i)).round() as u8;
+            }
+        }
         timings.convert_out_ms = ms_since(start);
         Ok((out, timings))
     }

@@ -45,50 +45,66 @@ fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
     }
 }
 
+/// An ONNX Runtime session with its graph described for contract checks.
+pub struct LoadedGraph {
+    pub session: Session,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// Open a model file on the CPU with `threads` intra-op threads (0: ONNX Runtime's default).
+pub fn open(path: &Path, threads: usize) -> Result<LoadedGraph> {
+    if !path.is_file() {
+        return Err(Error::ModelMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    let env = runtime::environment()?;
+    let load_err = |e: ort::Error| Error::ModelLoad {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut builder = Session::builder(env)
+        .map_err(load_err)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| load_err(e.into()))?
+        .with_inter_threads(1)
+        .map_err(|e| load_err(e.into()))?;
+    if threads > 0 {
+        builder = builder
+            .with_intra_threads(threads)
+            .map_err(|e| load_err(e.into()))?;
+    }
+    let session = builder.commit_from_file(path).map_err(load_err)?;
+    let describe = |outlets: &[ort::value::Outlet]| -> Vec<TensorSpec> {
+        outlets.iter().map(|o| spec(o.name(), o.dtype())).collect()
+    };
+    let inputs = describe(session.inputs());
+    let outputs = describe(session.outputs());
+    let metadata = {
+        let meta = session.metadata().map_err(load_err)?;
+        let keys = meta.custom_keys().map_err(load_err)?;
+        keys.into_iter()
+            .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
+            .collect::<HashMap<_, _>>()
+    };
+    Ok(LoadedGraph {
+        session,
+        inputs,
+        outputs,
+        metadata,
+    })
+}
+
 impl OrtCpu {
     pub fn load(path: &Path, options: &BackendOptions) -> Result<Self> {
-        if !path.is_file() {
-            return Err(Error::ModelMissing {
-                path: path.to_path_buf(),
-            });
-        }
-        let env = runtime::environment()?;
-        let load_err = |e: ort::Error| Error::ModelLoad {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        let mut builder = Session::builder(env)
-            .map_err(load_err)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| load_err(e.into()))?
-            .with_inter_threads(1)
-            .map_err(|e| load_err(e.into()))?;
-        if options.threads > 0 {
-            builder = builder
-                .with_intra_threads(options.threads)
-                .map_err(|e| load_err(e.into()))?;
-        }
-        let session = builder.commit_from_file(path).map_err(load_err)?;
-
-        let inputs: Vec<TensorSpec> = session
-            .inputs()
-            .iter()
-            .map(|o| spec(o.name(), o.dtype()))
-            .collect();
-        let outputs: Vec<TensorSpec> = session
-            .outputs()
-            .iter()
-            .map(|o| spec(o.name(), o.dtype()))
-            .collect();
-        let metadata = {
-            let meta = session.metadata().map_err(load_err)?;
-            let keys = meta.custom_keys().map_err(load_err)?;
-            keys.into_iter()
-                .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
-                .collect::<HashMap<_, _>>()
-        };
-        let info = model::check_contract(path, &inputs, &outputs, &metadata)?;
-        Ok(Self { session, info })
+        let graph = open(path, options.threads)?;
+        let info = model::check_contract(path, &graph.inputs, &graph.outputs, &graph.metadata)?;
+        Ok(Self {
+            session: graph.session,
+            info,
+        })
     }
 }
 

@@ -9,8 +9,12 @@ use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
 use stylize_engines::backend::BackendOptions;
+use stylize_engines::embedding::{self, EmbeddingCache};
 use stylize_engines::frame::{FrameLayout, PixelFormat};
-use stylize_engines::{style, InferenceSize, Stylizer};
+use stylize_engines::library::{self, Library};
+use stylize_engines::model::Family;
+use stylize_engines::predictor::StylePredictor;
+use stylize_engines::{style, InferenceSize, StyleRequest, Stylizer};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -21,6 +25,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_SCALE: f64 = 1.0;
+const DEFAULT_STRENGTH: f64 = 1.0;
+/// Looked for next to an arbitrary-style model when `predictor` is not set.
+const DEFAULT_PREDICTOR_NAME: &str = "arbitrary-predict.onnx";
 
 /// Packed RGB layouts handled natively; YUV input goes through `videoconvert` upstream.
 const FORMATS: [(gst_video::VideoFormat, PixelFormat); 10] = [
@@ -41,6 +48,10 @@ struct Settings {
     model: Option<PathBuf>,
     style: Option<String>,
     style_weights: Option<String>,
+    style_image: Option<PathBuf>,
+    style_strength: f64,
+    predictor: Option<PathBuf>,
+    library: Option<PathBuf>,
     inference_width: u32,
     inference_height: u32,
     scale: f64,
@@ -53,6 +64,10 @@ impl Default for Settings {
             model: None,
             style: None,
             style_weights: None,
+            style_image: None,
+            style_strength: DEFAULT_STRENGTH,
+            predictor: None,
+            library: None,
             inference_width: 0,
             inference_height: 0,
             scale: DEFAULT_SCALE,
@@ -70,15 +85,50 @@ impl Settings {
         }
     }
 
-    fn style_request(&self) -> (Option<String>, Option<String>) {
-        (self.style.clone(), self.style_weights.clone())
+    fn style_request(&self) -> (StyleRequest, f64) {
+        let request = StyleRequest {
+            style: self.style.clone(),
+            blend: self.style_weights.clone(),
+            image: self.style_image.clone(),
+        };
+        (request, self.style_strength)
     }
+
+    fn library_dir(&self) -> PathBuf {
+        self.library.clone().unwrap_or_else(library::default_dir)
+    }
+}
+
+/// Load the model, its predictor (arbitrary-style models) and the style library.
+fn load(settings: &Settings, model: &std::path::Path) -> Result<(Stylizer, Library), String> {
+    let options = BackendOptions {
+        threads: settings.threads as usize,
+    };
+    let mut stylizer = Stylizer::load(model, &options).map_err(|e| e.to_string())?;
+    if stylizer.info().family == Family::Arbitrary {
+        let explicit = settings.predictor.clone();
+        let path = explicit
+            .clone()
+            .unwrap_or_else(|| model.with_file_name(DEFAULT_PREDICTOR_NAME));
+        // A missing default predictor only matters once a style image or strength needs it.
+        if explicit.is_some() || path.exists() {
+            let predictor =
+                StylePredictor::load(&path, options.threads).map_err(|e| e.to_string())?;
+            stylizer
+                .attach_predictor(predictor)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let library = Library::open(&settings.library_dir()).map_err(|e| e.to_string())?;
+    Ok((stylizer, library))
 }
 
 struct State {
     stylizer: Stylizer,
-    /// The style request the current conditioning was resolved from.
-    applied: (Option<String>, Option<String>),
+    library: Library,
+    cache: EmbeddingCache,
+    /// The style request (and strength) the current conditioning was resolved from.
+    applied: (StyleRequest, f64),
     conditioning: Vec<f32>,
     layout: Option<FrameLayout>,
     /// Model time per frame, measured at negotiation and refreshed while running; reported
@@ -105,18 +155,23 @@ impl Stylize {
     /// Re-resolve the style when the request changed since the last frame. A bad request while
     /// running keeps the current style and posts a warning, so a live stream is never lost to
     /// a typo; at start-up it is an error (see `start`).
-    fn refresh_style(&self, state: &mut State, request: (Option<String>, Option<String>)) {
+    fn refresh_style(&self, state: &mut State, request: (StyleRequest, f64)) {
         if state.applied == request {
             return;
         }
-        match style::resolve(
-            state.stylizer.info(),
-            request.0.as_deref(),
-            request.1.as_deref(),
-        ) {
-            Ok(weights) => {
+        let resolved = state
+            .stylizer
+            .set_strength(request.1 as f32)
+            .and_then(|()| {
+                state
+                    .stylizer
+                    .resolve_style(&request.0, Some(&state.library), &state.cache)
+            });
+        match resolved {
+            Ok(resolved) => {
                 gst::info!(CAT, imp = self, "style now {request:?}");
-                state.conditioning = weights;
+                self.post_notes(&resolved.notes);
+                state.conditioning = resolved.conditioning;
             }
             Err(err) => {
                 gst::element_imp_warning!(
@@ -127,6 +182,12 @@ impl Stylize {
             }
         }
         state.applied = request;
+    }
+
+    fn post_notes(&self, notes: &[String]) {
+        for note in notes {
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{note}"));
+        }
     }
 }
 
@@ -167,6 +228,44 @@ impl ObjectImpl for Stylize {
                          Overrides style. Changeable while PLAYING; applies from the next frame.",
                     )
                     .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("style-image")
+                    .nick("Style image")
+                    .blurb(
+                        "Any PNG/JPEG image to take the style from (arbitrary-style models): the \
+                         predictor turns it into an embedding, cached on disk by file and model \
+                         hash. Overrides style and style-weights. Changeable while PLAYING.",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("style-strength")
+                    .nick("Style strength")
+                    .blurb(
+                        "0..1: 1 is the full style. Arbitrary-style models interpolate the \
+                         style embedding toward the frame's own embedding; other models blend \
+                         the stylized frame with the original. Changeable while PLAYING.",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_STRENGTH)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("predictor")
+                    .nick("Style predictor")
+                    .blurb(
+                        "Style predictor ONNX model for arbitrary-style models (image -> \
+                         embedding). Default: arbitrary-predict.onnx next to the model.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("library")
+                    .nick("Style library")
+                    .blurb(
+                        "Style library folder (styles.toml index, see `stylize styles`); its \
+                         names work in style and style-weights. Default: $STYLIZE_LIBRARY or \
+                         ~/.local/share/stylize/styles.",
+                    )
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("inference-width")
                     .nick("Inference width")
@@ -226,6 +325,10 @@ impl ObjectImpl for Stylize {
             "model" => settings.model = text().map(PathBuf::from),
             "style" => settings.style = text(),
             "style-weights" => settings.style_weights = text(),
+            "style-image" => settings.style_image = text().map(PathBuf::from),
+            "style-strength" => settings.style_strength = value.get().expect("type checked"),
+            "predictor" => settings.predictor = text().map(PathBuf::from),
+            "library" => settings.library = text().map(PathBuf::from),
             "inference-width" => settings.inference_width = value.get().expect("type checked"),
             "inference-height" => settings.inference_height = value.get().expect("type checked"),
             "scale" => settings.scale = value.get().expect("type checked"),
@@ -245,6 +348,18 @@ impl ObjectImpl for Stylize {
                 .to_value(),
             "style" => settings.style.to_value(),
             "style-weights" => settings.style_weights.to_value(),
+            "style-image" => settings
+                .style_image
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .to_value(),
+            "style-strength" => settings.style_strength.to_value(),
+            "predictor" => settings
+                .predictor
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .to_value(),
+            "library" => settings.library_dir().display().to_string().to_value(),
             "inference-width" => settings.inference_width.to_value(),
             "inference-height" => settings.inference_height.to_value(),
             "scale" => settings.scale.to_value(),
@@ -325,20 +440,21 @@ impl BaseTransformImpl for Stylize {
                 ("no model set: set the `model` property to an ONNX style model")
             ));
         };
-        let options = BackendOptions {
-            threads: settings.threads as usize,
-        };
-        let stylizer = Stylizer::load(&model, &options).map_err(|err| {
-            let kind = match err {
-                stylize_engines::Error::ModelMissing { .. } => gst::ResourceError::NotFound,
-                _ => gst::ResourceError::OpenRead,
+        let (mut stylizer, library) = load(&settings, &model).map_err(|err| {
+            let kind = if err.contains("does not exist") {
+                gst::ResourceError::NotFound
+            } else {
+                gst::ResourceError::OpenRead
             };
             gst::error_msg!(kind, ("{}", err))
         })?;
+        let cache = EmbeddingCache::new(embedding::default_cache_dir());
         let request = settings.style_request();
-        let conditioning =
-            style::resolve(stylizer.info(), request.0.as_deref(), request.1.as_deref())
-                .map_err(|err| gst::error_msg!(gst::LibraryError::Settings, ("{}", err)))?;
+        let resolved = stylizer
+            .set_strength(request.1 as f32)
+            .and_then(|()| stylizer.resolve_style(&request.0, Some(&library), &cache))
+            .map_err(|err| gst::error_msg!(gst::LibraryError::Settings, ("{}", err)))?;
+        self.post_notes(&resolved.notes);
         gst::info!(
             CAT,
             imp = self,
@@ -349,8 +465,10 @@ impl BaseTransformImpl for Stylize {
         );
         *self.state.lock().unwrap() = Some(State {
             stylizer,
+            library,
+            cache,
             applied: request,
-            conditioning,
+            conditioning: resolved.conditioning,
             layout: None,
             latency: gst::ClockTime::ZERO,
             frames: 0,

@@ -1,0 +1,191 @@
+//! Style embeddings on disk: a small checksummed file format and the predictor cache.
+//!
+//! File: `STYLEMB1`, u32 LE length D, D × f32 LE, then the first 8 bytes of SHA-256 over
+//! everything before. A truncated or edited file is detected, never silently used.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::predictor::StylePredictor;
+
+const MAGIC: &[u8; 8] = b"STYLEMB1";
+
+pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    Ok(Sha256::digest(&bytes).into())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn encode(embedding: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + embedding.len() * 4);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(embedding.len() as u32).to_le_bytes());
+    for v in embedding {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum[..8]);
+    out
+}
+
+pub fn decode(bytes: &[u8], path: &Path) -> Result<Vec<f32>> {
+    let corrupt = |reason: &str| Error::CorruptEmbedding {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    if bytes.len() < 20 || &bytes[..8] != MAGIC {
+        return Err(corrupt("not a stylize embedding file"));
+    }
+    let len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    if bytes.len() != 12 + len * 4 + 8 {
+        return Err(corrupt("wrong length"));
+    }
+    let body = &bytes[..12 + len * 4];
+    if Sha256::digest(body)[..8] != bytes[12 + len * 4..] {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let values: Vec<f32> = body[12..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect();
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(corrupt("non-finite value"));
+    }
+    Ok(values)
+}
+
+pub fn read(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    decode(&bytes, path)
+}
+
+/// Write atomically (temp file + rename), so a crash never leaves a half-written embedding.
+pub fn write(path: &Path, embedding: &[f32]) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(&encode(embedding)).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Default cache folder: `$STYLIZE_CACHE_DIR`, else `$XDG_CACHE_HOME/stylize/embeddings`,
+/// else `~/.cache/stylize/embeddings`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STYLIZE_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("stylize/embeddings")
+}
+
+/// How an embedding was obtained from the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheOutcome {
+    Hit,
+    Computed,
+    /// The cached file was corrupt (the error says why); it was recomputed and replaced.
+    Repaired(String),
+}
+
+/// Embeddings of style images, keyed by the image file's hash and the predictor's hash.
+pub struct EmbeddingCache {
+    dir: PathBuf,
+}
+
+impl EmbeddingCache {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub fn path_for(&self, image_hash: &[u8; 32], model_hash: &[u8; 32]) -> PathBuf {
+        self.dir.join(format!(
+            "{}-{}.emb",
+            hex(&image_hash[..16]),
+            hex(&model_hash[..8])
+        ))
+    }
+
+    /// The embedding of `image`, from the cache or computed (and stored).
+    pub fn embed(
+        &self,
+        predictor: &mut StylePredictor,
+        image: &Path,
+    ) -> Result<(Vec<f32>, CacheOutcome)> {
+        let image_hash = sha256_file(image).map_err(|_| Error::Image {
+            path: image.to_path_buf(),
+            reason: "file cannot be read".into(),
+        })?;
+        let path = self.path_for(&image_hash, predictor.model_hash());
+        let mut outcome = CacheOutcome::Computed;
+        if path.exists() {
+            match read(&path) {
+                Ok(v) if v.len() == predictor.info().embedding_len => {
+                    return Ok((v, CacheOutcome::Hit))
+                }
+                Ok(v) => {
+                    outcome = CacheOutcome::Repaired(format!(
+                        "embedding file {} has {} values, expected {}",
+                        path.display(),
+                        v.len(),
+                        predictor.info().embedding_len
+                    ))
+                }
+                Err(e) => outcome = CacheOutcome::Repaired(e.to_string()),
+            }
+        }
+        let img = crate::image_io::load_rgb(image)?;
+        let embedding = predictor.embed(&img)?;
+        write(&path, &embedding)?;
+        Ok((embedding, outcome))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corruption_detection() {
+        let v = vec![0.5f32, -1.25, 3.0e-7, 42.0];
+        let bytes = encode(&v);
+        let p = Path::new("x.emb");
+        assert_eq!(decode(&bytes, p).unwrap(), v);
+
+        let mut flipped = bytes.clone();
+        flipped[14] ^= 1;
+        assert!(decode(&flipped, p)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
+        assert!(decode(&bytes[..bytes.len() - 1], p)
+            .unwrap_err()
+            .to_string()
+            .contains("wrong length"));
+        assert!(decode(b"garbage garbage garbage", p)
+            .unwrap_err()
+            .to_string()
+            .contains("not a stylize embedding"));
+    }
+
+    #[test]
+    fn atomic_write_then_read() {
+        let dir = std::env::temp_dir().join(format!("stylize-emb-{}", std::process::id()));
+        let path = dir.join("a/b.emb");
+        write(&path, &[1.0, 2.0]).unwrap();
+        assert_eq!(read(&path).unwrap(), vec![1.0, 2.0]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
