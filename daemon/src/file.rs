@@ -75,11 +75,22 @@ pub fn stylize_element(
     size: Option<(u32, u32)>,
 ) -> Result<gst::Element> {
     let element = gst::ElementFactory::make("stylize")
-        .property("model", style.model_path().to_string_lossy().as_ref())
-        .property("threads", style.threads)
-        .property("scale", scale)
         .build()
         .context("the stylize element is not registered")?;
+    configure_stylize(&element, style, scale, size);
+    Ok(element)
+}
+
+/// Set the command-line options on a stylize element (one made by a pipeline description).
+pub fn configure_stylize(
+    element: &gst::Element,
+    style: &StyleArgs,
+    scale: f64,
+    size: Option<(u32, u32)>,
+) {
+    element.set_property("model", style.model_path().to_string_lossy().as_ref());
+    element.set_property("threads", style.threads);
+    element.set_property("scale", scale);
     if let Some(s) = &style.style {
         element.set_property("style", s);
     }
@@ -90,7 +101,6 @@ pub fn stylize_element(
         element.set_property("inference-width", w);
         element.set_property("inference-height", h);
     }
-    Ok(element)
 }
 
 struct FilePipeline {

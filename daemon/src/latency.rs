@@ -185,36 +185,42 @@ struct ElementLog {
     reports: HashMap<u64, (f64, f64)>,
 }
 
+/// Keep the element's per-frame `stylize-frame` report (inference and conversion times).
+fn record_report(msg: &gst::Message, log: &Mutex<ElementLog>) {
+    let Some(s) = msg.structure().filter(|s| s.name() == "stylize-frame") else {
+        return;
+    };
+    let pts = s.get::<Option<gst::ClockTime>>("pts").ok().flatten();
+    let infer = s.get::<f64>("inference-ms").unwrap_or(f64::NAN);
+    let convert = s.get::<f64>("convert-ms").unwrap_or(f64::NAN);
+    if let Some(pts) = pts {
+        log.lock()
+            .unwrap()
+            .reports
+            .insert(pts.nseconds(), (infer, convert));
+    }
+}
+
 fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series>)> {
     let input = Input::parse(&args.input);
     let (head, sync) = input.head(args.live);
     let total = args.frames + args.warmup;
-    let front_description = format!(
+    let description = format!(
         "{head} ! videoconvert name=cin ! videoscale add-borders=true ! \
-         video/x-raw,format=RGBx,width={},height={},pixel-aspect-ratio=1/1",
+         video/x-raw,format=RGBx,width={},height={},pixel-aspect-ratio=1/1 ! \
+         stylize name=stylize ! videoconvert name=cout ! fakesink name=sink sync={sync}",
         spec.width, spec.height
     );
-    let back_description = format!("videoconvert name=cout ! fakesink name=sink sync={sync}");
-    let front = gst::parse::bin_from_description(&front_description, true)?;
-    let back = gst::parse::bin_from_description(&back_description, true)?;
-    let stylize = crate::file::stylize_element(&args.style, args.scale, args.inference_size)?;
-    let pipeline = gst::Pipeline::new();
-    pipeline.add_many([
-        front.upcast_ref::<gst::Element>(),
-        &stylize,
-        back.upcast_ref(),
-    ])?;
-    gst::Element::link_many([
-        front.upcast_ref::<gst::Element>(),
-        &stylize,
-        back.upcast_ref(),
-    ])?;
+    let pipeline = gst::parse::launch(&description)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow!("not a pipeline"))?;
+    let stylize = pipeline.by_name("stylize").expect("named stylize");
+    crate::file::configure_stylize(&stylize, &args.style, args.scale, args.inference_size);
     input.configure(pipeline.upcast_ref());
     if let Input::TestPattern(_) | Input::Device(_) = input {
         let src = pipeline.by_name("src").expect("src");
         src.set_property("num-buffers", total as i32);
     }
-    let description = format!("{front_description} ! stylize ! {back_description}");
 
     let log: Arc<Mutex<ElementLog>> = Arc::default();
     let points: [(&'static str, gst::Pad); 4] = [
@@ -254,32 +260,33 @@ fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Serie
     pipeline.set_state(gst::State::Playing)?;
     let started = Instant::now();
     let result = loop {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(300)) else {
+        // Files have no num-buffers: stop once enough frames reached the sink.
+        let done = log
+            .lock()
+            .unwrap()
+            .arrivals
+            .get("out")
+            .is_some_and(|a| a.len() >= total);
+        if done {
+            break Ok(());
+        }
+        if started.elapsed().as_secs() > 600 {
             break Err(anyhow!("element pipeline timed out"));
+        }
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
         };
         match msg.view() {
             gst::MessageView::Eos(_) => break Ok(()),
             gst::MessageView::Error(e) => break Err(anyhow!("{}", e.error())),
-            gst::MessageView::Element(e) => {
-                if let Some(s) = e.structure().filter(|s| s.name() == "stylize-frame") {
-                    let pts = s.get::<Option<gst::ClockTime>>("pts").ok().flatten();
-                    let infer = s.get::<f64>("inference-ms").unwrap_or(f64::NAN);
-                    let convert = s.get::<f64>("convert-ms").unwrap_or(f64::NAN);
-                    if let Some(pts) = pts {
-                        log.lock()
-                            .unwrap()
-                            .reports
-                            .insert(pts.nseconds(), (infer, convert));
-                    }
-                }
-                // Files have no num-buffers: stop after enough frames.
-                if log.lock().unwrap().reports.len() >= total {
-                    break Ok(());
-                }
-            }
+            gst::MessageView::Element(_) => record_report(&msg, &log),
             _ => {}
         }
     };
+    // Reports of the last frames may still be queued on the bus.
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Element]) {
+        record_report(&msg, &log);
+    }
     let wall = started.elapsed().as_secs_f64();
     pipeline.set_state(gst::State::Null)?;
     result?;
@@ -324,7 +331,7 @@ fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Serie
     Ok((
         json!({
             "frames": frames,
-            "fps": log.reports.len() as f64 / wall,
+            "fps": log.arrivals.get("out").map_or(0, HashMap::len) as f64 / wall,
             "stages_ms": stages_ms,
             "pipeline": description,
         }),

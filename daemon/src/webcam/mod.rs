@@ -543,8 +543,11 @@ pub fn run(args: &WebcamArgs) -> Result<()> {
         shared.stop.clone(),
     )?;
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, shared.stop.clone())
-            .context("installing the signal handler")?;
+        // A second signal while stopping exits at once (a stuck device must not trap the
+        // user); the first one asks every stage to stop.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, shared.stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, shared.stop.clone()))
+            .context("installing the signal handlers")?;
     }
     eprintln!(
         "stylize webcam: {} → {} at {}x{} {} fps; control: stylize ctl --socket {}",
