@@ -4,7 +4,7 @@
 #[path = "common.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -223,7 +223,7 @@ fn bench_latency_writes_stage_percentiles_and_a_png() {
 }
 
 /// Encode a short clip with gst-launch-1.0 (10 frames at 25 fps, optionally with audio).
-fn make_clip(path: &PathBuf, video: &str, mux: &str, audio: Option<&str>) {
+fn make_clip(path: &Path, video: &str, mux: &str, audio: Option<&str>) {
     let mut pipeline = format!(
         "videotestsrc num-buffers=10 pattern=ball ! video/x-raw,width=96,height=64,framerate=25/1 ! \
          videoconvert ! {video} ! {mux} name=mux ! filesink location={}",
