@@ -219,9 +219,9 @@ fn build(args: &FileArgs) -> Result<FilePipeline> {
                 c.last_pts_ns.store(pts.nseconds(), Ordering::Relaxed);
             }
             if c.fps_den.load(Ordering::Relaxed) == 0 {
-                let rate = pad.current_caps().and_then(|caps| {
-                    caps.structure(0)?.get::<gst::Fraction>("framerate").ok()
-                });
+                let rate = pad
+                    .current_caps()
+                    .and_then(|caps| caps.structure(0)?.get::<gst::Fraction>("framerate").ok());
                 if let Some(r) = rate.filter(|r| r.numer() > 0 && r.denom() > 0) {
                     c.fps_num.store(r.numer() as u64, Ordering::Relaxed);
                     c.fps_den.store(r.denom() as u64, Ordering::Relaxed);
@@ -386,9 +386,15 @@ mod tests {
         assert_eq!(expected_frames(d, 30000, 1001), Some(158));
         assert_eq!(expected_frames(d, 0, 0), None);
         assert_eq!(expected_frames(None, 25, 1), None);
-        assert_eq!(progress_message(33, Some(132), 2.54), "frame 33/132, 2.5 fps");
+        assert_eq!(
+            progress_message(33, Some(132), 2.54),
+            "frame 33/132, 2.5 fps"
+        );
         // A rounding-short estimate never shows more frames done than expected.
-        assert_eq!(progress_message(133, Some(132), 1.0), "frame 133/133, 1.0 fps");
+        assert_eq!(
+            progress_message(133, Some(132), 1.0),
+            "frame 133/133, 1.0 fps"
+        );
         assert_eq!(progress_message(7, None, 1.0), "frame 7, 1.0 fps");
     }
 
