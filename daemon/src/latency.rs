@@ -122,7 +122,10 @@ fn daemon_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series
     webcam::record_all(&mut shared);
     let shared = Arc::new(shared);
     let total = (args.frames + args.warmup) as u64;
-    let source = GstSource::new(Input::parse(&args.input), spec, args.live, Some(total));
+    // Offline, the source stops after `total` frames and all of them come out. Live, frames
+    // are dropped, so the source runs until `total` frames were written.
+    let max_frames = (!args.live).then_some(total);
+    let source = GstSource::new(Input::parse(&args.input), spec, args.live, max_frames);
     let sink = GstSink::open(&Output::Null, spec)?;
     let step = StylizeStep {
         stylizer,
@@ -133,14 +136,24 @@ fn daemon_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series
         record_all: true,
         ..Config::live(spec)
     };
-    Webcam::start(
+    let webcam = Webcam::start(
         config,
         shared.clone(),
         Box::new(source),
         Box::new(step),
         Box::new(sink),
-    )?
-    .wait()?;
+    )?;
+    let written = || {
+        shared
+            .counters
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    while !webcam.finished() && written() < total {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    shared.request_stop();
+    webcam.wait()?;
     let all = shared.all_times();
     if all.len() <= args.warmup {
         bail!(
@@ -149,7 +162,7 @@ fn daemon_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series
             args.input
         );
     }
-    let timed = &all[args.warmup..];
+    let timed = &all[args.warmup..all.len().min(total as usize)];
     let stages: Vec<(String, Vec<f64>)> = webcam::STAGES
         .iter()
         .map(|(name, f)| (name.to_string(), timed.iter().map(f).collect()))

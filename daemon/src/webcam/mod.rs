@@ -467,6 +467,11 @@ impl Webcam {
         Ok(Self { threads })
     }
 
+    /// True once every stage has returned.
+    pub fn finished(&self) -> bool {
+        self.threads.iter().all(|(_, h)| h.is_finished())
+    }
+
     /// Wait for every stage; the first stage error, if any.
     pub fn wait(self) -> Result<()> {
         let mut first = Ok(());
