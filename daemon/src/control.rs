@@ -186,20 +186,27 @@ pub fn default_socket_path() -> Result<PathBuf> {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     let dir = std::env::temp_dir().join(format!("stylize-{uid}"));
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+    private_dir(&dir, uid)?;
+    Ok(dir.join("stylize.sock"))
+}
+
+/// Create `dir` with mode 0700, or accept an existing one only if `uid` owns it and nobody
+/// else can enter it: in a shared /tmp, a directory someone else made first must not be
+/// trusted with our socket.
+fn private_dir(dir: &Path, uid: u32) -> Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
     }
-    // A directory someone else made first must not be trusted with our socket.
-    let meta = std::fs::symlink_metadata(&dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
     if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
         bail!(
             "{} is not a private directory owned by uid {uid}; pass --socket",
             dir.display()
         );
     }
-    Ok(dir.join("stylize.sock"))
+    Ok(())
 }
 
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
@@ -460,9 +467,31 @@ mod tests {
     }
 
     #[test]
-    fn socket_fallback_is_private() {
-        let path = default_socket_path().unwrap();
-        assert!(path.ends_with("stylize.sock"));
+    fn socket_fallback_directory_must_be_private_and_ours() {
+        let base = std::env::temp_dir().join(format!("stylize-dirs-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let fresh = base.join("fresh");
+        private_dir(&fresh, uid).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        private_dir(&fresh, uid).unwrap(); // reused
+        let open = base.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(private_dir(&open, uid)
+            .unwrap_err()
+            .to_string()
+            .contains("private"));
+        assert!(
+            private_dir(&fresh, uid + 1).is_err(),
+            "someone else's directory"
+        );
+        let file = base.join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(private_dir(&file, uid).is_err());
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     /// JSON-ish text: values that are almost requests, to get past the first checks.
