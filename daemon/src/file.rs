@@ -53,11 +53,29 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
 }
 
 /// Frame counters shared with the pad probes.
-#[derive(Default)]
 struct Counters {
     frames_in: AtomicU64,
     frames_out: AtomicU64,
+    /// Some containers (MPEG-TS, edited MP4/MKV) start at a non-zero timestamp: progress is
+    /// measured from the first frame's.
+    first_pts_ns: AtomicU64,
     last_pts_ns: AtomicU64,
+    /// Frame rate from the negotiated caps, as numerator/denominator (0/0 when unknown).
+    fps_num: AtomicU64,
+    fps_den: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            first_pts_ns: AtomicU64::new(u64::MAX),
+            last_pts_ns: AtomicU64::new(0),
+            fps_num: AtomicU64::new(0),
+            fps_den: AtomicU64::new(0),
+        }
+    }
 }
 
 fn make(factory: &str) -> Result<gst::Element> {
@@ -75,11 +93,22 @@ pub fn stylize_element(
     size: Option<(u32, u32)>,
 ) -> Result<gst::Element> {
     let element = gst::ElementFactory::make("stylize")
-        .property("model", style.model_path().to_string_lossy().as_ref())
-        .property("threads", style.threads)
-        .property("scale", scale)
         .build()
         .context("the stylize element is not registered")?;
+    configure_stylize(&element, style, scale, size);
+    Ok(element)
+}
+
+/// Set the command-line options on a stylize element (one made by a pipeline description).
+pub fn configure_stylize(
+    element: &gst::Element,
+    style: &StyleArgs,
+    scale: f64,
+    size: Option<(u32, u32)>,
+) {
+    element.set_property("model", style.model_path().to_string_lossy().as_ref());
+    element.set_property("threads", style.threads);
+    element.set_property("scale", scale);
     if let Some(s) = &style.style {
         element.set_property("style", s);
     }
@@ -90,7 +119,6 @@ pub fn stylize_element(
         element.set_property("inference-width", w);
         element.set_property("inference-height", h);
     }
-    Ok(element)
 }
 
 struct FilePipeline {
@@ -184,10 +212,20 @@ fn build(args: &FileArgs) -> Result<FilePipeline> {
     stylize
         .static_pad("src")
         .expect("stylize has a src pad")
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
             c.frames_out.fetch_add(1, Ordering::Relaxed);
             if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
+                c.first_pts_ns.fetch_min(pts.nseconds(), Ordering::Relaxed);
                 c.last_pts_ns.store(pts.nseconds(), Ordering::Relaxed);
+            }
+            if c.fps_den.load(Ordering::Relaxed) == 0 {
+                let rate = pad
+                    .current_caps()
+                    .and_then(|caps| caps.structure(0)?.get::<gst::Fraction>("framerate").ok());
+                if let Some(r) = rate.filter(|r| r.numer() > 0 && r.denom() > 0) {
+                    c.fps_num.store(r.numer() as u64, Ordering::Relaxed);
+                    c.fps_den.store(r.denom() as u64, Ordering::Relaxed);
+                }
             }
             gst::PadProbeReturn::Ok
         });
@@ -198,14 +236,22 @@ fn progress_bar(quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
+    // A spinner until the duration is known: a bar of length 0 would read 100%.
     let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} (eta {eta})",
-        )
-        .expect("valid template"),
-    );
+    bar.set_style(spinner_style());
+    bar.set_message("starting");
     bar
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("valid template")
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} (eta {eta})",
+    )
+    .expect("valid template")
 }
 
 fn error_text(err: &gst::message::Error) -> String {
@@ -267,6 +313,20 @@ fn start_error(bus: &gst::Bus) -> anyhow::Error {
     anyhow!("the pipeline could not start")
 }
 
+/// Frames a stream of `duration` holds at `num/den` fps, when both are known.
+fn expected_frames(duration: Option<Duration>, num: u64, den: u64) -> Option<u64> {
+    let d = duration?;
+    (num > 0 && den > 0).then(|| (d.as_secs_f64() * num as f64 / den as f64).round() as u64)
+}
+
+/// The text after the bar: frames done (of how many, when known) and throughput.
+fn progress_message(frames: u64, total: Option<u64>, fps: f64) -> String {
+    match total {
+        Some(t) => format!("frame {frames}/{}, {fps:.1} fps", t.max(frames)),
+        None => format!("frame {frames}, {fps:.1} fps"),
+    }
+}
+
 fn wait(
     pipeline: &gst::Pipeline,
     bus: &gst::Bus,
@@ -286,25 +346,57 @@ fn wait(
                 _ => {}
             }
         }
+        let frames = counters.frames_out.load(Ordering::Relaxed);
         if duration.is_none() {
             duration = pipeline
                 .query_duration::<gst::ClockTime>()
                 .filter(|d| !d.is_zero());
+            // Streams without a duration (some AVI/WebM/TS) keep the spinner: no ETA to
+            // give, only frames and speed.
             if let Some(d) = duration {
                 bar.set_length(d.mseconds());
+                bar.set_style(bar_style());
             }
         }
-        let frames = counters.frames_out.load(Ordering::Relaxed);
-        let pos = Duration::from_nanos(counters.last_pts_ns.load(Ordering::Relaxed));
+        if frames == 0 {
+            continue;
+        }
+        let first = counters.first_pts_ns.load(Ordering::Relaxed);
+        let last = counters.last_pts_ns.load(Ordering::Relaxed);
+        let pos = Duration::from_nanos(last.saturating_sub(first));
         bar.set_position(pos.as_millis() as u64);
         let fps = frames as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        bar.set_message(format!("frame {frames}, {fps:.1} fps"));
+        let total = expected_frames(
+            duration.map(Duration::from),
+            counters.fps_num.load(Ordering::Relaxed),
+            counters.fps_den.load(Ordering::Relaxed),
+        );
+        bar.set_message(progress_message(frames, total, fps));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_counts_frames_against_the_expected_total() {
+        let d = Some(Duration::from_millis(5280));
+        assert_eq!(expected_frames(d, 25, 1), Some(132));
+        assert_eq!(expected_frames(d, 30000, 1001), Some(158));
+        assert_eq!(expected_frames(d, 0, 0), None);
+        assert_eq!(expected_frames(None, 25, 1), None);
+        assert_eq!(
+            progress_message(33, Some(132), 2.54),
+            "frame 33/132, 2.5 fps"
+        );
+        // A rounding-short estimate never shows more frames done than expected.
+        assert_eq!(
+            progress_message(133, Some(132), 1.0),
+            "frame 133/133, 1.0 fps"
+        );
+        assert_eq!(progress_message(7, None, 1.0), "frame 7, 1.0 fps");
+    }
 
     #[test]
     fn sizes_parse_with_clear_errors() {

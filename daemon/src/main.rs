@@ -6,8 +6,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+mod control;
+mod ctl;
 mod file;
+mod latency;
+mod plot;
 mod stats;
+mod webcam;
 
 #[derive(Parser)]
 #[command(
@@ -51,15 +56,22 @@ enum Command {
     /// Stylize a video file into an H.264 MP4, every frame, timestamps kept.
     File(file::FileArgs),
     /// Measure per-frame latency of the engine, the element pipeline and ONNX Runtime in
-    /// Python on the same model and input; writes JSON.
-    Bench(bench::BenchArgs),
+    /// Python on the same model and input; writes JSON. `bench latency`: per-stage latency
+    /// of the webcam pipeline and the element, as JSON and PNG.
+    Bench(latency::BenchCommand),
+    /// Virtual webcam: camera → stylize → v4l2loopback, live, controlled with `stylize ctl`.
+    Webcam(webcam::WebcamArgs),
+    /// Control a running `stylize webcam` (style, blend, pause, resume, stats, quit, ...).
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::File(args) => file::run(&args),
-        Command::Bench(args) => bench::run(&args),
+        Command::Bench(args) => latency::run(&args),
+        Command::Webcam(args) => webcam::run(&args),
+        Command::Ctl(args) => ctl::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

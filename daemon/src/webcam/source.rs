@@ -1,0 +1,329 @@
+//! Where frames come from: a camera in production, a test pattern or a file in tests.
+//!
+//! Every source delivers tightly packed RGBx frames of the size and rate asked for:
+//! GStreamer converts, scales and re-times whatever the device or file offers, so the
+//! stages after it never renegotiate.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use gst::prelude::*;
+use gst_video::prelude::*;
+
+use super::{Frame, VideoSpec};
+
+/// One attempt to read a frame.
+pub enum Read {
+    Frame(Frame),
+    /// Nothing yet; call again (lets the caller check for shutdown).
+    Idle,
+    /// The source has no more frames (a file or a bounded test pattern).
+    End,
+}
+
+/// A frame source. An error from `open` or `read` is a fault: the capture stage closes the
+/// source, waits with backoff and opens it again.
+pub trait Source: Send {
+    fn open(&mut self) -> Result<()>;
+    fn read(&mut self) -> Result<Read>;
+    fn close(&mut self);
+    /// For logs: the device or file.
+    fn describe(&self) -> String;
+}
+
+/// What `--input` names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A V4L2 capture device (`/dev/videoN`).
+    Device(PathBuf),
+    /// GStreamer's `videotestsrc` (`test`, or `test:PATTERN`, e.g. `test:ball`).
+    TestPattern(String),
+    /// A video file, decoded with `decodebin`.
+    File(PathBuf),
+}
+
+impl Input {
+    pub fn parse(spec: &str) -> Input {
+        if let Some(pattern) = spec.strip_prefix("test:") {
+            return Input::TestPattern(pattern.to_string());
+        }
+        if spec == "test" {
+            return Input::TestPattern("smpte".into());
+        }
+        if spec.starts_with("/dev/") {
+            return Input::Device(spec.into());
+        }
+        Input::File(spec.into())
+    }
+}
+
+impl Input {
+    /// The start of a GStreamer description producing raw video from this input (its first
+    /// element is named `src`), and whether the sink should sync to pace it in real time.
+    /// Cameras are paced by the device, test patterns by `is-live`, files by the sink.
+    pub fn head(&self, realtime: bool) -> (String, bool) {
+        match self {
+            Input::Device(_) => ("v4l2src name=src".to_string(), false),
+            Input::TestPattern(pattern) => (
+                format!("videotestsrc name=src is-live={realtime} pattern={pattern}"),
+                false,
+            ),
+            Input::File(_) => ("filesrc name=src ! decodebin".to_string(), realtime),
+        }
+    }
+
+    /// Set the device or file on the `src` element (not through the description, so any
+    /// path works without quoting).
+    pub fn configure(&self, pipeline: &gst::Bin) {
+        let src = pipeline
+            .by_name("src")
+            .expect("descriptions name their source `src`");
+        match self {
+            Input::Device(path) => src.set_property("device", path.to_string_lossy().as_ref()),
+            Input::File(path) => src.set_property("location", path.to_string_lossy().as_ref()),
+            Input::TestPattern(_) => {}
+        }
+    }
+}
+
+/// A GStreamer capture pipeline ending in an `appsink`.
+pub struct GstSource {
+    input: Input,
+    spec: VideoSpec,
+    /// Pace frames in real time (a camera always is; a file or pattern only when asked).
+    realtime: bool,
+    /// Stop after this many frames (test patterns and benchmarks).
+    max_frames: Option<u64>,
+    /// A camera that delivers nothing for this long is treated as gone.
+    stall_timeout: Duration,
+    running: Option<Running>,
+    delivered: u64,
+}
+
+struct Running {
+    pipeline: gst::Pipeline,
+    appsink: gst_app::AppSink,
+    last_frame: Instant,
+}
+
+impl GstSource {
+    pub fn new(input: Input, spec: VideoSpec, realtime: bool, max_frames: Option<u64>) -> Self {
+        Self {
+            input,
+            spec,
+            realtime,
+            max_frames,
+            stall_timeout: Duration::from_secs(3),
+            running: None,
+            delivered: 0,
+        }
+    }
+
+    fn description(&self) -> String {
+        let VideoSpec { width, height, fps } = self.spec;
+        let (head, sync) = self.input.head(self.realtime);
+        format!(
+            "{head} ! videoconvert ! videoscale add-borders=true ! videorate ! \
+             video/x-raw,format=RGBx,width={width},height={height},pixel-aspect-ratio=1/1,framerate={fps}/1 ! \
+             appsink name=sink sync={sync} max-buffers=2 drop=false enable-last-sample=false"
+        )
+    }
+
+    fn build(&self) -> Result<Running> {
+        let pipeline = gst::parse::launch(&self.description())
+            .context("building the capture pipeline (run scripts/setup for the plugins)")?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| anyhow!("capture description is not a pipeline"))?;
+        self.input.configure(pipeline.upcast_ref());
+        let appsink = pipeline
+            .by_name("sink")
+            .expect("named sink")
+            .downcast::<gst_app::AppSink>()
+            .map_err(|_| anyhow!("sink is not an appsink"))?;
+        Ok(Running {
+            pipeline,
+            appsink,
+            last_frame: Instant::now(),
+        })
+    }
+}
+
+/// The first error on a bus, if any.
+pub(super) fn bus_error(bus: &gst::Bus) -> Option<String> {
+    bus.pop_filtered(&[gst::MessageType::Error])
+        .and_then(|msg| match msg.view() {
+            gst::MessageView::Error(e) => Some(match e.debug() {
+                Some(d) => format!("{} ({d})", e.error()),
+                None => e.error().to_string(),
+            }),
+            _ => None,
+        })
+}
+
+impl Source for GstSource {
+    fn open(&mut self) -> Result<()> {
+        self.close();
+        if let Input::File(path) = &self.input {
+            if !path.is_file() {
+                bail!("input {} does not exist", path.display());
+            }
+        }
+        let running = self.build()?;
+        let bus = running.pipeline.bus().expect("pipeline bus");
+        if running.pipeline.set_state(gst::State::Playing).is_err() {
+            let reason = bus_error(&bus).unwrap_or_else(|| "could not start".into());
+            let _ = running.pipeline.set_state(gst::State::Null);
+            bail!("{}: {reason}", self.describe());
+        }
+        self.running = Some(running);
+        Ok(())
+    }
+
+    fn read(&mut self) -> Result<Read> {
+        if self.max_frames.is_some_and(|max| self.delivered >= max) {
+            return Ok(Read::End);
+        }
+        let describe = self.describe();
+        let Some(running) = self.running.as_mut() else {
+            bail!("{describe} is not open");
+        };
+        let bus = running.pipeline.bus().expect("pipeline bus");
+        if let Some(err) = bus_error(&bus) {
+            bail!("{describe}: {err}");
+        }
+        let Some(sample) = running
+            .appsink
+            .try_pull_sample(gst::ClockTime::from_mseconds(50))
+        else {
+            if running.appsink.is_eos() {
+                if matches!(self.input, Input::Device(_)) {
+                    bail!("{describe}: the camera stopped streaming");
+                }
+                return Ok(Read::End);
+            }
+            if running.last_frame.elapsed() > self.stall_timeout {
+                bail!(
+                    "{describe}: no frame for {:.1} s",
+                    running.last_frame.elapsed().as_secs_f64()
+                );
+            }
+            return Ok(Read::Idle);
+        };
+        let started = Instant::now();
+        let frame = frame_from_sample(&sample, self.spec)?;
+        running.last_frame = Instant::now();
+        self.delivered += 1;
+        Ok(Read::Frame(Frame::new(
+            frame,
+            self.spec,
+            started.elapsed().as_secs_f64() * 1e3,
+        )))
+    }
+
+    fn close(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.pipeline.set_state(gst::State::Null);
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.input {
+            Input::Device(p) => format!("camera {}", p.display()),
+            Input::TestPattern(p) => format!("test pattern `{p}`"),
+            Input::File(p) => format!("file {}", p.display()),
+        }
+    }
+}
+
+impl Drop for GstSource {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Copy an RGBx sample into a tight buffer (GStreamer may pad rows).
+fn frame_from_sample(sample: &gst::Sample, spec: VideoSpec) -> Result<Vec<u8>> {
+    let caps = sample.caps().context("sample without caps")?;
+    let info = gst_video::VideoInfo::from_caps(caps).context("sample caps are not video")?;
+    if info.width() as usize != spec.width || info.height() as usize != spec.height {
+        bail!(
+            "source delivered {}x{}, expected {}x{}",
+            info.width(),
+            info.height(),
+            spec.width,
+            spec.height
+        );
+    }
+    let buffer = sample.buffer().context("sample without a buffer")?;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|_| anyhow!("could not map the captured frame"))?;
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame
+        .plane_data(0)
+        .map_err(|_| anyhow!("captured frame has no data"))?;
+    let row = spec.width * 4;
+    let mut out = Vec::with_capacity(row * spec.height);
+    for y in 0..spec.height {
+        out.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_parse() {
+        assert_eq!(
+            Input::parse("/dev/video3"),
+            Input::Device("/dev/video3".into())
+        );
+        assert_eq!(Input::parse("test"), Input::TestPattern("smpte".into()));
+        assert_eq!(Input::parse("test:ball"), Input::TestPattern("ball".into()));
+        assert_eq!(Input::parse("a.mp4"), Input::File("a.mp4".into()));
+    }
+
+    #[test]
+    fn test_pattern_delivers_sized_frames_and_ends() {
+        crate::init_gstreamer().unwrap();
+        let spec = VideoSpec {
+            width: 64,
+            height: 48,
+            fps: 30,
+        };
+        let mut src = GstSource::new(Input::parse("test:ball"), spec, false, Some(5));
+        src.open().unwrap();
+        let mut frames = 0;
+        loop {
+            match src.read().unwrap() {
+                Read::Frame(f) => {
+                    assert_eq!(f.data.len(), 64 * 48 * 4);
+                    frames += 1;
+                }
+                Read::Idle => {}
+                Read::End => break,
+            }
+        }
+        assert_eq!(frames, 5);
+    }
+
+    #[test]
+    fn missing_file_and_device_are_errors() {
+        crate::init_gstreamer().unwrap();
+        let spec = VideoSpec {
+            width: 64,
+            height: 48,
+            fps: 30,
+        };
+        let mut src = GstSource::new(Input::parse("/nonexistent.mp4"), spec, true, None);
+        let err = src.open().unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        // Opening a device that is not there fails at start or on the first read; either way
+        // the capture stage gets an error to retry on, never a hang.
+        let mut cam = GstSource::new(Input::parse("/dev/video-missing"), spec, true, None);
+        let failed = cam.open().is_err() || (0..200).any(|_| cam.read().is_err());
+        assert!(failed, "a missing camera must be a fault");
+    }
+}
