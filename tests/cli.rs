@@ -141,3 +141,54 @@ fn bench_writes_json_with_percentiles_and_peer_ratios() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn styles_library_round_trip_through_the_cli() {
+    let (Some(starry), Some(_)) = (
+        common::asset("images/starry_night.jpg"),
+        common::asset("models/arbitrary-predict.onnx"),
+    ) else {
+        return;
+    };
+    let dir = common::scratch("styles");
+    let lib = dir.join("library");
+    let run = |args: &[&str]| {
+        let out = stylize()
+            .arg("styles")
+            .arg("--library")
+            .arg(&lib)
+            .args(args)
+            .env("STYLIZE_CACHE_DIR", dir.join("cache"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, _, err) = run(&["add", "van-gogh", "--image", starry.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(run(&["add", "tiles", "--cin", "mosaic"]).0);
+    assert!(run(&["add", "golf", "--prompt", "golf ball"]).0);
+    let (ok, list, _) = run(&["list"]);
+    assert!(ok);
+    assert_eq!(
+        list.lines()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["van-gogh", "tiles", "golf"]
+    );
+    let (ok, show, _) = run(&["show", "van-gogh"]);
+    assert!(ok && show.contains("embedding: 100 values"), "{show}");
+    let (ok, _, err) = run(&["add", "van-gogh", "--cin", "mosaic"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(&["add", "bad:name", "--cin", "mosaic"]);
+    assert!(!ok && err.contains("style names use"), "{err}");
+    assert!(run(&["remove", "tiles"]).0);
+    let (ok, _, err) = run(&["show", "tiles"]);
+    assert!(!ok && err.contains("unknown style `tiles`"), "{err}");
+    let (_, list, _) = run(&["list"]);
+    assert_eq!(list.lines().count(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -115,6 +115,14 @@ pub fn configure_stylize(
     if let Some(w) = &style.style_weights {
         element.set_property("style-weights", w);
     }
+    if let Some(p) = &style.style_image {
+        element.set_property("style-image", p.to_string_lossy().as_ref());
+    }
+    element.set_property("style-strength", style.style_strength);
+    if let Some(p) = &style.predictor {
+        element.set_property("predictor", p.to_string_lossy().as_ref());
+    }
+    element.set_property("library", style.library_dir().to_string_lossy().as_ref());
     if let Some((w, h)) = size {
         element.set_property("inference-width", w);
         element.set_property("inference-height", h);

@@ -22,7 +22,7 @@ use crate::plot::{self, Panel, Series};
 use crate::stats::summarize;
 use crate::webcam::sink::{GstSink, Output};
 use crate::webcam::source::{GstSource, Input};
-use crate::webcam::{self, Config, Shared, StylizeStep, VideoSpec, Webcam};
+use crate::webcam::{self, Config, StylizeStep, VideoSpec, Webcam};
 use crate::StyleArgs;
 
 /// `stylize bench [latency]`.
@@ -114,11 +114,7 @@ fn spec(args: &LatencyArgs) -> Result<VideoSpec> {
 
 fn daemon_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series>)> {
     let stylizer = webcam::load_stylizer(&args.style)?;
-    let mut shared = Shared::new(
-        stylizer.info().clone(),
-        args.style.style.as_deref(),
-        args.style.style_weights.as_deref(),
-    )?;
+    let mut shared = webcam::shared_for(&stylizer, &args.style)?;
     webcam::record_all(&mut shared);
     let shared = Arc::new(shared);
     let total = (args.frames + args.warmup) as u64;

@@ -12,6 +12,7 @@ mod file;
 mod latency;
 mod plot;
 mod stats;
+mod styles;
 mod webcam;
 
 #[derive(Parser)]
@@ -38,6 +39,20 @@ pub struct StyleArgs {
     /// Blend of styles, e.g. "starry-swirls:0.7,mosaic:0.3" (normalised; overrides --style).
     #[arg(long)]
     pub style_weights: Option<String>,
+    /// Any PNG/JPEG to take the style from (arbitrary-style models; overrides --style).
+    #[arg(long)]
+    pub style_image: Option<PathBuf>,
+    /// Style strength 0..1 (arbitrary models: toward the frame's own style; others: blend
+    /// with the original).
+    #[arg(long, default_value_t = 1.0)]
+    pub style_strength: f64,
+    /// Style predictor for arbitrary-style models (default: arbitrary-predict.onnx next to
+    /// the model).
+    #[arg(long)]
+    pub predictor: Option<PathBuf>,
+    /// Style library folder (default: $STYLIZE_LIBRARY or ~/.local/share/stylize/styles).
+    #[arg(long)]
+    pub library: Option<PathBuf>,
     /// CPU inference threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: u32,
@@ -49,8 +64,64 @@ impl StyleArgs {
             stylize_engines::runtime::assets_dir().join("models/multistyle26.onnx")
         })
     }
+
+    pub fn library_dir(&self) -> PathBuf {
+        self.library
+            .clone()
+            .unwrap_or_else(stylize_engines::library::default_dir)
+    }
+
+    pub fn request(&self) -> stylize_engines::StyleRequest {
+        stylize_engines::StyleRequest {
+            style: self.style.clone(),
+            blend: self.style_weights.clone(),
+            image: self.style_image.clone(),
+        }
+    }
+
+    fn predictor_path(&self) -> PathBuf {
+        self.predictor
+            .clone()
+            .unwrap_or_else(|| self.model_path().with_file_name("arbitrary-predict.onnx"))
+    }
+
+    /// The style predictor of an arbitrary-style model, when it is needed and available.
+    pub fn predictor(
+        &self,
+        info: &stylize_engines::model::ModelInfo,
+    ) -> anyhow::Result<Option<stylize_engines::predictor::StylePredictor>> {
+        let path = self.predictor_path();
+        if info.family != stylize_engines::model::Family::Arbitrary
+            || (self.predictor.is_none() && !path.exists())
+        {
+            return Ok(None);
+        }
+        Ok(Some(stylize_engines::predictor::StylePredictor::load(
+            &path,
+            self.threads as usize,
+        )?))
+    }
+
+    /// A resolver for this model with the library, the embedding cache and the predictor.
+    pub fn resolver(
+        &self,
+        info: &stylize_engines::model::ModelInfo,
+    ) -> anyhow::Result<stylize_engines::StyleResolver> {
+        Ok(stylize_engines::StyleResolver::new(
+            info.clone(),
+            Some(stylize_engines::library::Library::open(
+                &self.library_dir(),
+            )?),
+            stylize_engines::embedding::EmbeddingCache::new(
+                stylize_engines::embedding::default_cache_dir(),
+            ),
+            self.predictor(info)?,
+        ))
+    }
 }
 
+// Parsed once at start-up: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Stylize a video file into an H.264 MP4, every frame, timestamps kept.
@@ -63,6 +134,8 @@ enum Command {
     Webcam(webcam::WebcamArgs),
     /// Control a running `stylize webcam` (style, blend, pause, resume, stats, quit, ...).
     Ctl(ctl::CtlArgs),
+    /// Manage the style library: named styles from images, embeddings, CIN styles, prompts.
+    Styles(styles::StylesArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +145,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => latency::run(&args),
         Command::Webcam(args) => webcam::run(&args),
         Command::Ctl(args) => ctl::run(&args),
+        Command::Styles(args) => styles::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,7 +24,7 @@ pub enum Error {
         expected: String,
         actual: String,
     },
-    #[error("unknown style `{name}`; this model has: {available}")]
+    #[error("unknown style `{name}`: {available}")]
     UnknownStyle { name: String, available: String },
     #[error("invalid style blend `{spec}`: {reason}")]
     BadBlend { spec: String, reason: String },

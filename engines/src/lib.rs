@@ -12,10 +12,12 @@ pub mod image_io;
 pub mod library;
 pub mod model;
 pub mod predictor;
+pub mod resolver;
 pub mod runtime;
 pub mod style;
 pub mod stylizer;
 pub mod tensor;
 
 pub use error::{Error, Result};
-pub use stylizer::{InferenceSize, ResolvedStyle, StyleRequest, Stylizer, Timings};
+pub use resolver::{ResolvedStyle, StyleRequest, StyleResolver};
+pub use stylizer::{InferenceSize, Stylizer, Timings};

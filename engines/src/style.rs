@@ -22,7 +22,7 @@ fn available(info: &ModelInfo) -> String {
                     None => alias(i),
                 })
                 .collect();
-            names.join(", ")
+            format!("this model has {}", names.join(", "))
         }
         Family::PerStyle => match info.styles.first() {
             Some(n) => format!("{n} (a per-style model has only its own style)"),

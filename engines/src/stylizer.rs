@@ -6,29 +6,11 @@ use std::time::Instant;
 use fast_image_resize as fr;
 
 use crate::backend::{self, Backend, BackendOptions};
-use crate::embedding::{CacheOutcome, EmbeddingCache};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameLayout, RgbImage};
-use crate::library::Library;
 use crate::model::{Family, ModelInfo};
 use crate::predictor::{self, StylePredictor};
-use crate::style;
 use crate::tensor::Tensor;
-
-/// What the user asked for, in order of precedence: a style image, a blend, a style name.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StyleRequest {
-    pub style: Option<String>,
-    pub blend: Option<String>,
-    pub image: Option<std::path::PathBuf>,
-}
-
-/// A resolved request: the conditioning vector and anything worth telling the user.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResolvedStyle {
-    pub conditioning: Vec<f32>,
-    pub notes: Vec<String>,
-}
 
 /// How large the network sees each frame, independent of the output size: a full-size style
 /// net costs ~0.5 s at 640×360 on two cores, so downscale-infer-upscale is what makes live
@@ -134,51 +116,6 @@ impl Stylizer {
         }
         self.strength = strength;
         Ok(())
-    }
-
-    /// Resolve a style request for this model: a style image goes through the predictor (and
-    /// the on-disk cache), names through the model's styles and then the library.
-    pub fn resolve_style(
-        &mut self,
-        request: &StyleRequest,
-        library: Option<&Library>,
-        cache: &EmbeddingCache,
-    ) -> Result<ResolvedStyle> {
-        let mut notes = Vec::new();
-        let conditioning = match &request.image {
-            Some(image) => {
-                let info = self.info().clone();
-                let Some(predictor) = self.predictor.as_mut() else {
-                    return Err(Error::UnknownStyle {
-                        name: image.display().to_string(),
-                        available: if info.family == Family::Arbitrary {
-                            "a style image needs the style predictor model".into()
-                        } else {
-                            format!(
-                                "style images need an arbitrary-style model; {} is {}",
-                                info.path.display(),
-                                info.family
-                            )
-                        },
-                    });
-                };
-                let (embedding, outcome) = cache.embed(predictor, image)?;
-                if let CacheOutcome::Repaired(why) = outcome {
-                    notes.push(format!("{why}; recomputed the embedding"));
-                }
-                embedding
-            }
-            None => style::resolve_in(
-                self.info(),
-                request.style.as_deref(),
-                request.blend.as_deref(),
-                library,
-            )?,
-        };
-        Ok(ResolvedStyle {
-            conditioning,
-            notes,
-        })
     }
 
     /// Load a model on the default backend.

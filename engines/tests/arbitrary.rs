@@ -12,7 +12,7 @@ use stylize_engines::image_io::load_rgb;
 use stylize_engines::library::{Library, StyleKind};
 use stylize_engines::predictor::{lerp, StylePredictor};
 use stylize_engines::tensor::Tensor;
-use stylize_engines::{frame, StyleRequest, Stylizer};
+use stylize_engines::{frame, StyleRequest, StyleResolver, Stylizer};
 
 struct Assets {
     transform: PathBuf,
@@ -98,6 +98,23 @@ fn arbitrary(a: &Assets) -> Stylizer {
     st.attach_predictor(StylePredictor::load(&a.predictor, 2).unwrap())
         .unwrap();
     st
+}
+
+fn resolver(a: &Assets, library: Option<Library>, cache_dir: PathBuf) -> StyleResolver {
+    let st = Stylizer::load(&a.transform, &BackendOptions { threads: 2 }).unwrap();
+    StyleResolver::new(
+        st.info().clone(),
+        library,
+        EmbeddingCache::new(cache_dir),
+        Some(StylePredictor::load(&a.predictor, 2).unwrap()),
+    )
+}
+
+fn image_request(path: &Path) -> StyleRequest {
+    StyleRequest {
+        image: Some(path.to_path_buf()),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -199,23 +216,21 @@ fn style_image_embeddings_are_cached_and_corrupt_cache_is_repaired() {
     let Some(a) = assets() else { return };
     let dir = scratch("cache");
     let cache = EmbeddingCache::new(dir.join("cache"));
-    let mut st = arbitrary(&a);
-    let request = StyleRequest {
-        image: Some(a.starry.clone()),
-        ..Default::default()
-    };
-    let first = st.resolve_style(&request, None, &cache).unwrap();
+    let mut res = resolver(&a, None, dir.join("cache"));
+    let request = image_request(&a.starry);
+    let first = res.resolve(&request).unwrap();
     assert!(first.notes.is_empty());
     let files: Vec<_> = std::fs::read_dir(dir.join("cache")).unwrap().collect();
     assert_eq!(files.len(), 1, "one cache entry");
     let cached = files[0].as_ref().unwrap().path();
 
-    let predictor = st.predictor_mut().unwrap();
-    let (_, outcome) = cache.embed(predictor, &a.starry).unwrap();
+    let (_, outcome) = cache
+        .embed(res.predictor_mut().unwrap(), &a.starry)
+        .unwrap();
     assert_eq!(outcome, CacheOutcome::Hit);
 
     std::fs::write(&cached, b"STYLEMB1 truncated").unwrap();
-    let again = st.resolve_style(&request, None, &cache).unwrap();
+    let again = res.resolve(&request).unwrap();
     assert_eq!(
         again.conditioning, first.conditioning,
         "recomputed, nothing lost"
@@ -226,29 +241,14 @@ fn style_image_embeddings_are_cached_and_corrupt_cache_is_repaired() {
 
     let unreadable = dir.join("not-an-image.png");
     std::fs::write(&unreadable, b"plain text").unwrap();
-    let err = st
-        .resolve_style(
-            &StyleRequest {
-                image: Some(unreadable.clone()),
-                ..Default::default()
-            },
-            None,
-            &cache,
-        )
+    let err = res
+        .resolve(&image_request(&unreadable))
         .unwrap_err()
         .to_string();
     assert!(err.contains("cannot read image"), "{err}");
     assert!(err.contains("not-an-image.png"), "{err}");
-    let missing = dir.join("missing.jpg");
-    let err = st
-        .resolve_style(
-            &StyleRequest {
-                image: Some(missing),
-                ..Default::default()
-            },
-            None,
-            &cache,
-        )
+    let err = res
+        .resolve(&image_request(&dir.join("missing.jpg")))
         .unwrap_err()
         .to_string();
     assert!(err.contains("missing.jpg"), "{err}");
@@ -259,46 +259,32 @@ fn style_image_embeddings_are_cached_and_corrupt_cache_is_repaired() {
 fn library_names_and_blends_drive_the_arbitrary_model() {
     let Some(a) = assets() else { return };
     let dir = scratch("lib");
-    let cache = EmbeddingCache::new(dir.join("cache"));
-    let mut st = arbitrary(&a);
-    let mut lib = Library::open(&dir.join("styles")).unwrap();
-    let emb = |st: &mut Stylizer, path: &Path| {
-        st.resolve_style(
-            &StyleRequest {
-                image: Some(path.to_path_buf()),
-                ..Default::default()
-            },
-            None,
-            &cache,
-        )
+    let mut images = resolver(&a, None, dir.join("cache"));
+    let e1 = images
+        .resolve(&image_request(&a.starry))
         .unwrap()
-        .conditioning
-    };
-    let (e1, e2) = (emb(&mut st, &a.starry), emb(&mut st, &a.coffee));
+        .conditioning;
+    let e2 = images
+        .resolve(&image_request(&a.coffee))
+        .unwrap()
+        .conditioning;
+    let mut lib = Library::open(&dir.join("styles")).unwrap();
     let kind = || StyleKind::Embedding {
         file: String::new(),
     };
     lib.add("van-gogh", kind(), None, Some(&e1), false).unwrap();
     lib.add("coffee", kind(), None, Some(&e2), false).unwrap();
+    let mut res = resolver(&a, Some(lib), dir.join("cache"));
 
-    let by_name = |st: &mut Stylizer, style: Option<&str>, blend: Option<&str>| {
-        st.resolve_style(
-            &StyleRequest {
-                style: style.map(String::from),
-                blend: blend.map(String::from),
-                image: None,
-            },
-            Some(&lib),
-            &cache,
-        )
+    let mut by_name = |style: Option<&str>, blend: Option<&str>| {
+        res.resolve(&StyleRequest {
+            style: style.map(String::from),
+            blend: blend.map(String::from),
+            image: None,
+        })
     };
-    assert_eq!(
-        by_name(&mut st, Some("van-gogh"), None)
-            .unwrap()
-            .conditioning,
-        e1
-    );
-    let blend = by_name(&mut st, None, Some("van-gogh:3,coffee:1"))
+    assert_eq!(by_name(Some("van-gogh"), None).unwrap().conditioning, e1);
+    let blend = by_name(None, Some("van-gogh:3,coffee:1"))
         .unwrap()
         .conditioning;
     let expected: Vec<f32> = e1
@@ -307,17 +293,13 @@ fn library_names_and_blends_drive_the_arbitrary_model() {
         .map(|(x, y)| 0.75 * x + 0.25 * y)
         .collect();
     assert!(max_abs(&blend, &expected) < 1e-6);
-    let err = by_name(&mut st, Some("nope"), None)
-        .unwrap_err()
-        .to_string();
+    let err = by_name(Some("nope"), None).unwrap_err().to_string();
     assert!(err.contains("unknown style `nope`"), "{err}");
     assert!(err.contains("van-gogh, coffee"), "{err}");
 
     // A corrupt library embedding is an error naming the file (it cannot be recomputed).
     std::fs::write(dir.join("styles/coffee.emb"), b"junk").unwrap();
-    let err = by_name(&mut st, Some("coffee"), None)
-        .unwrap_err()
-        .to_string();
+    let err = by_name(Some("coffee"), None).unwrap_err().to_string();
     assert!(err.contains("coffee.emb is corrupt"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }

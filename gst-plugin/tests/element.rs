@@ -388,3 +388,75 @@ fn frame_messages_count_every_frame() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(frames, 5);
 }
+
+fn empty_library(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("stylize-el-lib-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.display().to_string()
+}
+
+#[test]
+fn arbitrary_model_takes_style_images_and_strength_live() {
+    let (Some(model), Some(starry), Some(coffee)) = (
+        asset("models/arbitrary-transform.onnx"),
+        asset("images/starry_night.jpg"),
+        asset("images/coffee.png"),
+    ) else {
+        return;
+    };
+    let library = empty_library("arb");
+    let mut h = harness(
+        &model,
+        &[
+            ("style-image", starry.to_str().unwrap()),
+            ("library", library.as_str()),
+        ],
+    );
+    let input = picture(W, H, 60);
+    h.push(buffer(input.clone(), 0)).unwrap();
+    let (_, starry_out) = pull_data(&mut h);
+    assert!(mean_abs_diff(&starry_out, &input) > 20.0, "not stylized");
+
+    h.element()
+        .unwrap()
+        .set_property("style-image", coffee.to_str().unwrap());
+    h.push(buffer(input.clone(), 1)).unwrap();
+    let (_, coffee_out) = pull_data(&mut h);
+    assert!(
+        mean_abs_diff(&coffee_out, &starry_out) > 5.0,
+        "style image switch"
+    );
+
+    h.element().unwrap().set_property("style-strength", 0.0f64);
+    h.push(buffer(input.clone(), 2)).unwrap();
+    let (_, weak) = pull_data(&mut h);
+    assert!(
+        mean_abs_diff(&weak, &input) < mean_abs_diff(&coffee_out, &input),
+        "strength 0 must stay closer to the content"
+    );
+}
+
+#[test]
+fn arbitrary_model_bad_style_input_is_a_clear_error() {
+    let (Some(model), Some(_)) = (
+        asset("models/arbitrary-transform.onnx"),
+        asset("models/arbitrary-predict.onnx"),
+    ) else {
+        return;
+    };
+    let library = empty_library("bad");
+    let model = format!("model={} library={library}", model.display());
+    let err = error_of(&model, "");
+    assert!(
+        err.contains("needs a style image or a library style"),
+        "{err}"
+    );
+    let err = error_of(&model, "style=van-gogh");
+    assert!(err.contains("unknown style `van-gogh`"), "{err}");
+    assert!(err.contains("is empty"), "{err}");
+    let not_image =
+        std::env::temp_dir().join(format!("stylize-not-image-{}.jpg", std::process::id()));
+    std::fs::write(&not_image, b"no pixels here").unwrap();
+    let err = error_of(&model, &format!("style-image={}", not_image.display()));
+    assert!(err.contains("cannot read image"), "{err}");
+}

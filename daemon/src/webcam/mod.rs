@@ -31,8 +31,7 @@ use serde_json::json;
 
 use stylize_engines::backend::BackendOptions;
 use stylize_engines::frame::{FrameLayout, PixelFormat};
-use stylize_engines::model::ModelInfo;
-use stylize_engines::{style, InferenceSize, Stylizer, Timings};
+use stylize_engines::{InferenceSize, StyleRequest, StyleResolver, Stylizer, Timings};
 
 use crate::control::{self, Request, Response};
 use crate::file::parse_size;
@@ -240,7 +239,8 @@ pub struct Shared {
     /// False while the camera is faulted.
     pub source_healthy: AtomicBool,
     pub counters: Counters,
-    pub model: ModelInfo,
+    /// Resolves control requests (may run the style predictor) off the streaming threads.
+    resolver: Mutex<StyleResolver>,
     pub started: Instant,
     style: Mutex<ActiveStyle>,
     log: Mutex<TimeLog>,
@@ -248,18 +248,44 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Validates the initial style against the model.
-    pub fn new(model: ModelInfo, style: Option<&str>, blend: Option<&str>) -> Result<Self> {
-        let conditioning = style::resolve(&model, style, blend)?;
-        let label = blend
-            .or(style)
-            .map_or_else(|| "default".to_string(), str::to_string);
+    /// Validates the initial style against the model (no library, no predictor).
+    #[cfg(test)]
+    pub fn new(
+        model: stylize_engines::model::ModelInfo,
+        style: Option<&str>,
+        blend: Option<&str>,
+    ) -> Result<Self> {
+        let request = StyleRequest {
+            style: style.map(String::from),
+            blend: blend.map(String::from),
+            image: None,
+        };
+        let cache = stylize_engines::embedding::EmbeddingCache::new(
+            stylize_engines::embedding::default_cache_dir(),
+        );
+        Self::with_resolver(StyleResolver::new(model, None, cache, None), &request)
+    }
+
+    /// Validates the initial style with a resolver that may use a library and a predictor.
+    pub fn with_resolver(mut resolver: StyleResolver, request: &StyleRequest) -> Result<Self> {
+        let resolved = resolver.resolve(request)?;
+        for note in &resolved.notes {
+            eprintln!("stylize: warning: {note}");
+        }
+        let conditioning = resolved.conditioning;
+        let label = request
+            .image
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .or_else(|| request.blend.clone())
+            .or_else(|| request.style.clone())
+            .unwrap_or_else(|| "default".to_string());
         Ok(Self {
+            resolver: Mutex::new(resolver),
             stop: Arc::default(),
             paused: AtomicBool::new(false),
             source_healthy: AtomicBool::new(false),
             counters: Counters::default(),
-            model,
             started: Instant::now(),
             style: Mutex::new(ActiveStyle {
                 label,
@@ -347,30 +373,46 @@ impl Shared {
         })
     }
 
+    /// Resolve a style request and make it current; the stream keeps its old style on error.
+    fn apply(&self, label: String, request: StyleRequest) -> Response {
+        let resolved = self.resolver.lock().unwrap().resolve(&request);
+        match resolved {
+            Ok(resolved) => {
+                self.set_style(label.clone(), resolved.conditioning);
+                let mut reply = json!({ "style": label });
+                if !resolved.notes.is_empty() {
+                    reply["notes"] = json!(resolved.notes);
+                }
+                Response::ok(reply)
+            }
+            Err(err) => Response::error(err.to_string()),
+        }
+    }
+
     /// Answer one control request.
     pub fn handle(&self, request: Request) -> Response {
         match request {
-            Request::Style { name } => match style::resolve(&self.model, Some(&name), None) {
-                Ok(weights) => {
-                    self.set_style(name.clone(), weights);
-                    Response::ok(json!({ "style": name }))
-                }
-                Err(err) => Response::error(err.to_string()),
-            },
-            Request::Blend { weights } => match style::resolve(&self.model, None, Some(&weights)) {
-                Ok(w) => {
-                    self.set_style(weights.clone(), w);
-                    Response::ok(json!({ "style": weights }))
-                }
-                Err(err) => Response::error(err.to_string()),
-            },
-            Request::StyleImage { path } => Response::error(format!(
-                "style-image is not supported by this build yet: styling from an image needs \
-                 an arbitrary-style model and its style predictor (this model is {}); {} \
-                 was not read",
-                self.model.family,
-                path.display()
-            )),
+            Request::Style { name } => self.apply(
+                name.clone(),
+                StyleRequest {
+                    style: Some(name),
+                    ..Default::default()
+                },
+            ),
+            Request::Blend { weights } => self.apply(
+                weights.clone(),
+                StyleRequest {
+                    blend: Some(weights),
+                    ..Default::default()
+                },
+            ),
+            Request::StyleImage { path } => self.apply(
+                path.display().to_string(),
+                StyleRequest {
+                    image: Some(path),
+                    ..Default::default()
+                },
+            ),
             Request::Prompt { text } => Response::error(format!(
                 "prompt is not supported by this build yet: text prompts need CLIP encoders \
                  and `stylize tune` (prompt `{}` was not applied)",
@@ -508,13 +550,24 @@ pub fn inference_size(size: Option<(u32, u32)>, scale: f64) -> InferenceSize {
     }
 }
 
+/// The stylizer for the stylize stage, with its predictor and strength.
 pub fn load_stylizer(style: &StyleArgs) -> Result<Stylizer> {
-    Ok(Stylizer::load(
+    let mut stylizer = Stylizer::load(
         &style.model_path(),
         &BackendOptions {
             threads: style.threads as usize,
         },
-    )?)
+    )?;
+    if let Some(predictor) = style.predictor(stylizer.info())? {
+        stylizer.attach_predictor(predictor)?;
+    }
+    stylizer.set_strength(style.style_strength as f32)?;
+    Ok(stylizer)
+}
+
+/// The shared state for a stylizer loaded from the command line's style options.
+pub fn shared_for(stylizer: &Stylizer, style: &StyleArgs) -> Result<Shared> {
+    Shared::with_resolver(style.resolver(stylizer.info())?, &style.request())
 }
 
 pub fn run(args: &WebcamArgs) -> Result<()> {
@@ -529,11 +582,7 @@ pub fn run(args: &WebcamArgs) -> Result<()> {
     }
     let output = Output::parse(&args.output)?;
     let stylizer = load_stylizer(&args.style)?;
-    let shared = Arc::new(Shared::new(
-        stylizer.info().clone(),
-        args.style.style.as_deref(),
-        args.style.style_weights.as_deref(),
-    )?);
+    let shared = Arc::new(shared_for(&stylizer, &args.style)?);
     let sink = GstSink::open(&output, spec)?;
     let input = Input::parse(&args.input);
     let source = GstSource::new(input, spec, true, args.frames);

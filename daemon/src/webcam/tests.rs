@@ -391,12 +391,15 @@ fn every_control_command_round_trips_over_the_socket() {
     });
     assert!(r.error_message().unwrap().contains("non-negative"));
 
-    // style-image and prompt parse but say plainly that this build cannot do them.
+    // style-image needs an arbitrary-style model: this CIN model says so and keeps going;
+    // prompt parses but says plainly that this build cannot do it.
     let r = send(Request::StyleImage {
         path: "/tmp/p.jpg".into(),
     });
     assert!(
-        r.error_message().unwrap().contains("not supported"),
+        r.error_message()
+            .unwrap()
+            .contains("style images need an arbitrary-style model"),
         "{r:?}"
     );
     let r = send(Request::Prompt {

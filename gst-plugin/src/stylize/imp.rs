@@ -14,7 +14,7 @@ use stylize_engines::frame::{FrameLayout, PixelFormat};
 use stylize_engines::library::{self, Library};
 use stylize_engines::model::Family;
 use stylize_engines::predictor::StylePredictor;
-use stylize_engines::{style, InferenceSize, StyleRequest, Stylizer};
+use stylize_engines::{style, InferenceSize, StyleRequest, StyleResolver, Stylizer};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -99,12 +99,14 @@ impl Settings {
     }
 }
 
-/// Load the model, its predictor (arbitrary-style models) and the style library.
-fn load(settings: &Settings, model: &std::path::Path) -> Result<(Stylizer, Library), String> {
+/// Load the model and, for arbitrary-style models, its style predictor (one instance for
+/// per-frame strength, one for resolving style images), and the style library.
+fn load(settings: &Settings, model: &std::path::Path) -> Result<(Stylizer, StyleResolver), String> {
     let options = BackendOptions {
         threads: settings.threads as usize,
     };
     let mut stylizer = Stylizer::load(model, &options).map_err(|e| e.to_string())?;
+    let mut predictor = None;
     if stylizer.info().family == Family::Arbitrary {
         let explicit = settings.predictor.clone();
         let path = explicit
@@ -112,21 +114,26 @@ fn load(settings: &Settings, model: &std::path::Path) -> Result<(Stylizer, Libra
             .unwrap_or_else(|| model.with_file_name(DEFAULT_PREDICTOR_NAME));
         // A missing default predictor only matters once a style image or strength needs it.
         if explicit.is_some() || path.exists() {
-            let predictor =
-                StylePredictor::load(&path, options.threads).map_err(|e| e.to_string())?;
+            let open = || StylePredictor::load(&path, options.threads).map_err(|e| e.to_string());
             stylizer
-                .attach_predictor(predictor)
+                .attach_predictor(open()?)
                 .map_err(|e| e.to_string())?;
+            predictor = Some(open()?);
         }
     }
     let library = Library::open(&settings.library_dir()).map_err(|e| e.to_string())?;
-    Ok((stylizer, library))
+    let resolver = StyleResolver::new(
+        stylizer.info().clone(),
+        Some(library),
+        EmbeddingCache::new(embedding::default_cache_dir()),
+        predictor,
+    );
+    Ok((stylizer, resolver))
 }
 
 struct State {
     stylizer: Stylizer,
-    library: Library,
-    cache: EmbeddingCache,
+    resolver: StyleResolver,
     /// The style request (and strength) the current conditioning was resolved from.
     applied: (StyleRequest, f64),
     conditioning: Vec<f32>,
@@ -162,11 +169,7 @@ impl Stylize {
         let resolved = state
             .stylizer
             .set_strength(request.1 as f32)
-            .and_then(|()| {
-                state
-                    .stylizer
-                    .resolve_style(&request.0, Some(&state.library), &state.cache)
-            });
+            .and_then(|()| state.resolver.resolve(&request.0));
         match resolved {
             Ok(resolved) => {
                 gst::info!(CAT, imp = self, "style now {request:?}");
@@ -440,7 +443,7 @@ impl BaseTransformImpl for Stylize {
                 ("no model set: set the `model` property to an ONNX style model")
             ));
         };
-        let (mut stylizer, library) = load(&settings, &model).map_err(|err| {
+        let (mut stylizer, mut resolver) = load(&settings, &model).map_err(|err| {
             let kind = if err.contains("does not exist") {
                 gst::ResourceError::NotFound
             } else {
@@ -448,11 +451,10 @@ impl BaseTransformImpl for Stylize {
             };
             gst::error_msg!(kind, ("{}", err))
         })?;
-        let cache = EmbeddingCache::new(embedding::default_cache_dir());
         let request = settings.style_request();
         let resolved = stylizer
             .set_strength(request.1 as f32)
-            .and_then(|()| stylizer.resolve_style(&request.0, Some(&library), &cache))
+            .and_then(|()| resolver.resolve(&request.0))
             .map_err(|err| gst::error_msg!(gst::LibraryError::Settings, ("{}", err)))?;
         self.post_notes(&resolved.notes);
         gst::info!(
@@ -465,8 +467,7 @@ impl BaseTransformImpl for Stylize {
         );
         *self.state.lock().unwrap() = Some(State {
             stylizer,
-            library,
-            cache,
+            resolver,
             applied: request,
             conditioning: resolved.conditioning,
             layout: None,
