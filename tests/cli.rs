@@ -118,7 +118,10 @@ fn bench_writes_json_with_percentiles_and_peer_ratios() {
         .as_str()
         .unwrap()
         .starts_with("onnxruntime 1.32.0"));
-    let sizes = report["sizes"].as_array().unwrap();
+    let models = report["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0]["family"], "cin");
+    let sizes = models[0]["sizes"].as_array().unwrap();
     assert_eq!(sizes.len(), 2);
     for s in sizes {
         for key in [

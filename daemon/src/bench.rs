@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use stylize_engines::backend::BackendOptions;
 use stylize_engines::frame::{self, RgbImage};
-use stylize_engines::{runtime, style, Stylizer};
+use stylize_engines::{runtime, Stylizer};
 
 use crate::file::parse_size;
 use crate::stats::{summarize, Summary};
@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Skip the ONNX Runtime Python peer.
     #[arg(long)]
     pub no_python: bool,
+    /// More models to measure in the same run, e.g. the arbitrary-style int8 and float32
+    /// transfer nets (arbitrary models use --style-image, default Starry Night).
+    #[arg(long, value_delimiter = ',')]
+    pub compare: Vec<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -64,18 +68,25 @@ struct SizeResult {
 }
 
 #[derive(Serialize)]
-struct Report {
-    tool: &'static str,
+struct ModelResult {
     model: String,
     family: String,
     backend: String,
+    /// The style the model ran with (name, blend or style image).
+    style: String,
+    sizes: Vec<SizeResult>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    tool: &'static str,
     threads: u32,
     iterations: usize,
     warmup: usize,
     cpus: usize,
     peer: String,
     unix_time: u64,
-    sizes: Vec<SizeResult>,
+    models: Vec<ModelResult>,
 }
 
 /// Deterministic picture: gradients plus texture, so the net does realistic work.
@@ -106,21 +117,11 @@ fn ratio(ours: &Option<Summary>, peer: &Option<Summary>) -> Option<f64> {
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     crate::init_gstreamer()?;
-    let model = args.style.model_path();
     let threads = if args.style.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
     } else {
         args.style.threads
     };
-    let options = BackendOptions {
-        threads: threads as usize,
-    };
-    let mut stylizer = Stylizer::load(&model, &options)?;
-    let conditioning = style::resolve(
-        stylizer.info(),
-        args.style.style.as_deref(),
-        args.style.style_weights.as_deref(),
-    )?;
     let python = (!args.no_python).then(|| {
         args.python
             .clone()
@@ -128,15 +129,84 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     });
     let scratch = std::env::temp_dir().join(format!("stylize-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
+    let mut peer = String::from("not run");
+    let mut models = Vec::new();
+    let all = std::iter::once(args.style.model_path()).chain(args.compare.iter().cloned());
+    for model in all {
+        let mut style = args.style.clone();
+        style.model = Some(model);
+        style.threads = threads;
+        models.push(bench_model(args, &style, python.as_ref(), &scratch, &mut peer)?);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let report = Report {
+        tool: "stylize bench",
+        threads,
+        iterations: args.iterations,
+        warmup: args.warmup,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        peer,
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        models,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&args.out, &json).with_context(|| format!("writing {}", args.out.display()))?;
+    for m in &report.models {
+        for s in &m.sizes {
+            let p50 = |o: &Option<Summary>| o.as_ref().map_or(f64::NAN, |s| s.p50);
+            eprintln!(
+                "{} {}x{}: engine {:.1} ms, element {:.1} ms, ort-python {:.1} ms (p50); ratio {:.2}",
+                m.model,
+                s.width,
+                s.height,
+                p50(&s.engine_infer_ms),
+                p50(&s.element_ms),
+                p50(&s.ort_python_ms),
+                s.ratio_engine_infer_vs_python.unwrap_or(f64::NAN)
+            );
+        }
+    }
+    println!("{}", std::path::absolute(&args.out)?.display());
+    Ok(())
+}
+
+fn bench_model(
+    args: &BenchArgs,
+    style: &StyleArgs,
+    python: Option<&PathBuf>,
+    scratch: &std::path::Path,
+    peer_version: &mut String,
+) -> Result<ModelResult> {
+    let model = style.model_path();
+    let options = BackendOptions {
+        threads: style.threads as usize,
+    };
+    let mut stylizer = Stylizer::load(&model, &options)?;
+    let mut style = style.clone();
+    let arbitrary = stylizer.info().family == stylize_engines::model::Family::Arbitrary;
+    if arbitrary && style.style_image.is_none() && style.style.is_none() {
+        style.style_image = Some(runtime::assets_dir().join("images/starry_night.jpg"));
+    }
+    let request = style.request();
+    let conditioning = style.resolver(stylizer.info())?.resolve(&request)?.conditioning;
+    let label = request
+        .image
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .or(request.blend.clone())
+        .or(request.style.clone())
+        .unwrap_or_else(|| "default".into());
 
     let mut sizes = Vec::new();
-    let mut peer_version = String::from("not run");
     for &(width, height) in &args.sizes {
         let (w, h) = (width as usize, height as usize);
         if w == 0 || h == 0 {
             bail!("bench sizes need both a width and a height, got {width}x{height}");
         }
-        eprintln!("bench {width}x{height}: engine");
+        eprintln!("bench {} {width}x{height}: engine", model.display());
         let img = test_image(w, h);
         let info = stylizer.info().clone();
         let padded = (
@@ -157,20 +227,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
         }
 
-        eprintln!("bench {width}x{height}: element pipeline");
-        let (element, fps) = element_latency(args, width, height)?;
+        eprintln!("bench {} {width}x{height}: element pipeline", model.display());
+        let (element, fps) = element_latency(args, &style, width, height)?;
 
-        let ort_python = match &python {
+        let ort_python = match python {
             None => None,
             Some(py) => {
-                eprintln!("bench {width}x{height}: onnxruntime (python)");
+                eprintln!("bench {} {width}x{height}: onnxruntime (python)", model.display());
                 let input = scratch.join(format!("in-{w}x{h}.f32"));
                 let weights = scratch.join("weights.f32");
                 write_f32(&input, &content.data)?;
                 write_f32(&weights, &conditioning)?;
                 let (ms, version) =
-                    python_peer(py, &model, &input, &weights, padded, threads, args)?;
-                peer_version = format!("onnxruntime {version} (Python)");
+                    python_peer(py, &model, &input, &weights, padded, style.threads, args)?;
+                *peer_version = format!("onnxruntime {version} (Python)");
                 summarize(&ms)
             }
         };
@@ -188,44 +258,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             ort_python_ms: ort_python,
         });
     }
-    let _ = std::fs::remove_dir_all(&scratch);
-
-    let report = Report {
-        tool: "stylize bench",
+    Ok(ModelResult {
         model: model.display().to_string(),
         family: stylizer.info().family.to_string(),
         backend: stylizer.backend_name().to_string(),
-        threads,
-        iterations: args.iterations,
-        warmup: args.warmup,
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        peer: peer_version,
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        style: label,
         sizes,
-    };
-    let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&args.out, &json).with_context(|| format!("writing {}", args.out.display()))?;
-    for s in &report.sizes {
-        let p50 = |o: &Option<Summary>| o.as_ref().map_or(f64::NAN, |s| s.p50);
-        eprintln!(
-            "{}x{}: engine {:.1} ms, element {:.1} ms, ort-python {:.1} ms (p50); ratio {:.2}",
-            s.width,
-            s.height,
-            p50(&s.engine_infer_ms),
-            p50(&s.element_ms),
-            p50(&s.ort_python_ms),
-            s.ratio_engine_infer_vs_python.unwrap_or(f64::NAN)
-        );
-    }
-    println!("{}", std::path::absolute(&args.out)?.display());
-    Ok(())
+    })
 }
 
 fn python_peer(
     python: &PathBuf,
-    model: &PathBuf,
+    model: &std::path::Path,
     input: &PathBuf,
     weights: &PathBuf,
     (h, w): (usize, usize),
@@ -270,7 +314,12 @@ fn python_peer(
 }
 
 /// Per-buffer time inside the element (sink pad → src pad) and the pipeline's frame rate.
-fn element_latency(args: &BenchArgs, width: u32, height: u32) -> Result<(Vec<f64>, f64)> {
+fn element_latency(
+    args: &BenchArgs,
+    style: &StyleArgs,
+    width: u32,
+    height: u32,
+) -> Result<(Vec<f64>, f64)> {
     let frames = args.warmup + args.iterations;
     let pipeline = gst::Pipeline::new();
     let src = gst::ElementFactory::make("videotestsrc")
@@ -287,11 +336,7 @@ fn element_latency(args: &BenchArgs, width: u32, height: u32) -> Result<(Vec<f64
                 .build(),
         )
         .build()?;
-    let mut style = args.style.clone();
-    if style.threads == 0 {
-        style.threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    }
-    let stylize = crate::file::stylize_element(&style, 1.0, None)?;
+    let stylize = crate::file::stylize_element(style, 1.0, None)?;
     let sink = gst::ElementFactory::make("fakesink")
         .property("sync", false)
         .build()?;
