@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod bench;
 mod file;
+mod generate;
 mod stats;
 
 #[derive(Parser)]
@@ -53,6 +54,8 @@ enum Command {
     /// Measure per-frame latency of the engine, the element pipeline and ONNX Runtime in
     /// Python on the same model and input; writes JSON.
     Bench(bench::BenchArgs),
+    /// Generate images and videos offline: StyleGAN2/3 or DALL·E-style text-to-image.
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::File(args) => file::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Generate(args) => generate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -32,4 +32,8 @@ pub enum Error {
     Inference(String),
     #[error("invalid frame: {0}")]
     Frame(String),
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Generate(String),
 }

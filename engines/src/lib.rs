@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod error;
 pub mod frame;
+pub mod generate;
 pub mod model;
 pub mod runtime;
 pub mod style;

@@ -45,48 +45,65 @@ fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
     }
 }
 
+/// A CPU session for any ONNX file, with load errors naming the file. Shared with the
+/// generators (`generate::graph`), which run graphs outside the style-model contract.
+pub(crate) fn session(path: &Path, threads: usize) -> Result<Session> {
+    if !path.is_file() {
+        return Err(Error::ModelMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    let env = runtime::environment()?;
+    let load_err = |e: ort::Error| Error::ModelLoad {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut builder = Session::builder(env)
+        .map_err(load_err)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| load_err(e.into()))?
+        .with_inter_threads(1)
+        .map_err(|e| load_err(e.into()))?;
+    if threads > 0 {
+        builder = builder
+            .with_intra_threads(threads)
+            .map_err(|e| load_err(e.into()))?;
+    }
+    builder.commit_from_file(path).map_err(load_err)
+}
+
+/// A session's inputs, outputs and custom metadata, as the contract checks see them.
+pub(crate) type GraphDescription = (Vec<TensorSpec>, Vec<TensorSpec>, HashMap<String, String>);
+
+pub(crate) fn describe(path: &Path, session: &Session) -> Result<GraphDescription> {
+    let load_err = |e: ort::Error| Error::ModelLoad {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let inputs: Vec<TensorSpec> = session
+        .inputs()
+        .iter()
+        .map(|o| spec(o.name(), o.dtype()))
+        .collect();
+    let outputs: Vec<TensorSpec> = session
+        .outputs()
+        .iter()
+        .map(|o| spec(o.name(), o.dtype()))
+        .collect();
+    let metadata = {
+        let meta = session.metadata().map_err(load_err)?;
+        let keys = meta.custom_keys().map_err(load_err)?;
+        keys.into_iter()
+            .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
+            .collect::<HashMap<_, _>>()
+    };
+    Ok((inputs, outputs, metadata))
+}
+
 impl OrtCpu {
     pub fn load(path: &Path, options: &BackendOptions) -> Result<Self> {
-        if !path.is_file() {
-            return Err(Error::ModelMissing {
-                path: path.to_path_buf(),
-            });
-        }
-        let env = runtime::environment()?;
-        let load_err = |e: ort::Error| Error::ModelLoad {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        let mut builder = Session::builder(env)
-            .map_err(load_err)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| load_err(e.into()))?
-            .with_inter_threads(1)
-            .map_err(|e| load_err(e.into()))?;
-        if options.threads > 0 {
-            builder = builder
-                .with_intra_threads(options.threads)
-                .map_err(|e| load_err(e.into()))?;
-        }
-        let session = builder.commit_from_file(path).map_err(load_err)?;
-
-        let inputs: Vec<TensorSpec> = session
-            .inputs()
-            .iter()
-            .map(|o| spec(o.name(), o.dtype()))
-            .collect();
-        let outputs: Vec<TensorSpec> = session
-            .outputs()
-            .iter()
-            .map(|o| spec(o.name(), o.dtype()))
-            .collect();
-        let metadata = {
-            let meta = session.metadata().map_err(load_err)?;
-            let keys = meta.custom_keys().map_err(load_err)?;
-            keys.into_iter()
-                .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
-                .collect::<HashMap<_, _>>()
-        };
+        let session = session(path, options.threads)?;
+        let (inputs, outputs, metadata) = describe(path, &session)?;
         let info = model::check_contract(path, &inputs, &outputs, &metadata)?;
         Ok(Self { session, info })
     }
