@@ -245,7 +245,11 @@ fn interpolation_video_has_every_frame() {
         let (pts, size) = common::decoded_frames(&clip);
         assert_eq!(pts.len(), 12, "{space}: frames in the MP4");
         assert_eq!(size, (32, 32));
-        assert_eq!(pts[11].nseconds(), 11 * (1_000_000_000 / 24));
+        assert_eq!(
+            pts[11].nseconds(),
+            11 * 1_000_000_000 / 24,
+            "frame 11 at 11/24 s"
+        );
     }
     assert!(!dir.join("clip.mp4.part").exists());
     let _ = std::fs::remove_dir_all(&dir);
@@ -263,7 +267,7 @@ fn dalle_samples_are_deterministic_per_seed_and_batch_independent() {
             "dalle",
             "-q",
             "--prompt",
-            "a lighthouse at night",
+            "a lighthouse",
             "--model",
             &s(&model),
             "--samples",
@@ -284,7 +288,7 @@ fn dalle_samples_are_deterministic_per_seed_and_batch_independent() {
     run(&b, "5");
     let names = listing(&a);
     assert_eq!(names.len(), 5);
-    assert!(names[0].starts_with("a-lighthouse-at-night-") && names[0].ends_with("-0100.png"));
+    assert!(names[0].starts_with("a-lighthouse-") && names[0].ends_with("-0100.png"));
     assert_eq!(listing(&b), names);
     for n in &names {
         let (w, h, data) = png(&a.join(n));

@@ -434,7 +434,8 @@ fn encode_mp4(frames: &[RgbImage], fps: u32, path: &Path) -> Result<()> {
         .build()?;
     src.set_caps(Some(&info.to_caps()?));
     pipeline.set_state(gst::State::Playing)?;
-    let frame_ns = 1_000_000_000u64 / u64::from(fps);
+    // Frame i starts at i/fps exactly (not i times a rounded duration), as the muxer stores it.
+    let at = |i: usize| gst::ClockTime::from_nseconds(i as u64 * 1_000_000_000 / u64::from(fps));
     for (i, img) in frames.iter().enumerate() {
         // Rows of a GStreamer RGB frame are padded to 4 bytes.
         let stride = info.stride()[0] as usize;
@@ -446,8 +447,8 @@ fn encode_mp4(frames: &[RgbImage], fps: u32, path: &Path) -> Result<()> {
         let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let b = buffer.get_mut().expect("new buffer");
-            b.set_pts(gst::ClockTime::from_nseconds(i as u64 * frame_ns));
-            b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
+            b.set_pts(at(i));
+            b.set_duration(at(i + 1) - at(i));
         }
         src.push_buffer(buffer)
             .map_err(|e| anyhow!("encoding frame {i}: {e:?}"))?;

@@ -286,7 +286,7 @@ fn samples_depend_on_their_seed_not_on_the_batch() {
     let Some(mut d) = dalle() else {
         return;
     };
-    let prompt = d.tokenize("sunset over hills").unwrap();
+    let prompt = d.tokenize("sunset, hills").unwrap();
     let opts = Sampling {
         top_k: 16,
         temperature: 1.0,
