@@ -416,10 +416,10 @@ fn encode_mp4(frames: &[RgbImage], fps: u32, path: &Path) -> Result<()> {
     gst::init()?;
     let first = frames.first().context("no frames to encode")?;
     let (w, h) = (first.width as u32, first.height as u32);
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = gst::parse::launch(
         "appsrc name=src format=time ! videoconvert ! x264enc pass=quant quantizer=18 \
-         speed-preset=faster bframes=0 ! h264parse ! mp4mux ! filesink name=sink"
-    ))?
+         speed-preset=faster bframes=0 ! h264parse ! mp4mux ! filesink name=sink",
+    )?
     .downcast::<gst::Pipeline>()
     .map_err(|_| anyhow!("not a pipeline"))?;
     let sink = pipeline.by_name("sink").context("filesink")?;

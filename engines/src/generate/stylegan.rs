@@ -91,7 +91,7 @@ pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
         .sum();
     let omega = (dot / (na * nb)).clamp(-1.0, 1.0).acos();
     let so = omega.sin();
-    if !(so.abs() > 1e-6) {
+    if so.abs() <= 1e-6 || so.is_nan() {
         return lerp(a, b, t);
     }
     let t = f64::from(t);
