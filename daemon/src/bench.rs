@@ -136,7 +136,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut style = args.style.clone();
         style.model = Some(model);
         style.threads = threads;
-        models.push(bench_model(args, &style, python.as_ref(), &scratch, &mut peer)?);
+        models.push(bench_model(
+            args,
+            &style,
+            python.as_ref(),
+            &scratch,
+            &mut peer,
+        )?);
     }
     let _ = std::fs::remove_dir_all(&scratch);
 
@@ -191,7 +197,10 @@ fn bench_model(
         style.style_image = Some(runtime::assets_dir().join("images/starry_night.jpg"));
     }
     let request = style.request();
-    let conditioning = style.resolver(stylizer.info())?.resolve(&request)?.conditioning;
+    let conditioning = style
+        .resolver(stylizer.info())?
+        .resolve(&request)?
+        .conditioning;
     let label = request
         .image
         .as_ref()
@@ -227,13 +236,19 @@ fn bench_model(
             }
         }
 
-        eprintln!("bench {} {width}x{height}: element pipeline", model.display());
+        eprintln!(
+            "bench {} {width}x{height}: element pipeline",
+            model.display()
+        );
         let (element, fps) = element_latency(args, &style, width, height)?;
 
         let ort_python = match python {
             None => None,
             Some(py) => {
-                eprintln!("bench {} {width}x{height}: onnxruntime (python)", model.display());
+                eprintln!(
+                    "bench {} {width}x{height}: onnxruntime (python)",
+                    model.display()
+                );
                 let input = scratch.join(format!("in-{w}x{h}.f32"));
                 let weights = scratch.join("weights.f32");
                 write_f32(&input, &content.data)?;

@@ -9,6 +9,7 @@ mod bench;
 mod control;
 mod ctl;
 mod file;
+mod generate;
 mod latency;
 mod plot;
 mod stats;
@@ -136,6 +137,8 @@ enum Command {
     Ctl(ctl::CtlArgs),
     /// Manage the style library: named styles from images, embeddings, CIN styles, prompts.
     Styles(styles::StylesArgs),
+    /// Generate images and videos offline: StyleGAN2/3 or DALL·E-style text-to-image.
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
         Command::Webcam(args) => webcam::run(&args),
         Command::Ctl(args) => ctl::run(&args),
         Command::Styles(args) => styles::run(&args),
+        Command::Generate(args) => generate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

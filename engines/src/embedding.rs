@@ -13,8 +13,15 @@ use crate::predictor::StylePredictor;
 
 const MAGIC: &[u8; 8] = b"STYLEMB1";
 
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
 pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
     Ok(Sha256::digest(&bytes).into())
 }
 
@@ -61,13 +68,13 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Vec<f32>> {
 }
 
 pub fn read(path: &Path) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
     decode(&bytes, path)
 }
 
 /// Write atomically (temp file + rename), so a crash never leaves a half-written embedding.
 pub fn write(path: &Path, embedding: &[f32]) -> Result<()> {
-    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| io_error(path, e);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }

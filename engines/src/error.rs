@@ -34,10 +34,12 @@ pub enum Error {
     CorruptEmbedding { path: PathBuf, reason: String },
     #[error("style library {path}: {reason}")]
     Library { path: PathBuf, reason: String },
-    #[error("{0}")]
-    Io(String),
     #[error("inference failed: {0}")]
     Inference(String),
     #[error("invalid frame: {0}")]
     Frame(String),
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Generate(String),
 }

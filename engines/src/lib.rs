@@ -8,6 +8,7 @@ pub mod backend;
 pub mod embedding;
 pub mod error;
 pub mod frame;
+pub mod generate;
 pub mod image_io;
 pub mod library;
 pub mod model;

@@ -34,11 +34,12 @@ fn centre_square(img: &RgbImage) -> RgbImage {
 
 impl StylePredictor {
     pub fn load(path: &Path, threads: usize) -> Result<Self> {
-        let graph = cpu::open(path, threads)?;
-        let info = model::check_predictor_contract(path, &graph.inputs, &graph.outputs)?;
+        let session = cpu::session(path, threads)?;
+        let (inputs, outputs, _) = cpu::describe(path, &session)?;
+        let info = model::check_predictor_contract(path, &inputs, &outputs)?;
         let model_hash = crate::embedding::sha256_file(path)?;
         Ok(Self {
-            session: graph.session,
+            session,
             info,
             model_hash,
             resizer: fr::Resizer::new(),

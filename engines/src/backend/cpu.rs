@@ -45,16 +45,9 @@ fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
     }
 }
 
-/// An ONNX Runtime session with its graph described for contract checks.
-pub struct LoadedGraph {
-    pub session: Session,
-    pub inputs: Vec<TensorSpec>,
-    pub outputs: Vec<TensorSpec>,
-    pub metadata: HashMap<String, String>,
-}
-
-/// Open a model file on the CPU with `threads` intra-op threads (0: ONNX Runtime's default).
-pub fn open(path: &Path, threads: usize) -> Result<LoadedGraph> {
+/// A CPU session for any ONNX file, with load errors naming the file. Shared with the
+/// generators (`generate::graph`), which run graphs outside the style-model contract.
+pub(crate) fn session(path: &Path, threads: usize) -> Result<Session> {
     if !path.is_file() {
         return Err(Error::ModelMissing {
             path: path.to_path_buf(),
@@ -76,12 +69,27 @@ pub fn open(path: &Path, threads: usize) -> Result<LoadedGraph> {
             .with_intra_threads(threads)
             .map_err(|e| load_err(e.into()))?;
     }
-    let session = builder.commit_from_file(path).map_err(load_err)?;
-    let describe = |outlets: &[ort::value::Outlet]| -> Vec<TensorSpec> {
-        outlets.iter().map(|o| spec(o.name(), o.dtype())).collect()
+    builder.commit_from_file(path).map_err(load_err)
+}
+
+/// A session's inputs, outputs and custom metadata, as the contract checks see them.
+pub(crate) type GraphDescription = (Vec<TensorSpec>, Vec<TensorSpec>, HashMap<String, String>);
+
+pub(crate) fn describe(path: &Path, session: &Session) -> Result<GraphDescription> {
+    let load_err = |e: ort::Error| Error::ModelLoad {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
     };
-    let inputs = describe(session.inputs());
-    let outputs = describe(session.outputs());
+    let inputs: Vec<TensorSpec> = session
+        .inputs()
+        .iter()
+        .map(|o| spec(o.name(), o.dtype()))
+        .collect();
+    let outputs: Vec<TensorSpec> = session
+        .outputs()
+        .iter()
+        .map(|o| spec(o.name(), o.dtype()))
+        .collect();
     let metadata = {
         let meta = session.metadata().map_err(load_err)?;
         let keys = meta.custom_keys().map_err(load_err)?;
@@ -89,22 +97,15 @@ pub fn open(path: &Path, threads: usize) -> Result<LoadedGraph> {
             .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
             .collect::<HashMap<_, _>>()
     };
-    Ok(LoadedGraph {
-        session,
-        inputs,
-        outputs,
-        metadata,
-    })
+    Ok((inputs, outputs, metadata))
 }
 
 impl OrtCpu {
     pub fn load(path: &Path, options: &BackendOptions) -> Result<Self> {
-        let graph = open(path, options.threads)?;
-        let info = model::check_contract(path, &graph.inputs, &graph.outputs, &graph.metadata)?;
-        Ok(Self {
-            session: graph.session,
-            info,
-        })
+        let session = session(path, options.threads)?;
+        let (inputs, outputs, metadata) = describe(path, &session)?;
+        let info = model::check_contract(path, &inputs, &outputs, &metadata)?;
+        Ok(Self { session, info })
     }
 }
 

@@ -1,0 +1,356 @@
+//! DALL·E-style text-to-image: prompt tokens → autoregressive image tokens from a decoder-only
+//! transformer with a KV cache → VQ decoder → image.
+//!
+//! The prompt runs once (cache empty, P = 0); each image token is then one step with T = 1
+//! that reads the cached keys/values instead of recomputing the whole sequence, so decoding N
+//! tokens costs N short steps instead of N full passes. Each sample has its own RNG seeded by
+//! its seed, so a sample does not depend on the batch it ran in.
+
+use std::path::Path;
+
+use super::graph::{Dim, Graph, Input, Output};
+use super::rng::RandomState;
+use super::sampling::{self, Sampling};
+use super::split_images;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+pub const INPUT_IDS: &str = "input_ids";
+pub const LOGITS: &str = "logits";
+pub const IMAGE_TOKENS: &str = "image_tokens";
+pub const IMG: &str = "img";
+pub const TRANSFORMER_FILE: &str = "transformer.onnx";
+pub const DECODER_FILE: &str = "vqgan.onnx";
+
+fn past_key(layer: usize) -> String {
+    format!("past_key_values.{layer}.key")
+}
+fn past_value(layer: usize) -> String {
+    format!("past_key_values.{layer}.value")
+}
+fn present_key(layer: usize) -> String {
+    format!("present.{layer}.key")
+}
+fn present_value(layer: usize) -> String {
+    format!("present.{layer}.value")
+}
+
+/// What the transformer's metadata and shapes say about the token layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DalleConfig {
+    /// Text token ids are 0..text_vocab; image token k is fed as text_vocab + k.
+    pub text_vocab: usize,
+    pub image_vocab: usize,
+    /// Prompt length in tokens (padded).
+    pub text_len: usize,
+    /// Image tokens per image (the VQ grid, row-major).
+    pub image_tokens: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub pad_id: i64,
+    pub bos_id: i64,
+    pub eos_id: i64,
+}
+
+/// Keys and values of every layer for a batch, [B,H,P,D] each.
+struct KvCache {
+    len: usize,
+    layers: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Image tokens per sample and, when asked for, the image-vocabulary logits each token was
+/// drawn from (for checks against full recomputation).
+pub struct Sampled {
+    pub tokens: Vec<Vec<u32>>,
+    pub logits: Vec<Vec<Vec<f32>>>,
+}
+
+pub struct Dalle {
+    transformer: Graph,
+    decoder: Graph,
+    pub config: DalleConfig,
+}
+
+impl Dalle {
+    /// Load `DIR/transformer.onnx` and `DIR/vqgan.onnx`.
+    pub fn load(dir: &Path, threads: usize) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::Generate(format!(
+                "model folder {} does not exist (it holds {TRANSFORMER_FILE} and {DECODER_FILE})",
+                dir.display()
+            )));
+        }
+        let transformer = Graph::load(&dir.join(TRANSFORMER_FILE), threads)?;
+        let decoder = Graph::load(&dir.join(DECODER_FILE), threads)?;
+        let config = check_transformer(&transformer)?;
+        decoder.check_input(
+            IMAGE_TOKENS,
+            "int64",
+            &[Dim::Any, Dim::Is(config.image_tokens)],
+        )?;
+        decoder.check_output(IMG, "float32", &[Dim::Any, Dim::Is(3), Dim::Any, Dim::Any])?;
+        Ok(Self {
+            transformer,
+            decoder,
+            config,
+        })
+    }
+
+    /// The prompt as byte tokens: BOS, UTF-8 bytes, EOS, padding to `text_len`.
+    pub fn tokenize(&self, prompt: &str) -> Result<Vec<i64>> {
+        let c = &self.config;
+        let bytes = prompt.as_bytes();
+        if bytes.len() + 2 > c.text_len {
+            return Err(Error::Generate(format!(
+                "the prompt is {} bytes; this model takes at most {}",
+                bytes.len(),
+                c.text_len - 2
+            )));
+        }
+        let mut ids = Vec::with_capacity(c.text_len);
+        ids.push(c.bos_id);
+        ids.extend(bytes.iter().map(|&b| i64::from(b)));
+        ids.push(c.eos_id);
+        ids.resize(c.text_len, c.pad_id);
+        Ok(ids)
+    }
+
+    /// One transformer call on `ids` [B,T] with the cache, which it extends. Returns logits
+    /// [B,T,V].
+    fn forward(&mut self, ids: Vec<i64>, batch: usize, cache: &mut KvCache) -> Result<Output> {
+        let c = &self.config;
+        let t = ids.len() / batch;
+        let past_shape = vec![batch, c.heads, cache.len, c.head_dim];
+        let mut inputs = vec![(INPUT_IDS.to_string(), Input::I64(vec![batch, t], ids))];
+        let mut wanted = vec![LOGITS.to_string()];
+        for (layer, (k, v)) in cache.layers.iter_mut().enumerate() {
+            inputs.push((
+                past_key(layer),
+                Input::F32(past_shape.clone(), std::mem::take(k)),
+            ));
+            inputs.push((
+                past_value(layer),
+                Input::F32(past_shape.clone(), std::mem::take(v)),
+            ));
+            wanted.push(present_key(layer));
+            wanted.push(present_value(layer));
+        }
+        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        let mut outs = self.transformer.run(inputs, &wanted)?.into_iter();
+        let logits = outs.next().expect("logits requested");
+        let vocab = c.text_vocab + c.image_vocab;
+        if logits.shape != [batch, t, vocab] {
+            return Err(Error::Inference(format!(
+                "{}: `{LOGITS}` has shape {:?}, expected [{batch},{t},{vocab}]",
+                self.transformer.path.display(),
+                logits.shape
+            )));
+        }
+        let total = cache.len + t;
+        for (layer, slot) in cache.layers.iter_mut().enumerate() {
+            let (k, v) = (outs.next().expect("key"), outs.next().expect("value"));
+            let want = [batch, c.heads, total, c.head_dim];
+            if k.shape != want || v.shape != want {
+                return Err(Error::Inference(format!(
+                    "{}: `{}` has shape {:?}, expected {want:?} (past + new tokens)",
+                    self.transformer.path.display(),
+                    present_key(layer),
+                    k.shape
+                )));
+            }
+            *slot = (k.data, v.data);
+        }
+        cache.len = total;
+        Ok(logits)
+    }
+
+    fn empty_cache(&self) -> KvCache {
+        KvCache {
+            len: 0,
+            layers: vec![(Vec::new(), Vec::new()); self.config.layers],
+        }
+    }
+
+    /// Sample one image's tokens per seed (the batch is `seeds.len()`), with the KV cache.
+    /// `on_token` is called after each decoding step.
+    pub fn sample(
+        &mut self,
+        prompt: &[i64],
+        seeds: &[u32],
+        options: &Sampling,
+        record_logits: bool,
+        mut on_token: impl FnMut(),
+    ) -> Result<Sampled> {
+        let c = self.config.clone();
+        let b = seeds.len();
+        let mut rngs: Vec<RandomState> = seeds.iter().map(|&s| RandomState::new(s)).collect();
+        let mut sampled = Sampled {
+            tokens: vec![Vec::with_capacity(c.image_tokens); b],
+            logits: vec![Vec::new(); if record_logits { b } else { 0 }],
+        };
+        let mut cache = self.empty_cache();
+        let mut logits = self.forward(prompt.repeat(b), b, &mut cache)?;
+        let vocab = c.text_vocab + c.image_vocab;
+        for step in 0..c.image_tokens {
+            let t = logits.shape[1];
+            let mut next = Vec::with_capacity(b);
+            for (row, rng) in rngs.iter_mut().enumerate() {
+                // The last position predicts the next token; only image tokens are allowed.
+                let start = (row * t + t - 1) * vocab + c.text_vocab;
+                let image_logits = &logits.data[start..start + c.image_vocab];
+                let token = sampling::sample(image_logits, options, rng);
+                sampled.tokens[row].push(token as u32);
+                if record_logits {
+                    sampled.logits[row].push(image_logits.to_vec());
+                }
+                next.push((c.text_vocab + token) as i64);
+            }
+            on_token();
+            if step + 1 < c.image_tokens {
+                logits = self.forward(next, b, &mut cache)?;
+            }
+        }
+        Ok(sampled)
+    }
+
+    /// Image-vocabulary logits at every position that predicts an image token, from one pass
+    /// over the whole sequence with no cache: the reference the cached decoding must equal.
+    pub fn logits_without_cache(
+        &mut self,
+        prompt: &[i64],
+        tokens: &[u32],
+    ) -> Result<Vec<Vec<f32>>> {
+        let c = self.config.clone();
+        let mut ids = prompt.to_vec();
+        // The last token predicts nothing we sampled, so it is not fed.
+        ids.extend(
+            tokens[..tokens.len().saturating_sub(1)]
+                .iter()
+                .map(|&t| (c.text_vocab + t as usize) as i64),
+        );
+        let t = ids.len();
+        let logits = self.forward(ids, 1, &mut self.empty_cache())?;
+        let vocab = c.text_vocab + c.image_vocab;
+        Ok((c.text_len - 1..t)
+            .map(|pos| {
+                let start = pos * vocab + c.text_vocab;
+                logits.data[start..start + c.image_vocab].to_vec()
+            })
+            .collect())
+    }
+
+    /// Decode image tokens to images in [-1,1].
+    pub fn decode(&mut self, tokens: &[Vec<u32>]) -> Result<Vec<Tensor>> {
+        let b = tokens.len();
+        if b == 0 {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = tokens.iter().flatten().map(|&t| i64::from(t)).collect();
+        let input = Input::I64(vec![b, self.config.image_tokens], ids);
+        let img = self
+            .decoder
+            .run(vec![(IMAGE_TOKENS.to_string(), input)], &[IMG])?
+            .remove(0);
+        split_images(&self.decoder.path, IMG, img, b)
+    }
+}
+
+fn check_transformer(g: &Graph) -> Result<DalleConfig> {
+    let meta = |key: &str| {
+        g.meta_usize(key)?.ok_or_else(|| {
+            g.violation(
+                &format!("metadata `{key}`"),
+                "a positive integer",
+                "nothing".into(),
+            )
+        })
+    };
+    let text_vocab = meta("dalle.text_vocab")?;
+    let image_vocab = meta("dalle.image_vocab")?;
+    let text_len = meta("dalle.text_len")?;
+    let image_tokens = meta("dalle.image_tokens")?;
+    match g.metadata.get("dalle.tokenizer").map(String::as_str) {
+        Some("bytes") => {}
+        other => {
+            return Err(g.violation(
+                "metadata `dalle.tokenizer`",
+                "`bytes` (UTF-8 bytes as ids 0-255)",
+                other.unwrap_or("nothing").to_string(),
+            ))
+        }
+    }
+    let id = |key: &str, default: usize| -> Result<i64> {
+        let v = g.meta_usize(key)?.unwrap_or(default);
+        if v >= text_vocab {
+            return Err(g.violation(
+                &format!("metadata `{key}`"),
+                format!("an id below dalle.text_vocab ({text_vocab})"),
+                v.to_string(),
+            ));
+        }
+        Ok(v as i64)
+    };
+    let (pad_id, bos_id, eos_id) = (
+        id("dalle.pad_id", 256)?,
+        id("dalle.bos_id", 257)?,
+        id("dalle.eos_id", 258)?,
+    );
+    if text_len < 3 {
+        return Err(g.violation(
+            "metadata `dalle.text_len`",
+            "at least 3 (BOS, text, EOS)",
+            text_len.to_string(),
+        ));
+    }
+
+    g.check_input(INPUT_IDS, "int64", &[Dim::Any, Dim::Any])?;
+    let vocab = text_vocab + image_vocab;
+    g.check_output(LOGITS, "float32", &[Dim::Any, Dim::Any, Dim::Is(vocab)])?;
+    let layers = (0..).take_while(|&l| g.has_input(&past_key(l))).count();
+    if layers == 0 {
+        return Err(g.violation(
+            &format!("input `{}`", past_key(0)),
+            "a KV cache: inputs past_key_values.{l}.key/value [B,H,P,D]",
+            "no cache inputs".into(),
+        ));
+    }
+    let first = g.check_input(&past_key(0), "float32", &[Dim::Any; 4])?;
+    let (heads, head_dim) = match (first[1], first[3]) {
+        (h, d) if h > 0 && d > 0 => (h as usize, d as usize),
+        _ => {
+            return Err(g.violation(
+                &format!("input `{}`", past_key(0)),
+                "shape [B,H,P,D] with H and D fixed",
+                format!("{first:?}"),
+            ))
+        }
+    };
+    let cache_dims = [Dim::Any, Dim::Is(heads), Dim::Any, Dim::Is(head_dim)];
+    for l in 0..layers {
+        g.check_input(&past_key(l), "float32", &cache_dims)?;
+        g.check_input(&past_value(l), "float32", &cache_dims)?;
+        g.check_output(&present_key(l), "float32", &cache_dims)?;
+        g.check_output(&present_value(l), "float32", &cache_dims)?;
+    }
+    if g.inputs.len() != 1 + 2 * layers {
+        let names: Vec<&str> = g.inputs.iter().map(|s| s.name.as_str()).collect();
+        return Err(g.violation(
+            "inputs",
+            format!("[{INPUT_IDS}, past_key_values.0-{}.key/value]", layers - 1),
+            format!("tensors [{}]", names.join(", ")),
+        ));
+    }
+    Ok(DalleConfig {
+        text_vocab,
+        image_vocab,
+        text_len,
+        image_tokens,
+        layers,
+        heads,
+        head_dim,
+        pad_id,
+        bos_id,
+        eos_id,
+    })
+}
