@@ -11,6 +11,7 @@ pub mod model;
 pub mod runtime;
 pub mod style;
 pub mod stylizer;
+pub mod temporal;
 pub mod tensor;
 
 pub use error::{Error, Result};

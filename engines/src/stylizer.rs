@@ -9,6 +9,7 @@ use crate::backend::{self, Backend, BackendOptions};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameLayout, RgbImage};
 use crate::model::ModelInfo;
+use crate::temporal::TemporalFilter;
 use crate::tensor::Tensor;
 
 /// How large the network sees each frame, independent of the output size: a full-size style
@@ -49,11 +50,13 @@ pub struct Timings {
     pub convert_in_ms: f64,
     pub infer_ms: f64,
     pub convert_out_ms: f64,
+    /// Motion-compensated smoothing (0 when stability is off).
+    pub temporal_ms: f64,
 }
 
 impl Timings {
     pub fn total_ms(&self) -> f64 {
-        self.convert_in_ms + self.infer_ms + self.convert_out_ms
+        self.convert_in_ms + self.infer_ms + self.convert_out_ms + self.temporal_ms
     }
 }
 
@@ -64,6 +67,8 @@ fn ms_since(t: Instant) -> f64 {
 pub struct Stylizer {
     backend: Box<dyn Backend>,
     resizer: fr::Resizer,
+    /// Output smoothing across frames; off (stability 0) unless set.
+    temporal: TemporalFilter,
 }
 
 impl Stylizer {
@@ -71,6 +76,7 @@ impl Stylizer {
         Self {
             backend,
             resizer: fr::Resizer::new(),
+            temporal: TemporalFilter::new(0.0),
         }
     }
 
@@ -85,6 +91,21 @@ impl Stylizer {
 
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Temporal stability, 0 (off) to 1: see [`crate::temporal`]. Takes effect on the next
+    /// frame; turning it off forgets the previous frame.
+    pub fn set_stability(&mut self, stability: f64) {
+        self.temporal.set_stability(stability);
+    }
+
+    pub fn stability(&self) -> f64 {
+        self.temporal.stability()
+    }
+
+    /// Forget the previous frame (seek, flush, new caps): the next frame is not smoothed.
+    pub fn reset_temporal(&mut self) {
+        self.temporal.reset();
     }
 
     /// Padded tensor size for an inference size: the model's fixed size if it has one,
@@ -137,9 +158,20 @@ impl Stylizer {
         timings.infer_ms = ms_since(start);
 
         let start = Instant::now();
-        let styled = frame::tensor_to_image(&output, ih, iw, scale)?;
-        let out = frame::resize_rgb(&mut self.resizer, &styled, img.width, img.height)?;
+        let mut styled = frame::tensor_to_image(&output, ih, iw, scale)?;
         timings.convert_out_ms = ms_since(start);
+
+        // Smoothing runs at the inference size: motion and textures are the net's, and it
+        // costs a fraction of what it would at the frame size.
+        if self.temporal.enabled() {
+            let start = Instant::now();
+            self.temporal.apply(&small, &mut styled);
+            timings.temporal_ms = ms_since(start);
+        }
+
+        let start = Instant::now();
+        let out = frame::resize_rgb(&mut self.resizer, &styled, img.width, img.height)?;
+        timings.convert_out_ms += ms_since(start);
         Ok((out, timings))
     }
 
