@@ -22,6 +22,9 @@ use crate::StyleArgs;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// Another benchmark instead of latency (`stylize bench quality IN...`).
+    #[command(subcommand)]
+    pub kind: Option<crate::quality::BenchKind>,
     #[command(flatten)]
     pub style: StyleArgs,
     /// Frame sizes, comma-separated WIDTHxHEIGHT.
@@ -105,6 +108,9 @@ fn ratio(ours: &Option<Summary>, peer: &Option<Summary>) -> Option<f64> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(kind) = &args.kind {
+        return kind.run();
+    }
     crate::init_gstreamer()?;
     let model = args.style.model_path();
     let threads = if args.style.threads == 0 {

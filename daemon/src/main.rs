@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod bench;
 mod file;
+mod quality;
 mod stats;
 
 #[derive(Parser)]

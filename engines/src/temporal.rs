@@ -34,6 +34,8 @@ const FINE_RADIUS: i32 = 2;
 /// previous output stops counting: full weight below `AGREE`, none above `DISAGREE`.
 const AGREE: f32 = 6.0;
 const DISAGREE: f32 = 18.0;
+/// Radius of the window over which the blend's local contrast is matched to the current frame.
+const CONTRAST_RADIUS: usize = 3;
 
 /// A single-channel float image.
 #[derive(Debug, Clone, PartialEq)]
@@ -320,23 +322,116 @@ pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
 /// Sample an RGB image along a flow: pixel p of the result is `img` at p + flow(p)·scale, where
 /// the flow was estimated on an image `scale` times smaller. Returns float RGB.
 pub fn warp_rgb(img: &RgbImage, flow: &Flow, scale: f32) -> Vec<f32> {
-    let (w, h) = (img.width, img.height);
-    let mut out = vec![0f32; w * h * 3];
+    warp_many(&[img], flow, scale)
+        .pop()
+        .expect("one image in, one out")
+}
+
+/// Warp several images of the same size along one flow (the flow is sampled once per pixel).
+fn warp_many(imgs: &[&RgbImage], flow: &Flow, scale: f32) -> Vec<Vec<f32>> {
+    let (w, h) = (imgs[0].width, imgs[0].height);
+    let mut outs = vec![vec![0f32; w * h * 3]; imgs.len()];
     for y in 0..h {
         for x in 0..w {
             let (dx, dy) = flow.sample(
                 (x as f32 + 0.5) / scale - 0.5,
                 (y as f32 + 0.5) / scale - 0.5,
             );
-            let (sx, sy) = (x as f32 + dx * scale, y as f32 + dy * scale);
-            for c in 0..3 {
-                out[(y * w + x) * 3 + c] = bilinear(sx, sy, w, h, |xi, yi| {
-                    f32::from(img.data[(yi * w + xi) * 3 + c])
-                });
+            let sx = (x as f32 + dx * scale).clamp(0.0, (w - 1) as f32);
+            let sy = (y as f32 + dy * scale).clamp(0.0, (h - 1) as f32);
+            let (x0, y0) = (sx as usize, sy as usize);
+            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+            let weights = [
+                (1.0 - fx) * (1.0 - fy),
+                fx * (1.0 - fy),
+                (1.0 - fx) * fy,
+                fx * fy,
+            ];
+            let taps = [
+                (y0 * w + x0) * 3,
+                (y0 * w + x1) * 3,
+                (y1 * w + x0) * 3,
+                (y1 * w + x1) * 3,
+            ];
+            for (img, out) in imgs.iter().zip(outs.iter_mut()) {
+                for c in 0..3 {
+                    out[(y * w + x) * 3 + c] = taps
+                        .iter()
+                        .zip(weights)
+                        .map(|(t, k)| k * f32::from(img.data[t + c]))
+                        .sum();
+                }
             }
         }
     }
-    out
+    outs
+}
+
+/// 1 where the backward flow (current → previous) and the forward flow (previous → current)
+/// agree, 0 where they do not: pixels uncovered by a moving object have no true match in the
+/// previous frame, and their backward vector, borrowed from the object, fails this check
+/// (Sundaram et al. 2010). Per pixel of an image `scale` times the flow's size.
+pub fn consistency_mask(
+    back: &Flow,
+    fwd: &Flow,
+    width: usize,
+    height: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let mut mask = vec![0f32; width * height];
+    for y in 0..height {
+        for x in 0..width {
+            let (gx, gy) = (
+                (x as f32 + 0.5) / scale - 0.5,
+                (y as f32 + 0.5) / scale - 0.5,
+            );
+            let (bx, by) = back.sample(gx, gy);
+            let (fx, fy) = fwd.sample(gx + bx, gy + by);
+            let (ex, ey) = (bx + fx, by + fy);
+            let mag = bx * bx + by * by + fx * fx + fy * fy;
+            if ex * ex + ey * ey <= 0.01 * mag + 0.25 {
+                mask[y * width + x] = 1.0;
+            }
+        }
+    }
+    mask
+}
+
+/// Local mean and variance per channel over a (2r+1)² box (integral images).
+fn local_stats(img: &[f32], w: usize, h: usize, r: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut mean = vec![0f32; w * h * 3];
+    let mut var = vec![0f32; w * h * 3];
+    let stride = w + 1;
+    for c in 0..3 {
+        let mut s1 = vec![0f64; stride * (h + 1)];
+        let mut s2 = vec![0f64; stride * (h + 1)];
+        for y in 0..h {
+            let (mut row1, mut row2) = (0f64, 0f64);
+            for x in 0..w {
+                let v = f64::from(img[(y * w + x) * 3 + c]);
+                row1 += v;
+                row2 += v * v;
+                s1[(y + 1) * stride + x + 1] = s1[y * stride + x + 1] + row1;
+                s2[(y + 1) * stride + x + 1] = s2[y * stride + x + 1] + row2;
+            }
+        }
+        for y in 0..h {
+            let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
+            for x in 0..w {
+                let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
+                let n = ((y1 - y0) * (x1 - x0)) as f64;
+                let sum = |s: &[f64]| {
+                    s[y1 * stride + x1] - s[y0 * stride + x1] - s[y1 * stride + x0]
+                        + s[y0 * stride + x0]
+                };
+                let m = sum(&s1) / n;
+                mean[(y * w + x) * 3 + c] = m as f32;
+                var[(y * w + x) * 3 + c] = (sum(&s2) / n - m * m).max(0.0) as f32;
+            }
+        }
+    }
+    (mean, var)
 }
 
 /// Weight of the warped previous frame per pixel, 0–1: 1 where the warped previous input
@@ -369,6 +464,39 @@ pub fn agreement_mask(warped_prev_in: &[f32], cur_in: &RgbImage) -> Vec<f32> {
         }
     }
     mask
+}
+
+/// `output = (1 − w)·output + w·warped`, `w = stability·weight`, then (motion-compensated mode)
+/// the local contrast of the blend is restored to the current frame's: averaging two different
+/// brush textures halves their contrast, which would wash the style out (and is what raises
+/// SSIM to the content), so the deviation from the local mean is scaled back up by
+/// σ_current/σ_blend, at most 1/√((1−w)² + w²), the loss for uncorrelated textures
+/// (variance-preserving blending, Heitz & Neyret 2018).
+fn blend(output: &mut RgbImage, warped: &[f32], weight: &[f32], stability: f32, mode: Mode) {
+    let (w, h) = (output.width, output.height);
+    let current: Vec<f32> = output.data.iter().map(|v| f32::from(*v)).collect();
+    let mut blended = current.clone();
+    for (i, px) in blended.chunks_exact_mut(3).enumerate() {
+        let k = stability * weight[i];
+        for (c, v) in px.iter_mut().enumerate() {
+            *v = (1.0 - k) * *v + k * warped[i * 3 + c];
+        }
+    }
+    if mode == Mode::MotionCompensated {
+        let (_, var_cur) = local_stats(&current, w, h, CONTRAST_RADIUS);
+        let (mean_b, var_b) = local_stats(&blended, w, h, CONTRAST_RADIUS);
+        for (i, v) in blended.iter_mut().enumerate() {
+            let k = stability * weight[i / 3];
+            let max_gain = 1.0 / ((1.0 - k).powi(2) + k * k).sqrt();
+            let gain = ((var_cur[i] + 1.0) / (var_b[i] + 1.0))
+                .sqrt()
+                .clamp(1.0, max_gain);
+            *v = mean_b[i] + gain * (*v - mean_b[i]);
+        }
+    }
+    for (o, v) in output.data.iter_mut().zip(&blended) {
+        *o = v.round().clamp(0.0, 255.0) as u8;
+    }
 }
 
 struct Previous {
@@ -446,26 +574,25 @@ impl TemporalFilter {
             .as_ref()
             .filter(|p| p.input.width == input.width && p.input.height == input.height)
         {
+            let (w, h) = (input.width, input.height);
             let (warped_out, weight) = match self.mode {
                 Mode::MotionCompensated => {
-                    let flow = estimate_flow(&grey, &prev.grey);
-                    let scale = input.width as f32 / grey.width as f32;
-                    let warped_in = warp_rgb(&prev.input, &flow, scale);
-                    let mask = agreement_mask(&warped_in, input);
-                    (warp_rgb(&prev.output, &flow, scale), mask)
+                    let back = estimate_flow(&grey, &prev.grey);
+                    let fwd = estimate_flow(&prev.grey, &grey);
+                    let scale = w as f32 / grey.width as f32;
+                    let mut warped = warp_many(&[&prev.input, &prev.output], &back, scale);
+                    let warped_out = warped.pop().expect("two warped");
+                    let mut mask = agreement_mask(&warped[0], input);
+                    let consistent = consistency_mask(&back, &fwd, w, h, scale);
+                    mask.iter_mut().zip(&consistent).for_each(|(m, c)| *m *= c);
+                    (warped_out, mask)
                 }
                 Mode::Naive => (
                     prev.output.data.iter().map(|v| f32::from(*v)).collect(),
-                    vec![1.0; input.width * input.height],
+                    vec![1.0; w * h],
                 ),
             };
-            for (i, px) in output.data.chunks_exact_mut(3).enumerate() {
-                let w = self.stability * weight[i];
-                for (c, v) in px.iter_mut().enumerate() {
-                    let blended = (1.0 - w) * f32::from(*v) + w * warped_out[i * 3 + c];
-                    *v = blended.round().clamp(0.0, 255.0) as u8;
-                }
-            }
+            blend(output, &warped_out, &weight, self.stability, self.mode);
         }
         self.previous = Some(Previous {
             input: input.clone(),
