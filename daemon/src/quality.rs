@@ -29,7 +29,7 @@ use crate::StyleArgs;
 pub enum BenchKind {
     /// Temporal stability (warping error, flicker index), SSIM to the content and trails
     /// behind moving edges, with stability off and on; writes JSON.
-    Quality(QualityArgs),
+    Quality(Box<QualityArgs>),
 }
 
 impl BenchKind {
@@ -201,67 +201,19 @@ fn dump(path: &Path, frames: &[RgbImage]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-fn rust_warping_error(inputs: &[RgbImage], outputs: &[RgbImage]) -> f64 {
-    let errs: Vec<f64> = (1..inputs.len())
-        .map(|t| temporal::warping_error(&inputs[t - 1], &inputs[t], &outputs[t - 1], &outputs[t]))
-        .collect();
-    errs.iter().sum::<f64>() / errs.len().max(1) as f64
-}
-
-/// A square sliding over a still, textured background: every frame uncovers background
-/// behind the square's trailing edge, where plain blending leaves a fading copy of it.
-pub fn moving_square_clip(width: usize, height: usize, frames: usize) -> Vec<RgbImage> {
-    let side = height / 3;
-    (0..frames)
-        .map(|t| {
-            let (x0, y0) = (width / 8 + 6 * t, height / 3);
-            let mut img = RgbImage::new(width, height);
-            for y in 0..height {
-                for x in 0..width {
-                    let inside = (x0..x0 + side).contains(&x) && (y0..y0 + side).contains(&y);
-                    let px = if inside {
-                        [235, 200, 40]
-                    } else {
-                        let g = (60.0 + 40.0 * ((x as f32) * 0.05).sin() + (y * 60 / height) as f32)
-                            as u8;
-                        [g / 2, g, 140]
-                    };
-                    img.data[(y * width + x) * 3..][..3].copy_from_slice(&px);
-                }
-            }
-            img
-        })
-        .collect()
-}
-
-/// Worst trail ratio over a sequence: `smoothed` against the unsmoothed `plain` outputs.
-fn worst_trail(inputs: &[RgbImage], plain: &[RgbImage], smoothed: &[RgbImage]) -> f64 {
-    (1..inputs.len())
-        .map(|t| {
-            let changed: Vec<bool> = inputs[t]
-                .data
-                .chunks_exact(3)
-                .zip(inputs[t - 1].data.chunks_exact(3))
-                .map(|(a, b)| a != b)
-                .collect();
-            temporal::trail_ratio(&changed, &plain[t - 1], &plain[t], &smoothed[t])
-        })
-        .fold(0.0, f64::max)
-}
-
 fn ghosting(
     stylizer: &mut Stylizer,
     conditioning: &[f32],
     stabilities: &[f64],
 ) -> Result<Ghosting> {
     let (w, h) = (320, 180);
-    let inputs = moving_square_clip(w, h, 12);
+    let inputs = temporal::moving_square_clip(w, h, 12);
     let (plain, _, _) = stylize_all(stylizer, &inputs, (w, h), conditioning, 0.0)?;
     let mut ours = Vec::new();
     let mut naive = Vec::new();
     for &s in stabilities.iter().filter(|s| **s > 0.0) {
         let (smoothed, _, _) = stylize_all(stylizer, &inputs, (w, h), conditioning, s)?;
-        ours.push((s, worst_trail(&inputs, &plain, &smoothed)));
+        ours.push((s, temporal::worst_trail_ratio(&inputs, &plain, &smoothed)));
         let mut filter = TemporalFilter::naive(s);
         let blended: Vec<RgbImage> = inputs
             .iter()
@@ -272,7 +224,7 @@ fn ghosting(
                 o
             })
             .collect();
-        naive.push((s, worst_trail(&inputs, &plain, &blended)));
+        naive.push((s, temporal::worst_trail_ratio(&inputs, &plain, &blended)));
     }
     Ok(Ghosting {
         clip: format!(
@@ -362,7 +314,12 @@ pub fn run(args: &QualityArgs) -> Result<()> {
             let path = scratch.join(format!("{name}.{s}.rgb"));
             dump(&path, &out)?;
             cmd.arg("--variant").arg(format!("{s}={}", path.display()));
-            runs.push((s, rust_warping_error(&frames, &out), infer, temporal_ms));
+            runs.push((
+                s,
+                temporal::sequence_warping_error(&frames, &out),
+                infer,
+                temporal_ms,
+            ));
         }
         eprintln!("quality {name}: metrics (OpenCV)");
         let output = cmd.output().with_context(|| {
