@@ -794,10 +794,7 @@ mod tests {
             }
             let (ex, ey) = (ex / n, ey / n);
             eprintln!("shift ({sx},{sy}): mean error ({ex:.3},{ey:.3}) px");
-            assert!(
-                ex < 0.1 && ey < 0.1,
-                "shift ({sx},{sy}): error ({ex},{ey})"
-            );
+            assert!(ex < 0.1 && ey < 0.1, "shift ({sx},{sy}): error ({ex},{ey})");
         }
     }
 
