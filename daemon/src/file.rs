@@ -28,12 +28,24 @@ pub struct FileArgs {
     /// Inference size as a fraction of the input size (ignored with --inference-size).
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
+    /// Temporal stability 0 (off) to 1: motion-compensated smoothing against flicker
+    /// (the element's `stability` property).
+    #[arg(long, default_value_t = stylize_engines::temporal::DEFAULT_STABILITY,
+          value_parser = parse_stability)]
+    pub stability: f64,
     /// x264 constant quantizer (lower is better quality, larger files).
     #[arg(long, default_value_t = 20)]
     pub quantizer: u32,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+fn parse_stability(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a stability between 0 and 1")),
+    }
 }
 
 pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -142,6 +154,7 @@ fn build(args: &FileArgs) -> Result<FilePipeline> {
     let queue = make("queue")?;
     let convert_in = make("videoconvert")?;
     let stylize = stylize_element(&args.style, args.scale, args.inference_size)?;
+    stylize.set_property("stability", args.stability);
     let convert_out = make("videoconvert")?;
     let encode = make("x264enc")?;
     encode.set_property_from_str("pass", "quant");
@@ -413,5 +426,9 @@ mod tests {
         assert!(parse_size("320").unwrap_err().contains("WIDTHxHEIGHT"));
         assert!(parse_size("ax2").unwrap_err().contains("not a number"));
         assert!(parse_size("0x0").unwrap_err().contains("both be 0"));
+        assert_eq!(parse_stability("0.5"), Ok(0.5));
+        assert!(parse_stability("1.5")
+            .unwrap_err()
+            .contains("between 0 and 1"));
     }
 }

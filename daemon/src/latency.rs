@@ -35,16 +35,22 @@ pub struct BenchCommand {
     pub args: BenchArgs,
 }
 
+// Parsed once at start-up: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum BenchSub {
     /// Per-stage latency (capture, convert, infer, convert back, output) of the webcam
     /// pipeline and of the GStreamer element: p50/p95/p99 and fps as JSON, plus a PNG plot.
     Latency(LatencyArgs),
+    /// Temporal stability (warping error, flicker index), SSIM to the content and trails
+    /// behind moving edges, with stability off and on; writes JSON.
+    Quality(crate::quality::QualityArgs),
 }
 
 pub fn run(cmd: &BenchCommand) -> Result<()> {
     match &cmd.sub {
         Some(BenchSub::Latency(args)) => run_latency(args),
+        Some(BenchSub::Quality(args)) => crate::quality::run(args),
         None => crate::bench::run(&cmd.args),
     }
 }

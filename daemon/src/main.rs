@@ -12,6 +12,7 @@ mod file;
 mod generate;
 mod latency;
 mod plot;
+mod quality;
 mod stats;
 mod styles;
 mod webcam;

@@ -17,6 +17,7 @@ pub mod resolver;
 pub mod runtime;
 pub mod style;
 pub mod stylizer;
+pub mod temporal;
 pub mod tensor;
 
 pub use error::{Error, Result};

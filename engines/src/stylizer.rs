@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::frame::{self, FrameLayout, RgbImage};
 use crate::model::{Family, ModelInfo};
 use crate::predictor::{self, StylePredictor};
+use crate::temporal::TemporalFilter;
 use crate::tensor::Tensor;
 
 /// How large the network sees each frame, independent of the output size: a full-size style
@@ -50,11 +51,13 @@ pub struct Timings {
     pub convert_in_ms: f64,
     pub infer_ms: f64,
     pub convert_out_ms: f64,
+    /// Motion-compensated smoothing (0 when stability is off).
+    pub temporal_ms: f64,
 }
 
 impl Timings {
     pub fn total_ms(&self) -> f64 {
-        self.convert_in_ms + self.infer_ms + self.convert_out_ms
+        self.convert_in_ms + self.infer_ms + self.convert_out_ms + self.temporal_ms
     }
 }
 
@@ -69,6 +72,8 @@ pub struct Stylizer {
     /// 1 = full style. Below 1 an arbitrary-style embedding is interpolated toward the frame's
     /// own embedding (Ghiasi et al.); other families blend the output with the input pixels.
     strength: f32,
+    /// Output smoothing across frames; off (stability 0) unless set.
+    temporal: TemporalFilter,
 }
 
 impl Stylizer {
@@ -78,6 +83,7 @@ impl Stylizer {
             resizer: fr::Resizer::new(),
             predictor: None,
             strength: 1.0,
+            temporal: TemporalFilter::new(0.0),
         }
     }
 
@@ -129,6 +135,21 @@ impl Stylizer {
 
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Temporal stability, 0 (off) to 1: see [`crate::temporal`]. Takes effect on the next
+    /// frame; turning it off forgets the previous frame.
+    pub fn set_stability(&mut self, stability: f64) {
+        self.temporal.set_stability(stability);
+    }
+
+    pub fn stability(&self) -> f64 {
+        self.temporal.stability()
+    }
+
+    /// Forget the previous frame (seek, flush, new caps): the next frame is not smoothed.
+    pub fn reset_temporal(&mut self) {
+        self.temporal.reset();
     }
 
     /// Padded tensor size for an inference size: the model's fixed size if it has one,
@@ -190,7 +211,18 @@ impl Stylizer {
         timings.infer_ms = ms_since(start);
 
         let start = Instant::now();
-        let styled = frame::tensor_to_image(&output, ih, iw, scale)?;
+        let mut styled = frame::tensor_to_image(&output, ih, iw, scale)?;
+        timings.convert_out_ms = ms_since(start);
+
+        // Smoothing runs at the inference size: motion and textures are the net's, and it
+        // costs a fraction of what it would at the frame size.
+        if self.temporal.enabled() {
+            let start = Instant::now();
+            self.temporal.apply(&small, &mut styled);
+            timings.temporal_ms = ms_since(start);
+        }
+
+        let start = Instant::now();
         let mut out = frame::resize_rgb(&mut self.resizer, &styled, img.width, img.height)?;
         if self.strength < 1.0 && self.predictor.is_none() {
             let s = self.strength;
@@ -198,7 +230,7 @@ impl Stylizer {
                 *o = (s * f32::from(*o) + (1.0 - s) * f32::from(*i)).round() as u8;
             }
         }
-        timings.convert_out_ms = ms_since(start);
+        timings.convert_out_ms += ms_since(start);
         Ok((out, timings))
     }
 

@@ -460,3 +460,61 @@ fn arbitrary_model_bad_style_input_is_a_clear_error() {
     let err = error_of(&model, &format!("style-image={}", not_image.display()));
     assert!(err.contains("cannot read image"), "{err}");
 }
+
+#[test]
+fn stability_smooths_from_the_second_frame_and_zero_turns_it_off() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    init();
+    let element = gst::ElementFactory::make("stylize").build().unwrap();
+    let default: f64 = element.property("stability");
+    assert_eq!(default, stylize_engines::temporal::DEFAULT_STABILITY);
+    let mut off = harness(&model, &[("stability", "0")]);
+    let mut on = harness(&model, &[("stability", "0.9")]);
+    // Slightly different frames (as a camera's noise would make them): the smoothed stream
+    // agrees with the plain one on the first frame and departs from it afterwards.
+    let mut diffs = Vec::new();
+    for (i, seed) in [90u8, 93, 96].into_iter().enumerate() {
+        let input = picture(W, H, seed);
+        off.push(buffer(input.clone(), i as u64)).unwrap();
+        on.push(buffer(input, i as u64)).unwrap();
+        let (_, a) = pull_data(&mut off);
+        let (_, b) = pull_data(&mut on);
+        diffs.push(mean_abs_diff(&a, &b));
+    }
+    assert_eq!(diffs[0], 0.0, "first frame is never smoothed: {diffs:?}");
+    assert!(diffs[1] > 0.05 && diffs[2] > 0.05, "{diffs:?}");
+}
+
+#[test]
+fn frame_messages_report_the_temporal_filter_cost() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=3 pattern=ball ! video/x-raw,format=RGBx,width=64,height=48 ! \
+         stylize model={} stability=0.5 ! fakesink",
+        model.display()
+    ))
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut temporal = Vec::new();
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure().filter(|s| s.name() == "stylize-frame") {
+                    temporal.push(s.get::<f64>("temporal-ms").unwrap());
+                }
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(temporal.len(), 3);
+    assert!(temporal.iter().all(|t| *t > 0.0), "{temporal:?}");
+}

@@ -14,6 +14,7 @@ use stylize_engines::frame::{FrameLayout, PixelFormat};
 use stylize_engines::library::{self, Library};
 use stylize_engines::model::Family;
 use stylize_engines::predictor::StylePredictor;
+use stylize_engines::temporal::DEFAULT_STABILITY;
 use stylize_engines::{style, InferenceSize, StyleRequest, StyleResolver, Stylizer};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -56,6 +57,7 @@ struct Settings {
     inference_height: u32,
     scale: f64,
     threads: u32,
+    stability: f64,
 }
 
 impl Default for Settings {
@@ -72,6 +74,7 @@ impl Default for Settings {
             inference_height: 0,
             scale: DEFAULT_SCALE,
             threads: 0,
+            stability: DEFAULT_STABILITY,
         }
     }
 }
@@ -175,6 +178,8 @@ impl Stylize {
                 gst::info!(CAT, imp = self, "style now {request:?}");
                 self.post_notes(&resolved.notes);
                 state.conditioning = resolved.conditioning;
+                // A new style shows in full on the next frame, not faded in by smoothing.
+                state.stylizer.reset_temporal();
             }
             Err(err) => {
                 gst::element_imp_warning!(
@@ -306,6 +311,20 @@ impl ObjectImpl for Stylize {
                     .maximum(256)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecDouble::builder("stability")
+                    .nick("Temporal stability")
+                    .blurb(
+                        "Motion-compensated smoothing of the output against flicker, 0 (off) \
+                         to 1: the previous stylized frame is warped along the motion of the \
+                         input and blended in, except where the warp disagrees with the input \
+                         (moving edges, occlusions), so edges leave no trails. Changeable while \
+                         PLAYING.",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_STABILITY)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecString::builder("model-styles")
                     .nick("Model styles")
                     .blurb("Comma-separated style names of the loaded model (read-only).")
@@ -336,6 +355,7 @@ impl ObjectImpl for Stylize {
             "inference-height" => settings.inference_height = value.get().expect("type checked"),
             "scale" => settings.scale = value.get().expect("type checked"),
             "threads" => settings.threads = value.get().expect("type checked"),
+            "stability" => settings.stability = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
         gst::debug!(CAT, imp = self, "set {} = {:?}", pspec.name(), value);
@@ -367,6 +387,7 @@ impl ObjectImpl for Stylize {
             "inference-height" => settings.inference_height.to_value(),
             "scale" => settings.scale.to_value(),
             "threads" => settings.threads.to_value(),
+            "stability" => settings.stability.to_value(),
             "model-styles" => {
                 let state = self.state.lock().unwrap();
                 state.as_ref().map(|s| {
@@ -495,6 +516,19 @@ impl BaseTransformImpl for Stylize {
         }
         answered
     }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        // After a flush (seek) or a new stream the previous frame is unrelated to the next.
+        if matches!(
+            event.view(),
+            gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_)
+        ) {
+            if let Some(state) = self.state.lock().unwrap().as_mut() {
+                state.stylizer.reset_temporal();
+            }
+        }
+        self.parent_sink_event(event)
+    }
 }
 
 impl VideoFilterImpl for Stylize {
@@ -542,6 +576,8 @@ impl VideoFilterImpl for Stylize {
             size.resolve(layout.width, layout.height),
             timings.total_ms()
         );
+        // The warm-up frame must not be the previous frame of the first real one.
+        state.stylizer.reset_temporal();
         let changed = state.latency != latency;
         state.latency = latency;
         state.layout = Some(layout);
@@ -558,13 +594,21 @@ impl VideoFilterImpl for Stylize {
         &self,
         frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (request, size) = {
+        let (request, size, stability) = {
             let settings = self.settings.lock().unwrap();
-            (settings.style_request(), settings.inference_size())
+            (
+                settings.style_request(),
+                settings.inference_size(),
+                settings.stability,
+            )
         };
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         self.refresh_style(state, request);
+        state.stylizer.set_stability(stability);
+        if frame.buffer().flags().contains(gst::BufferFlags::DISCONT) {
+            state.stylizer.reset_temporal();
+        }
         let layout = FrameLayout {
             stride: frame.plane_stride()[0] as usize,
             ..*state.layout.as_ref().ok_or(gst::FlowError::NotNegotiated)?
@@ -593,6 +637,7 @@ impl VideoFilterImpl for Stylize {
             .field("pts", pts)
             .field("inference-ms", timings.infer_ms)
             .field("convert-ms", timings.convert_in_ms + timings.convert_out_ms)
+            .field("temporal-ms", timings.temporal_ms)
             .field("total-ms", timings.total_ms())
             .field("inference-width", iw as u32)
             .field("inference-height", ih as u32)

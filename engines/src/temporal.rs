@@ -1,0 +1,933 @@
+//! Temporal stability: motion-compensated smoothing of the stylized output.
+//!
+//! A per-frame style net flickers: a small change of the input (noise, a sub-pixel move) can
+//! flip the texture the net paints. Plain frame blending removes flicker but leaves trails
+//! behind moving edges. This filter instead
+//! 1. estimates the motion between the previous and the current *input* on a downscaled grey
+//!    image (coarse-to-fine block matching with a sub-pixel fit; microseconds per block);
+//! 2. warps the previous *output* along that motion (bilinear), so textures that moved with the
+//!    scene line up with the current frame;
+//! 3. checks the warp on the input: where the warped previous input disagrees with the current
+//!    input (occlusion, uncovered background, motion beyond the search range, a cut) the
+//!    previous output is not used at all, so moving edges cannot leave trails;
+//! 4. blends: `out = (1 − w)·current + w·warped_previous`, `w = stability · agreement`.
+//!
+//! The blend is recursive (the stored previous output is the blended one), i.e. an IIR filter
+//! along motion trajectories. Everything runs at the inference size, before the upscale.
+
+use crate::frame::RgbImage;
+
+/// Default `stability` of the element and the CLI: the lowest value that cuts the warping error
+/// by 30 % or more on the three reference clips (docs/stability.md).
+pub const DEFAULT_STABILITY: f64 = 0.7;
+
+/// Grey images for motion estimation are at most this wide: motion is smooth at that scale,
+/// and the estimate costs well under a millisecond.
+const FLOW_MAX_WIDTH: usize = 160;
+/// Block size (pixels of the grey image) for block matching, and the grid step between blocks.
+const BLOCK: usize = 8;
+const STEP: usize = 4;
+/// Search radius on the half-resolution level, and around its prediction on the full one.
+const COARSE_RADIUS: i32 = 4;
+const FINE_RADIUS: i32 = 2;
+/// Mean absolute RGB difference (0–255) of warped previous vs current input at which the
+/// previous output stops counting: full weight below `AGREE`, none above `DISAGREE`.
+const AGREE: f32 = 6.0;
+const DISAGREE: f32 = 18.0;
+/// Radius of the window over which the blend's local contrast is matched to the current frame.
+const CONTRAST_RADIUS: usize = 3;
+
+/// A single-channel float image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreyImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+impl GreyImage {
+    fn at(&self, x: usize, y: usize) -> f32 {
+        self.data[y * self.width + x]
+    }
+
+    /// Bilinear sample with clamping at the borders.
+    fn sample(&self, x: f32, y: f32) -> f32 {
+        bilinear(x, y, self.width, self.height, |xi, yi| self.at(xi, yi))
+    }
+}
+
+/// Luma (BT.601) averaged over `factor`×`factor` boxes.
+pub fn grey_downscaled(img: &RgbImage, factor: usize) -> GreyImage {
+    let factor = factor.max(1);
+    let (w, h) = ((img.width / factor).max(1), (img.height / factor).max(1));
+    let mut data = vec![0f32; w * h];
+    for (y, row) in data.chunks_exact_mut(w).enumerate() {
+        for (x, out) in row.iter_mut().enumerate() {
+            let mut sum = 0f32;
+            let mut n = 0f32;
+            for sy in y * factor..((y + 1) * factor).min(img.height) {
+                for sx in x * factor..((x + 1) * factor).min(img.width) {
+                    let p = &img.data[(sy * img.width + sx) * 3..][..3];
+                    sum +=
+                        0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+                    n += 1.0;
+                }
+            }
+            *out = sum / n.max(1.0);
+        }
+    }
+    GreyImage {
+        width: w,
+        height: h,
+        data,
+    }
+}
+
+fn halve(img: &GreyImage) -> GreyImage {
+    let (w, h) = ((img.width / 2).max(1), (img.height / 2).max(1));
+    let mut data = vec![0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (x0, y0) = ((2 * x).min(img.width - 1), (2 * y).min(img.height - 1));
+            let (x1, y1) = ((x0 + 1).min(img.width - 1), (y0 + 1).min(img.height - 1));
+            data[y * w + x] =
+                0.25 * (img.at(x0, y0) + img.at(x1, y0) + img.at(x0, y1) + img.at(x1, y1));
+        }
+    }
+    GreyImage {
+        width: w,
+        height: h,
+        data,
+    }
+}
+
+/// Bilinear interpolation of `f` at (x, y), coordinates clamped to the image.
+fn bilinear(x: f32, y: f32, w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> f32 {
+    let x = x.clamp(0.0, (w - 1) as f32);
+    let y = y.clamp(0.0, (h - 1) as f32);
+    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let top = f(x0, y0) * (1.0 - fx) + f(x1, y0) * fx;
+    let bottom = f(x0, y1) * (1.0 - fx) + f(x1, y1) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
+/// Backward motion on a grid of blocks: for a point p of the current image, the matching point
+/// of the previous image is p + (dx, dy). Vectors are in pixels of the image the flow was
+/// estimated on; `sample` interpolates them anywhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flow {
+    /// Grid size (blocks across, blocks down) and the pixel position of block (0,0)'s centre.
+    pub cols: usize,
+    pub rows: usize,
+    pub dx: Vec<f32>,
+    pub dy: Vec<f32>,
+}
+
+impl Flow {
+    fn zero(cols: usize, rows: usize) -> Self {
+        Self {
+            cols,
+            rows,
+            dx: vec![0.0; cols * rows],
+            dy: vec![0.0; cols * rows],
+        }
+    }
+
+    /// Motion at a pixel of the estimation image (bilinear between block centres).
+    pub fn sample(&self, x: f32, y: f32) -> (f32, f32) {
+        let gx = (x - (BLOCK as f32 - 1.0) / 2.0) / STEP as f32;
+        let gy = (y - (BLOCK as f32 - 1.0) / 2.0) / STEP as f32;
+        let at = |v: &Vec<f32>| bilinear(gx, gy, self.cols, self.rows, |c, r| v[r * self.cols + c]);
+        (at(&self.dx), at(&self.dy))
+    }
+}
+
+/// Sum of absolute differences of the block at (bx, by) in `cur` against `prev` displaced by
+/// an integer (dx, dy); `None` when the displaced block leaves the image.
+fn sad(cur: &GreyImage, prev: &GreyImage, bx: usize, by: usize, dx: i32, dy: i32) -> Option<f32> {
+    let (px, py) = (bx as i32 + dx, by as i32 + dy);
+    if px < 0 || py < 0 || px as usize + BLOCK > prev.width || py as usize + BLOCK > prev.height {
+        return None;
+    }
+    let (px, py) = (px as usize, py as usize);
+    let mut sum = 0f32;
+    for r in 0..BLOCK {
+        let c = &cur.data[(by + r) * cur.width + bx..][..BLOCK];
+        let p = &prev.data[(py + r) * prev.width + px..][..BLOCK];
+        sum += c.iter().zip(p).map(|(a, b)| (a - b).abs()).sum::<f32>();
+    }
+    Some(sum)
+}
+
+/// Best integer vector within `radius` of `centre` (ties go to the smaller vector, so flat
+/// areas stay still), refined to sub-pixel by Lucas–Kanade.
+fn match_block(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    bx: usize,
+    by: usize,
+    centre: (i32, i32),
+    radius: i32,
+) -> (f32, f32) {
+    let mut best = (0i32, 0i32);
+    let mut best_cost = sad(cur, prev, bx, by, 0, 0).unwrap_or(f32::INFINITY);
+    for dy in centre.1 - radius..=centre.1 + radius {
+        for dx in centre.0 - radius..=centre.0 + radius {
+            let Some(cost) = sad(cur, prev, bx, by, dx, dy) else {
+                continue;
+            };
+            let smaller = dx.abs() + dy.abs() < best.0.abs() + best.1.abs();
+            if cost < best_cost - 1e-3 || (cost <= best_cost + 1e-3 && smaller) {
+                best = (dx, dy);
+                best_cost = cost;
+            }
+        }
+    }
+    if !best_cost.is_finite() {
+        return (0.0, 0.0);
+    }
+    let (fx, fy) = lucas_kanade(cur, prev, bx, by, best);
+    (best.0 as f32 + fx, best.1 as f32 + fy)
+}
+
+/// Sub-pixel refinement of an integer match: two Lucas–Kanade steps on the block (solve
+/// the 2×2 normal equations of the linearised brightness constancy). Zero when the residual
+/// is zero, and skipped on flat blocks whose gradients cannot fix a direction.
+fn lucas_kanade(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    bx: usize,
+    by: usize,
+    best: (i32, i32),
+) -> (f32, f32) {
+    let (mut fx, mut fy) = (0f32, 0f32);
+    for _ in 0..2 {
+        let (mut gxx, mut gxy, mut gyy, mut bxe, mut bye) = (0f32, 0f32, 0f32, 0f32, 0f32);
+        for r in 0..BLOCK {
+            for c in 0..BLOCK {
+                let x = (bx + c) as f32 + best.0 as f32 + fx;
+                let y = (by + r) as f32 + best.1 as f32 + fy;
+                let gx = 0.5 * (prev.sample(x + 1.0, y) - prev.sample(x - 1.0, y));
+                let gy = 0.5 * (prev.sample(x, y + 1.0) - prev.sample(x, y - 1.0));
+                let e = prev.sample(x, y) - cur.at(bx + c, by + r);
+                gxx += gx * gx;
+                gxy += gx * gy;
+                gyy += gy * gy;
+                bxe += gx * e;
+                bye += gy * e;
+            }
+        }
+        let det = gxx * gyy - gxy * gxy;
+        // Flat or one-dimensional texture: no reliable sub-pixel direction.
+        if det <= 1e-3 * (gxx + gyy).powi(2).max(1e-6) {
+            break;
+        }
+        let dx = -(gyy * bxe - gxy * bye) / det;
+        let dy = -(gxx * bye - gxy * bxe) / det;
+        fx = (fx + dx).clamp(-1.0, 1.0);
+        fy = (fy + dy).clamp(-1.0, 1.0);
+    }
+    (fx, fy)
+}
+
+fn grid(img: &GreyImage) -> (usize, usize) {
+    let n = |len: usize| {
+        if len < BLOCK {
+            0
+        } else {
+            (len - BLOCK) / STEP + 1
+        }
+    };
+    (n(img.width), n(img.height))
+}
+
+fn block_flow(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    radius: i32,
+    predict: impl Fn(f32, f32) -> (f32, f32),
+) -> Flow {
+    let (cols, rows) = grid(cur);
+    let mut flow = Flow::zero(cols, rows);
+    for r in 0..rows {
+        for c in 0..cols {
+            let (bx, by) = (c * STEP, r * STEP);
+            let centre = (BLOCK as f32 - 1.0) / 2.0;
+            let (px, py) = predict(bx as f32 + centre, by as f32 + centre);
+            let (dx, dy) = match_block(
+                cur,
+                prev,
+                bx,
+                by,
+                (px.round() as i32, py.round() as i32),
+                radius,
+            );
+            flow.dx[r * cols + c] = dx;
+            flow.dy[r * cols + c] = dy;
+        }
+    }
+    median3(&mut flow);
+    flow
+}
+
+/// 3×3 vector median (per component) over the block grid: removes isolated wrong matches.
+fn median3(flow: &mut Flow) {
+    let (cols, rows) = (flow.cols, flow.rows);
+    for v in [&mut flow.dx, &mut flow.dy] {
+        let src = v.clone();
+        for r in 0..rows {
+            for c in 0..cols {
+                let mut window = [0f32; 9];
+                let mut n = 0;
+                for rr in r.saturating_sub(1)..(r + 2).min(rows) {
+                    for cc in c.saturating_sub(1)..(c + 2).min(cols) {
+                        window[n] = src[rr * cols + cc];
+                        n += 1;
+                    }
+                }
+                let w = &mut window[..n];
+                w.sort_by(f32::total_cmp);
+                v[r * cols + c] = w[n / 2];
+            }
+        }
+    }
+}
+
+/// Motion from `cur` back to `prev` (same size): block matching on a half-resolution level,
+/// then refined around that prediction at full resolution.
+pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
+    let (cols, rows) = grid(cur);
+    if cols == 0 || rows == 0 || cur.width != prev.width || cur.height != prev.height {
+        return Flow::zero(cols, rows);
+    }
+    let (cur_half, prev_half) = (halve(cur), halve(prev));
+    let coarse = if grid(&cur_half).0 > 0 && grid(&cur_half).1 > 0 {
+        Some(block_flow(&cur_half, &prev_half, COARSE_RADIUS, |_, _| {
+            (0.0, 0.0)
+        }))
+    } else {
+        None
+    };
+    block_flow(cur, prev, FINE_RADIUS, |x, y| match &coarse {
+        Some(f) => {
+            let (dx, dy) = f.sample(x / 2.0, y / 2.0);
+            (2.0 * dx, 2.0 * dy)
+        }
+        None => (0.0, 0.0),
+    })
+}
+
+/// Sample an RGB image along a flow: pixel p of the result is `img` at p + flow(p)·scale, where
+/// the flow was estimated on an image `scale` times smaller. Returns float RGB.
+pub fn warp_rgb(img: &RgbImage, flow: &Flow, scale: f32) -> Vec<f32> {
+    warp_many(&[img], flow, scale)
+        .pop()
+        .expect("one image in, one out")
+}
+
+/// Warp several images of the same size along one flow (the flow is sampled once per pixel).
+fn warp_many(imgs: &[&RgbImage], flow: &Flow, scale: f32) -> Vec<Vec<f32>> {
+    let (w, h) = (imgs[0].width, imgs[0].height);
+    let mut outs = vec![vec![0f32; w * h * 3]; imgs.len()];
+    for y in 0..h {
+        for x in 0..w {
+            let (dx, dy) = flow.sample(
+                (x as f32 + 0.5) / scale - 0.5,
+                (y as f32 + 0.5) / scale - 0.5,
+            );
+            let sx = (x as f32 + dx * scale).clamp(0.0, (w - 1) as f32);
+            let sy = (y as f32 + dy * scale).clamp(0.0, (h - 1) as f32);
+            let (x0, y0) = (sx as usize, sy as usize);
+            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+            let weights = [
+                (1.0 - fx) * (1.0 - fy),
+                fx * (1.0 - fy),
+                (1.0 - fx) * fy,
+                fx * fy,
+            ];
+            let taps = [
+                (y0 * w + x0) * 3,
+                (y0 * w + x1) * 3,
+                (y1 * w + x0) * 3,
+                (y1 * w + x1) * 3,
+            ];
+            for (img, out) in imgs.iter().zip(outs.iter_mut()) {
+                for c in 0..3 {
+                    out[(y * w + x) * 3 + c] = taps
+                        .iter()
+                        .zip(weights)
+                        .map(|(t, k)| k * f32::from(img.data[t + c]))
+                        .sum();
+                }
+            }
+        }
+    }
+    outs
+}
+
+/// 1 where the backward flow (current → previous) and the forward flow (previous → current)
+/// agree, 0 where they do not: pixels uncovered by a moving object have no true match in the
+/// previous frame, and their backward vector, borrowed from the object, fails this check
+/// (Sundaram et al. 2010). Per pixel of an image `scale` times the flow's size.
+pub fn consistency_mask(
+    back: &Flow,
+    fwd: &Flow,
+    width: usize,
+    height: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let mut mask = vec![0f32; width * height];
+    for y in 0..height {
+        for x in 0..width {
+            let (gx, gy) = (
+                (x as f32 + 0.5) / scale - 0.5,
+                (y as f32 + 0.5) / scale - 0.5,
+            );
+            let (bx, by) = back.sample(gx, gy);
+            let (fx, fy) = fwd.sample(gx + bx, gy + by);
+            let (ex, ey) = (bx + fx, by + fy);
+            let mag = bx * bx + by * by + fx * fx + fy * fy;
+            if ex * ex + ey * ey <= 0.01 * mag + 0.25 {
+                mask[y * width + x] = 1.0;
+            }
+        }
+    }
+    mask
+}
+
+/// Local mean and variance per channel over a (2r+1)² box (integral images).
+fn local_stats(img: &[f32], w: usize, h: usize, r: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut mean = vec![0f32; w * h * 3];
+    let mut var = vec![0f32; w * h * 3];
+    let stride = w + 1;
+    for c in 0..3 {
+        let mut s1 = vec![0f64; stride * (h + 1)];
+        let mut s2 = vec![0f64; stride * (h + 1)];
+        for y in 0..h {
+            let (mut row1, mut row2) = (0f64, 0f64);
+            for x in 0..w {
+                let v = f64::from(img[(y * w + x) * 3 + c]);
+                row1 += v;
+                row2 += v * v;
+                s1[(y + 1) * stride + x + 1] = s1[y * stride + x + 1] + row1;
+                s2[(y + 1) * stride + x + 1] = s2[y * stride + x + 1] + row2;
+            }
+        }
+        for y in 0..h {
+            let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
+            for x in 0..w {
+                let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
+                let n = ((y1 - y0) * (x1 - x0)) as f64;
+                let sum = |s: &[f64]| {
+                    s[y1 * stride + x1] - s[y0 * stride + x1] - s[y1 * stride + x0]
+                        + s[y0 * stride + x0]
+                };
+                let m = sum(&s1) / n;
+                mean[(y * w + x) * 3 + c] = m as f32;
+                var[(y * w + x) * 3 + c] = (sum(&s2) / n - m * m).max(0.0) as f32;
+            }
+        }
+    }
+    (mean, var)
+}
+
+/// Weight of the warped previous frame per pixel, 0–1: 1 where the warped previous input
+/// matches the current input, 0 where it does not (occlusion, uncovered area, wrong motion).
+/// The difference is taken as the maximum over a 3×3 neighbourhood, so a moving edge is
+/// masked on both sides and a trail cannot start one pixel beside it.
+pub fn agreement_mask(warped_prev_in: &[f32], cur_in: &RgbImage) -> Vec<f32> {
+    let (w, h) = (cur_in.width, cur_in.height);
+    let diff: Vec<f32> = warped_prev_in
+        .chunks_exact(3)
+        .zip(cur_in.data.chunks_exact(3))
+        .map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| (a - f32::from(*b)).abs())
+                .sum::<f32>()
+                / 3.0
+        })
+        .collect();
+    let mut mask = vec![0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let mut worst = 0f32;
+            for yy in y.saturating_sub(1)..(y + 2).min(h) {
+                for xx in x.saturating_sub(1)..(x + 2).min(w) {
+                    worst = worst.max(diff[yy * w + xx]);
+                }
+            }
+            mask[y * w + x] = ((DISAGREE - worst) / (DISAGREE - AGREE)).clamp(0.0, 1.0);
+        }
+    }
+    mask
+}
+
+/// `output = (1 − w)·output + w·warped`, `w = stability·weight`, then (motion-compensated mode)
+/// the local contrast of the blend is restored to the current frame's: averaging two different
+/// brush textures halves their contrast, which would wash the style out (and is what raises
+/// SSIM to the content), so the deviation from the local mean is scaled back up by
+/// σ_current/σ_blend, at most 1/√((1−w)² + w²), the loss for uncorrelated textures
+/// (variance-preserving blending, Heitz & Neyret 2018).
+fn blend(output: &mut RgbImage, warped: &[f32], weight: &[f32], stability: f32, mode: Mode) {
+    let (w, h) = (output.width, output.height);
+    let current: Vec<f32> = output.data.iter().map(|v| f32::from(*v)).collect();
+    let mut blended = current.clone();
+    for (i, px) in blended.chunks_exact_mut(3).enumerate() {
+        let k = stability * weight[i];
+        for (c, v) in px.iter_mut().enumerate() {
+            *v = (1.0 - k) * *v + k * warped[i * 3 + c];
+        }
+    }
+    if mode == Mode::MotionCompensated {
+        let (_, var_cur) = local_stats(&current, w, h, CONTRAST_RADIUS);
+        let (mean_b, var_b) = local_stats(&blended, w, h, CONTRAST_RADIUS);
+        for (i, v) in blended.iter_mut().enumerate() {
+            let k = stability * weight[i / 3];
+            let max_gain = 1.0 / ((1.0 - k).powi(2) + k * k).sqrt();
+            let gain = ((var_cur[i] + 1.0) / (var_b[i] + 1.0))
+                .sqrt()
+                .clamp(1.0, max_gain);
+            *v = mean_b[i] + gain * (*v - mean_b[i]);
+        }
+    }
+    for (o, v) in output.data.iter_mut().zip(&blended) {
+        *o = v.round().clamp(0.0, 255.0) as u8;
+    }
+}
+
+struct Previous {
+    input: RgbImage,
+    grey: GreyImage,
+    output: RgbImage,
+}
+
+/// How the previous output is brought to the current frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Motion-compensated and masked (the element's filter).
+    MotionCompensated,
+    /// Plain blend with the previous output, no motion, no mask: the peers' "temporal
+    /// smoothing", kept as the reference that ghosting is measured against.
+    Naive,
+}
+
+/// The recursive, motion-compensated output filter. One per stream; `reset` on a
+/// discontinuity (seek, flush, caps change).
+pub struct TemporalFilter {
+    stability: f32,
+    mode: Mode,
+    previous: Option<Previous>,
+}
+
+impl TemporalFilter {
+    /// `stability` 0 (off) to 1 (previous frame only where motion is reliable); clamped.
+    pub fn new(stability: f64) -> Self {
+        Self {
+            stability: stability.clamp(0.0, 1.0) as f32,
+            mode: Mode::MotionCompensated,
+            previous: None,
+        }
+    }
+
+    /// Plain frame blending without motion or mask, for comparisons only.
+    pub fn naive(stability: f64) -> Self {
+        Self {
+            mode: Mode::Naive,
+            ..Self::new(stability)
+        }
+    }
+
+    pub fn stability(&self) -> f64 {
+        f64::from(self.stability)
+    }
+
+    pub fn set_stability(&mut self, stability: f64) {
+        self.stability = stability.clamp(0.0, 1.0) as f32;
+        if self.stability == 0.0 {
+            self.previous = None;
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.stability > 0.0
+    }
+
+    /// Forget the previous frame: the next frame passes unchanged.
+    pub fn reset(&mut self) {
+        self.previous = None;
+    }
+
+    /// Smooth `output` (the stylized `input`, same size) in place against the previous frame.
+    pub fn apply(&mut self, input: &RgbImage, output: &mut RgbImage) {
+        if !self.enabled() || input.width != output.width || input.height != output.height {
+            self.previous = None;
+            return;
+        }
+        let factor = input.width.div_ceil(FLOW_MAX_WIDTH).max(1);
+        let grey = grey_downscaled(input, factor);
+        if let Some(prev) = self
+            .previous
+            .as_ref()
+            .filter(|p| p.input.width == input.width && p.input.height == input.height)
+        {
+            let (w, h) = (input.width, input.height);
+            let (warped_out, weight) = match self.mode {
+                Mode::MotionCompensated => {
+                    let back = estimate_flow(&grey, &prev.grey);
+                    let fwd = estimate_flow(&prev.grey, &grey);
+                    let scale = w as f32 / grey.width as f32;
+                    let mut warped = warp_many(&[&prev.input, &prev.output], &back, scale);
+                    let warped_out = warped.pop().expect("two warped");
+                    let mut mask = agreement_mask(&warped[0], input);
+                    let consistent = consistency_mask(&back, &fwd, w, h, scale);
+                    mask.iter_mut().zip(&consistent).for_each(|(m, c)| *m *= c);
+                    (warped_out, mask)
+                }
+                Mode::Naive => (
+                    prev.output.data.iter().map(|v| f32::from(*v)).collect(),
+                    vec![1.0; w * h],
+                ),
+            };
+            blend(output, &warped_out, &weight, self.stability, self.mode);
+        }
+        self.previous = Some(Previous {
+            input: input.clone(),
+            grey,
+            output: output.clone(),
+        });
+    }
+}
+
+/// Temporal warping error between consecutive outputs: the previous output is warped by motion
+/// estimated on the *inputs* at full resolution, and only pixels whose motion passes a
+/// forward–backward consistency check (not occluded) count. Mean squared error per channel
+/// on a 0–1 scale. Independent of the filter's own mask, so the filter cannot grade itself
+/// by its own notion of agreement.
+pub fn warping_error(
+    prev_in: &RgbImage,
+    cur_in: &RgbImage,
+    prev_out: &RgbImage,
+    cur_out: &RgbImage,
+) -> f64 {
+    let (gp, gc) = (grey_downscaled(prev_in, 1), grey_downscaled(cur_in, 1));
+    let back = estimate_flow(&gc, &gp);
+    let fwd = estimate_flow(&gp, &gc);
+    let warped = warp_rgb(prev_out, &back, 1.0);
+    let (w, h) = (cur_in.width, cur_in.height);
+    let mut sum = 0f64;
+    let mut count = 0usize;
+    for y in 0..h {
+        for x in 0..w {
+            let (bx, by) = back.sample(x as f32, y as f32);
+            let (qx, qy) = (x as f32 + bx, y as f32 + by);
+            if qx < 0.0 || qy < 0.0 || qx > (w - 1) as f32 || qy > (h - 1) as f32 {
+                continue;
+            }
+            let (fx, fy) = fwd.sample(qx, qy);
+            let (ex, ey) = (bx + fx, by + fy);
+            let mag = bx * bx + by * by + fx * fx + fy * fy;
+            if ex * ex + ey * ey > 0.01 * mag + 0.5 {
+                continue;
+            }
+            let i = y * w + x;
+            for c in 0..3 {
+                let d = (f64::from(cur_out.data[i * 3 + c]) - f64::from(warped[i * 3 + c])) / 255.0;
+                sum += d * d;
+            }
+            count += 3;
+        }
+    }
+    if count == 0 {
+        0.0
+    } else {
+        sum / count as f64
+    }
+}
+
+/// Ghosting behind moving edges: in the pixels that changed from object to background (or
+/// back) between two frames — given as a mask — how much of the previous output's change is
+/// undone by smoothing: mean |smoothed − unsmoothed| / mean |unsmoothed_t − unsmoothed_{t−1}|.
+/// 0 means no trail; plain blending with weight a gives about a.
+pub fn trail_ratio(
+    changed: &[bool],
+    prev_plain: &RgbImage,
+    cur_plain: &RgbImage,
+    cur_smoothed: &RgbImage,
+) -> f64 {
+    let mut ghost = 0f64;
+    let mut change = 0f64;
+    for (i, _) in changed.iter().enumerate().filter(|(_, c)| **c) {
+        for c in 0..3 {
+            let k = i * 3 + c;
+            ghost += (f64::from(cur_smoothed.data[k]) - f64::from(cur_plain.data[k])).abs();
+            change += (f64::from(cur_plain.data[k]) - f64::from(prev_plain.data[k])).abs();
+        }
+    }
+    if change == 0.0 {
+        0.0
+    } else {
+        ghost / change
+    }
+}
+
+/// Test clip for trails: a square sliding 6 px per frame over a still, textured background;
+/// every frame uncovers background behind the square's trailing edge, where plain blending
+/// leaves a fading copy of the square.
+pub fn moving_square_clip(width: usize, height: usize, frames: usize) -> Vec<RgbImage> {
+    let side = height / 3;
+    (0..frames)
+        .map(|t| {
+            let (x0, y0) = (width / 8 + 6 * t, height / 3);
+            let mut img = RgbImage::new(width, height);
+            for y in 0..height {
+                for x in 0..width {
+                    let inside = (x0..x0 + side).contains(&x) && (y0..y0 + side).contains(&y);
+                    let px = if inside {
+                        [235, 200, 40]
+                    } else {
+                        let g = 60.0 + 40.0 * (x as f32 * 0.05).sin() + (y * 60 / height) as f32;
+                        [(g / 2.0) as u8, g as u8, 140]
+                    };
+                    img.data[(y * width + x) * 3..][..3].copy_from_slice(&px);
+                }
+            }
+            img
+        })
+        .collect()
+}
+
+/// Worst [`trail_ratio`] over a sequence, taken in the pixels whose input changed between
+/// consecutive frames: `smoothed` outputs against the unsmoothed `plain` ones.
+pub fn worst_trail_ratio(inputs: &[RgbImage], plain: &[RgbImage], smoothed: &[RgbImage]) -> f64 {
+    (1..inputs.len())
+        .map(|t| {
+            let changed: Vec<bool> = inputs[t]
+                .data
+                .chunks_exact(3)
+                .zip(inputs[t - 1].data.chunks_exact(3))
+                .map(|(a, b)| a != b)
+                .collect();
+            trail_ratio(&changed, &plain[t - 1], &plain[t], &smoothed[t])
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Mean [`warping_error`] over consecutive frames of a sequence.
+pub fn sequence_warping_error(inputs: &[RgbImage], outputs: &[RgbImage]) -> f64 {
+    let errs: Vec<f64> = (1..inputs.len().min(outputs.len()))
+        .map(|t| warping_error(&inputs[t - 1], &inputs[t], &outputs[t - 1], &outputs[t]))
+        .collect();
+    errs.iter().sum::<f64>() / errs.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic textured picture (smooth waves plus fine detail), shifted by (sx, sy):
+    /// pixel (x, y) shows the pattern at (x − sx, y − sy), i.e. the scene moved by (sx, sy).
+    fn textured(w: usize, h: usize, sx: f32, sy: f32) -> RgbImage {
+        let mut img = RgbImage::new(w, h);
+        for y in 0..h {
+            for x in 0..w {
+                let (u, v) = (x as f32 - sx, y as f32 - sy);
+                let base = 128.0
+                    + 50.0 * (u * 0.21).sin() * (v * 0.17).cos()
+                    + 30.0 * ((u + 2.0 * v) * 0.09).sin()
+                    + 20.0 * (u * 0.53 + v * 0.31).sin();
+                let p = &mut img.data[(y * w + x) * 3..][..3];
+                p[0] = base.clamp(0.0, 255.0) as u8;
+                p[1] = (base * 0.8 + 20.0).clamp(0.0, 255.0) as u8;
+                p[2] = (255.0 - base).clamp(0.0, 255.0) as u8;
+            }
+        }
+        img
+    }
+
+    /// A bright square on a dark, flat background with its top-left corner at (x0, y0).
+    fn square(w: usize, h: usize, x0: usize, y0: usize, side: usize) -> RgbImage {
+        let mut img = RgbImage::new(w, h);
+        for y in 0..h {
+            for x in 0..w {
+                let inside = (x0..x0 + side).contains(&x) && (y0..y0 + side).contains(&y);
+                let v = if inside { 230 } else { 30 };
+                img.data[(y * w + x) * 3..][..3].copy_from_slice(&[v, v / 2, 255 - v]);
+            }
+        }
+        img
+    }
+
+    /// Per-frame "style flicker": a fixed texture whose phase jumps every frame, so consecutive
+    /// outputs disagree even where the input does not move — what a style net does.
+    fn flicker(img: &RgbImage, frame: usize) -> RgbImage {
+        let mut out = img.clone();
+        let mut state = 0x1234_5678u32 ^ (frame as u32).wrapping_mul(0x9e37_79b9);
+        for v in out.data.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            *v = (i32::from(*v) + (state % 41) as i32 - 20).clamp(0, 255) as u8;
+        }
+        out
+    }
+
+    #[test]
+    fn flow_recovers_a_known_shift() {
+        let (w, h) = (96, 64);
+        let prev = grey_downscaled(&textured(w, h, 0.0, 0.0), 1);
+        for (sx, sy) in [(3.0, -2.0), (-5.0, 4.0), (1.5, 0.5), (9.0, 0.0)] {
+            let cur = grey_downscaled(&textured(w, h, sx, sy), 1);
+            let flow = estimate_flow(&cur, &prev);
+            // Backward flow: the current pixel came from p − shift.
+            let (mut ex, mut ey, mut n) = (0f32, 0f32, 0f32);
+            for y in (16..h - 16).step_by(4) {
+                for x in (16..w - 16).step_by(4) {
+                    let (dx, dy) = flow.sample(x as f32, y as f32);
+                    ex += (dx + sx).abs();
+                    ey += (dy + sy).abs();
+                    n += 1.0;
+                }
+            }
+            let (ex, ey) = (ex / n, ey / n);
+            eprintln!("shift ({sx},{sy}): mean error ({ex:.3},{ey:.3}) px");
+            assert!(ex < 0.1 && ey < 0.1, "shift ({sx},{sy}): error ({ex},{ey})");
+        }
+    }
+
+    #[test]
+    fn flow_of_identical_frames_is_zero() {
+        let g = grey_downscaled(&textured(64, 48, 0.0, 0.0), 1);
+        let flow = estimate_flow(&g, &g);
+        assert!(flow.dx.iter().chain(&flow.dy).all(|v| v.abs() < 1e-6));
+    }
+
+    #[test]
+    fn warp_by_true_flow_reproduces_the_shifted_frame() {
+        let (w, h) = (64, 48);
+        let prev = textured(w, h, 0.0, 0.0);
+        let cur = textured(w, h, 4.0, -3.0);
+        let (cols, rows) = grid(&grey_downscaled(&prev, 2));
+        let mut flow = Flow::zero(cols, rows);
+        flow.dx.fill(-2.0); // in half-resolution pixels: −4 at full resolution
+        flow.dy.fill(1.5);
+        let warped = warp_rgb(&prev, &flow, 2.0);
+        let mut worst = 0f32;
+        for y in 6..h - 6 {
+            for x in 6..w - 6 {
+                for c in 0..3 {
+                    let i = (y * w + x) * 3 + c;
+                    worst = worst.max((warped[i] - f32::from(cur.data[i])).abs());
+                }
+            }
+        }
+        assert!(worst <= 1.0, "max interior error {worst}");
+    }
+
+    #[test]
+    fn mask_rejects_disagreement_and_its_neighbours_only() {
+        let (w, h) = (20, 10);
+        let cur = square(w, h, 0, 0, 0);
+        let mut warped: Vec<f32> = cur.data.iter().map(|v| f32::from(*v)).collect();
+        // One pixel (10, 5) disagrees strongly, one (3, 3) slightly (noise).
+        for c in 0..3 {
+            warped[(5 * w + 10) * 3 + c] += 100.0;
+            warped[(3 * w + 3) * 3 + c] += 3.0;
+        }
+        let mask = agreement_mask(&warped, &cur);
+        assert_eq!(mask[5 * w + 10], 0.0);
+        assert_eq!(mask[4 * w + 11], 0.0, "neighbour of a disagreeing pixel");
+        assert_eq!(mask[3 * w + 3], 1.0, "noise below the threshold");
+        assert_eq!(mask[5 * w + 15], 1.0);
+    }
+
+    #[test]
+    fn off_passes_frames_unchanged() {
+        let mut f = TemporalFilter::new(0.0);
+        let input = textured(32, 32, 0.0, 0.0);
+        for i in 0..3 {
+            let out = flicker(&input, i);
+            let mut smoothed = out.clone();
+            f.apply(&input, &mut smoothed);
+            assert_eq!(smoothed, out);
+        }
+    }
+
+    #[test]
+    fn smoothing_lowers_warping_error_on_a_moving_scene() {
+        let (w, h) = (96, 64);
+        let inputs: Vec<RgbImage> = (0..6)
+            .map(|t| textured(w, h, 2.0 * t as f32, t as f32))
+            .collect();
+        let plain: Vec<RgbImage> = inputs
+            .iter()
+            .enumerate()
+            .map(|(t, i)| flicker(i, t))
+            .collect();
+        let mut filter = TemporalFilter::new(DEFAULT_STABILITY);
+        let smoothed: Vec<RgbImage> = inputs
+            .iter()
+            .zip(&plain)
+            .map(|(i, o)| {
+                let mut o = o.clone();
+                filter.apply(i, &mut o);
+                o
+            })
+            .collect();
+        let off = sequence_warping_error(&inputs, &plain);
+        let on = sequence_warping_error(&inputs, &smoothed);
+        eprintln!("warping error off {off:.5}, on {on:.5}");
+        assert!(on < 0.5 * off, "warping error off {off}, on {on}");
+    }
+
+    /// A square moves over a still background; behind it, the smoothed output must show the
+    /// background, not a fading copy of the square. Plain blending must fail the same check,
+    /// so the measure is known to see trails.
+    #[test]
+    fn moving_edges_leave_no_trail() {
+        let inputs = moving_square_clip(96, 64, 8);
+        let plain: Vec<RgbImage> = inputs
+            .iter()
+            .enumerate()
+            .map(|(t, i)| flicker(i, t))
+            .collect();
+        let run = |mut filter: TemporalFilter| {
+            let smoothed: Vec<RgbImage> = inputs
+                .iter()
+                .zip(&plain)
+                .map(|(i, o)| {
+                    let mut o = o.clone();
+                    filter.apply(i, &mut o);
+                    o
+                })
+                .collect();
+            worst_trail_ratio(&inputs, &plain, &smoothed)
+        };
+        let ours = run(TemporalFilter::new(DEFAULT_STABILITY));
+        let naive = run(TemporalFilter::naive(DEFAULT_STABILITY));
+        eprintln!("trail ratio: ours {ours:.4}, plain blending {naive:.4}");
+        assert!(naive > 0.4, "plain blending should trail: {naive}");
+        assert!(ours < 0.05, "trail ratio {ours} (plain blending: {naive})");
+    }
+
+    #[test]
+    fn reset_and_size_change_start_fresh() {
+        let mut f = TemporalFilter::new(0.9);
+        let a = textured(32, 32, 0.0, 0.0);
+        let mut o = flicker(&a, 0);
+        f.apply(&a, &mut o);
+        f.reset();
+        let plain = flicker(&a, 1);
+        let mut o = plain.clone();
+        f.apply(&a, &mut o);
+        assert_eq!(o, plain, "first frame after reset is unchanged");
+        let b = textured(40, 24, 0.0, 0.0);
+        let plain = flicker(&b, 2);
+        let mut o = plain.clone();
+        f.apply(&b, &mut o);
+        assert_eq!(o, plain, "first frame at a new size is unchanged");
+    }
+}
