@@ -67,7 +67,7 @@ fn stylize(st: &mut Stylizer, frames: &[RgbImage], w: &[f32], stability: f64) ->
 
 fn stylizer() -> Option<(Stylizer, Vec<f32>)> {
     let model = common::asset("models/multistyle26.onnx")?;
-    let st = Stylizer::load(&model, &BackendOptions { threads: 2 }).unwrap();
+    let st = Stylizer::load(&model, &BackendOptions::with_threads(2)).unwrap();
     let w = style::resolve(st.info(), Some("mosaic"), None).unwrap();
     Some((st, w))
 }

@@ -61,6 +61,8 @@ fn webcam(socket: &Path, model: &Path, extra: &[&str]) -> Child {
     stylize()
         .args(["webcam", "--input", "test:ball", "--output", "null"])
         .args(["--size", "160x120", "--fps", "15", "--threads", "2"])
+        // A bound (~2 min at 15 fps) so a child left behind by a failed assertion ends itself.
+        .args(["--frames", "2000"])
         .arg("--model")
         .arg(model)
         .arg("--socket")

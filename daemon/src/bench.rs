@@ -12,7 +12,6 @@ use clap::Args;
 use gst::prelude::*;
 use serde::Serialize;
 
-use stylize_engines::backend::BackendOptions;
 use stylize_engines::frame::{self, RgbImage};
 use stylize_engines::{runtime, Stylizer};
 
@@ -47,6 +46,10 @@ pub struct BenchArgs {
     /// transfer nets (arbitrary models use --style-image, default Starry Night).
     #[arg(long, value_delimiter = ',')]
     pub compare: Vec<PathBuf>,
+    /// Backends to compare on every model in the same run, e.g. `tensorrt,cuda,cpu`
+    /// (default: --backend).
+    #[arg(long, value_delimiter = ',')]
+    pub backends: Vec<stylize_engines::backend::BackendKind>,
 }
 
 #[derive(Serialize)]
@@ -187,10 +190,7 @@ fn bench_model(
     peer_version: &mut String,
 ) -> Result<ModelResult> {
     let model = style.model_path();
-    let options = BackendOptions {
-        threads: style.threads as usize,
-    };
-    let mut stylizer = Stylizer::load(&model, &options)?;
+    let mut stylizer = Stylizer::load(&model, &style.backend_options())?;
     let mut style = style.clone();
     let arbitrary = stylizer.info().family == stylize_engines::model::Family::Arbitrary;
     if arbitrary && style.style_image.is_none() && style.style.is_none() {

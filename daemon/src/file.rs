@@ -120,6 +120,7 @@ pub fn configure_stylize(
 ) {
     element.set_property("model", style.model_path().to_string_lossy().as_ref());
     element.set_property("threads", style.threads);
+    element.set_property_from_str("backend", &style.backend.to_string());
     element.set_property("scale", scale);
     if let Some(s) = &style.style {
         element.set_property("style", s);

@@ -163,12 +163,7 @@ impl Restyle {
         let model = common.style_model.clone().unwrap_or_else(|| {
             stylize_engines::runtime::assets_dir().join("models/multistyle26.onnx")
         });
-        let stylizer = Stylizer::load(
-            &model,
-            &BackendOptions {
-                threads: common.threads,
-            },
-        )?;
+        let stylizer = Stylizer::load(&model, &BackendOptions::with_threads(common.threads))?;
         let blend = spec.contains([':', ',']);
         let weights = if blend {
             style::resolve(stylizer.info(), None, Some(spec))?

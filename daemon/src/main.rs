@@ -58,6 +58,10 @@ pub struct StyleArgs {
     /// CPU inference threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: u32,
+    /// Inference backend: auto (TensorRT, then CUDA, then CPU, by what loads), cpu, cuda,
+    /// tensorrt. GPU backends need a `--features tensorrt` build and scripts/setup-gpu.
+    #[arg(long, default_value = "auto")]
+    pub backend: stylize_engines::backend::BackendKind,
 }
 
 impl StyleArgs {
@@ -65,6 +69,14 @@ impl StyleArgs {
         self.model.clone().unwrap_or_else(|| {
             stylize_engines::runtime::assets_dir().join("models/multistyle26.onnx")
         })
+    }
+
+    pub fn backend_options(&self) -> stylize_engines::backend::BackendOptions {
+        stylize_engines::backend::BackendOptions {
+            threads: self.threads as usize,
+            kind: self.backend,
+            engine_cache: None,
+        }
     }
 
     pub fn library_dir(&self) -> PathBuf {

@@ -249,7 +249,7 @@ pub fn run(args: &QualityArgs) -> Result<()> {
         args.style.threads as usize
     };
     let model = args.style.model_path();
-    let mut stylizer = Stylizer::load(&model, &BackendOptions { threads })?;
+    let mut stylizer = Stylizer::load(&model, &BackendOptions::with_threads(threads))?;
     let conditioning = style::resolve(
         stylizer.info(),
         args.style.style.as_deref(),

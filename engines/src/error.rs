@@ -34,6 +34,8 @@ pub enum Error {
     CorruptEmbedding { path: PathBuf, reason: String },
     #[error("style library {path}: {reason}")]
     Library { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Backend(String),
     #[error("inference failed: {0}")]
     Inference(String),
     #[error("invalid frame: {0}")]

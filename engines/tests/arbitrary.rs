@@ -94,14 +94,14 @@ fn content_tensor(path: &Path, width: usize) -> Tensor {
 }
 
 fn arbitrary(a: &Assets) -> Stylizer {
-    let mut st = Stylizer::load(&a.transform, &BackendOptions { threads: 2 }).unwrap();
+    let mut st = Stylizer::load(&a.transform, &BackendOptions::with_threads(2)).unwrap();
     st.attach_predictor(StylePredictor::load(&a.predictor, 2).unwrap())
         .unwrap();
     st
 }
 
 fn resolver(a: &Assets, library: Option<Library>, cache_dir: PathBuf) -> StyleResolver {
-    let st = Stylizer::load(&a.transform, &BackendOptions { threads: 2 }).unwrap();
+    let st = Stylizer::load(&a.transform, &BackendOptions::with_threads(2)).unwrap();
     StyleResolver::new(
         st.info().clone(),
         library,

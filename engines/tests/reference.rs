@@ -76,7 +76,7 @@ fn per_style_model_matches_onnxruntime_python() {
     };
     // 90x134 is not a multiple of 4: the engine's reflect padding and crop are compared too.
     let input = test_input(90, 134);
-    let mut st = Stylizer::load(&model, &BackendOptions { threads: 2 }).unwrap();
+    let mut st = Stylizer::load(&model, &BackendOptions::with_threads(2)).unwrap();
     let weights = style::resolve(st.info(), Some("starry-swirls"), None).unwrap();
     let ours = st.run_tensor(&input, &weights).unwrap();
     assert_eq!(ours.shape(), [1, 3, 90, 134]);
@@ -96,7 +96,7 @@ fn cin_two_style_blend_matches_onnxruntime_python() {
     };
     let input = test_input(96, 160);
     let blend = "starry-swirls:0.7,mosaic:0.3";
-    let mut st = Stylizer::load(&model, &BackendOptions { threads: 2 }).unwrap();
+    let mut st = Stylizer::load(&model, &BackendOptions::with_threads(2)).unwrap();
     let weights = style::resolve(st.info(), None, Some(blend)).unwrap();
     let ours = st.run_tensor(&input, &weights).unwrap();
     let Some(theirs) = reference(&model, &input, Some(blend)) else {

@@ -29,7 +29,6 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::json;
 
-use stylize_engines::backend::BackendOptions;
 use stylize_engines::frame::{FrameLayout, PixelFormat};
 use stylize_engines::{InferenceSize, StyleRequest, StyleResolver, Stylizer, Timings};
 
@@ -552,12 +551,7 @@ pub fn inference_size(size: Option<(u32, u32)>, scale: f64) -> InferenceSize {
 
 /// The stylizer for the stylize stage, with its predictor and strength.
 pub fn load_stylizer(style: &StyleArgs) -> Result<Stylizer> {
-    let mut stylizer = Stylizer::load(
-        &style.model_path(),
-        &BackendOptions {
-            threads: style.threads as usize,
-        },
-    )?;
+    let mut stylizer = Stylizer::load(&style.model_path(), &style.backend_options())?;
     if let Some(predictor) = style.predictor(stylizer.info())? {
         stylizer.attach_predictor(predictor)?;
     }

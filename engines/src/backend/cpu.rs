@@ -107,6 +107,12 @@ impl OrtCpu {
         let info = model::check_contract(path, &inputs, &outputs, &metadata)?;
         Ok(Self { session, info })
     }
+
+    /// Wrap a session that already passed the contract check (GPU sessions reuse `run`).
+    #[cfg_attr(not(feature = "tensorrt"), allow(dead_code))]
+    pub(crate) fn from_session(session: Session, info: ModelInfo) -> Self {
+        Self { session, info }
+    }
 }
 
 impl Backend for OrtCpu {

@@ -1,18 +1,42 @@
 //! Inference backends. A backend owns a loaded model and runs it on one frame's tensor.
+//!
+//! Every backend is ONNX Runtime through `ort` with a different execution provider: the CPU
+//! (always), or with the `tensorrt` cargo feature, NVIDIA's TensorRT and CUDA providers,
+//! loaded at run time so the same build works on machines without a GPU.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::model::ModelInfo;
 use crate::tensor::Tensor;
 
 pub mod cpu;
+pub mod engine_cache;
+#[cfg(feature = "tensorrt")]
+pub mod gpu;
+pub mod kernels;
+pub mod select;
+
+pub use select::BackendKind;
 
 /// Options shared by every backend.
 #[derive(Debug, Clone, Default)]
 pub struct BackendOptions {
     /// Intra-op threads; 0 lets the backend choose (ONNX Runtime: one per physical core).
     pub threads: usize,
+    /// Which backend to use; `Auto` picks TensorRT, then CUDA, then the CPU, by what loads.
+    pub kind: BackendKind,
+    /// TensorRT engine cache root (default: [`engine_cache::default_dir`]).
+    pub engine_cache: Option<PathBuf>,
+}
+
+impl BackendOptions {
+    pub fn with_threads(threads: usize) -> Self {
+        Self {
+            threads,
+            ..Self::default()
+        }
+    }
 }
 
 pub trait Backend: Send {
@@ -27,7 +51,14 @@ pub trait Backend: Send {
     fn run(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor>;
 }
 
-/// Load a model on the default (CPU) backend.
+/// Load a model on the backend the options ask for (see [`select::choose`]).
 pub fn load(path: &Path, options: &BackendOptions) -> Result<Box<dyn Backend>> {
-    Ok(Box::new(cpu::OrtCpu::load(path, options)?))
+    let probe = select::probe();
+    match select::choose(options.kind, &probe)? {
+        BackendKind::Cpu | BackendKind::Auto => Ok(Box::new(cpu::OrtCpu::load(path, options)?)),
+        #[cfg(feature = "tensorrt")]
+        gpu_kind => Ok(Box::new(gpu::OrtGpu::load(path, options, gpu_kind)?)),
+        #[cfg(not(feature = "tensorrt"))]
+        _ => unreachable!("select::choose only returns GPU kinds in tensorrt builds"),
+    }
 }

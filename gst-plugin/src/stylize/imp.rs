@@ -8,7 +8,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
-use stylize_engines::backend::BackendOptions;
+use stylize_engines::backend::{BackendKind, BackendOptions};
 use stylize_engines::embedding::{self, EmbeddingCache};
 use stylize_engines::frame::{FrameLayout, PixelFormat};
 use stylize_engines::library::{self, Library};
@@ -26,6 +26,35 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_SCALE: f64 = 1.0;
+
+/// The `backend` property (a GEnum, so gst-inspect lists the choices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstStylizeBackend")]
+pub enum Backend {
+    #[default]
+    #[enum_value(name = "TensorRT, then CUDA, then CPU, by what loads", nick = "auto")]
+    Auto,
+    #[enum_value(name = "ONNX Runtime on the CPU", nick = "cpu")]
+    Cpu,
+    #[enum_value(name = "ONNX Runtime CUDA execution provider", nick = "cuda")]
+    Cuda,
+    #[enum_value(
+        name = "ONNX Runtime TensorRT execution provider (fp16, engine cache)",
+        nick = "tensorrt"
+    )]
+    TensorRt,
+}
+
+impl From<Backend> for BackendKind {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Auto => BackendKind::Auto,
+            Backend::Cpu => BackendKind::Cpu,
+            Backend::Cuda => BackendKind::Cuda,
+            Backend::TensorRt => BackendKind::TensorRt,
+        }
+    }
+}
 const DEFAULT_STRENGTH: f64 = 1.0;
 /// Looked for next to an arbitrary-style model when `predictor` is not set.
 const DEFAULT_PREDICTOR_NAME: &str = "arbitrary-predict.onnx";
@@ -58,6 +87,7 @@ struct Settings {
     scale: f64,
     threads: u32,
     stability: f64,
+    backend: Backend,
 }
 
 impl Default for Settings {
@@ -74,6 +104,7 @@ impl Default for Settings {
             inference_height: 0,
             scale: DEFAULT_SCALE,
             threads: 0,
+            backend: Backend::Auto,
             stability: DEFAULT_STABILITY,
         }
     }
@@ -107,6 +138,8 @@ impl Settings {
 fn load(settings: &Settings, model: &std::path::Path) -> Result<(Stylizer, StyleResolver), String> {
     let options = BackendOptions {
         threads: settings.threads as usize,
+        kind: settings.backend.into(),
+        engine_cache: None,
     };
     let mut stylizer = Stylizer::load(model, &options).map_err(|e| e.to_string())?;
     let mut predictor = None;
@@ -325,6 +358,15 @@ impl ObjectImpl for Stylize {
                     .default_value(DEFAULT_STABILITY)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("backend", Backend::Auto)
+                    .nick("Backend")
+                    .blurb(
+                        "Inference backend. GPU backends need a build with the tensorrt \
+                         feature and the runtime libraries of scripts/setup-gpu; an explicit \
+                         GPU backend that cannot load is an error naming what is missing.",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("model-styles")
                     .nick("Model styles")
                     .blurb("Comma-separated style names of the loaded model (read-only).")
@@ -355,6 +397,7 @@ impl ObjectImpl for Stylize {
             "inference-height" => settings.inference_height = value.get().expect("type checked"),
             "scale" => settings.scale = value.get().expect("type checked"),
             "threads" => settings.threads = value.get().expect("type checked"),
+            "backend" => settings.backend = value.get().expect("type checked"),
             "stability" => settings.stability = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
@@ -387,6 +430,7 @@ impl ObjectImpl for Stylize {
             "inference-height" => settings.inference_height.to_value(),
             "scale" => settings.scale.to_value(),
             "threads" => settings.threads.to_value(),
+            "backend" => settings.backend.to_value(),
             "stability" => settings.stability.to_value(),
             "model-styles" => {
                 let state = self.state.lock().unwrap();

@@ -1,0 +1,151 @@
+//! NVIDIA GPUs: ONNX Runtime's TensorRT (fp16, engine cache) and CUDA execution providers.
+//!
+//! Built only with the `tensorrt` cargo feature. Nothing NVIDIA is linked: ONNX Runtime loads
+//! its provider libraries (and they load libcuda, libcudart, libnvinfer) at run time, and
+//! `cudarc` is used only to ask whether the driver is present — it panics on a machine
+//! without libcuda, so `is_culib_present()` is checked before anything else.
+
+use std::path::Path;
+
+use ort::ep::{ExecutionProvider, TensorRT, CUDA};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+
+use super::cpu::{describe, OrtCpu};
+use super::engine_cache::{self, EngineKey};
+use super::select::{Availability, BackendKind};
+use super::{Backend, BackendOptions};
+use crate::error::{Error, Result};
+use crate::model::{self, ModelInfo};
+use crate::runtime;
+use crate::tensor::Tensor;
+
+/// TensorRT version the provider wheels of scripts/setup-gpu carry (`tensorrt-cu13-libs`).
+pub const TENSORRT_VERSION: &str = "10.16";
+
+pub fn probe() -> Availability {
+    let mut have = Availability {
+        gpu_build: true,
+        ..Availability::default()
+    };
+    // SAFETY: only dlopen()s libcuda to see whether it exists.
+    have.cuda_driver = unsafe { cudarc::driver::sys::is_culib_present() };
+    if !have.cuda_driver {
+        have.missing
+            .push("libcuda.so (the NVIDIA driver) was not found".into());
+    }
+    match runtime::environment() {
+        Ok(_) => {
+            have.cuda_ep = CUDA::is_available().unwrap_or(false);
+            have.tensorrt_ep = TensorRT::is_available().unwrap_or(false);
+            if !have.cuda_ep {
+                have.missing.push(format!(
+                    "{} has no CUDA execution provider (install onnxruntime-gpu with \
+                     scripts/setup-gpu and point ORT_DYLIB_PATH at it)",
+                    runtime::library_path().display()
+                ));
+            }
+            if !have.tensorrt_ep {
+                have.missing.push(format!(
+                    "{} has no TensorRT execution provider",
+                    runtime::library_path().display()
+                ));
+            }
+        }
+        Err(e) => have.missing.push(e.to_string()),
+    }
+    have
+}
+
+/// Name of GPU 0, for the engine cache key.
+fn gpu_name() -> String {
+    cudarc::driver::CudaContext::new(0)
+        .ok()
+        .and_then(|ctx| ctx.name().ok())
+        .unwrap_or_else(|| "unknown-gpu".into())
+}
+
+/// A model on the GPU: the same contract and run code as the CPU backend, on a session with
+/// GPU execution providers registered (failing loudly if they cannot be).
+pub struct OrtGpu {
+    inner: OrtCpu,
+    name: &'static str,
+}
+
+impl OrtGpu {
+    pub fn load(path: &Path, options: &BackendOptions, kind: BackendKind) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::ModelMissing {
+                path: path.to_path_buf(),
+            });
+        }
+        let env = runtime::environment()?;
+        let load_err = |e: ort::Error| Error::ModelLoad {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let cuda = CUDA::default().build().error_on_failure();
+        let providers = if kind == BackendKind::TensorRt {
+            let hash = crate::embedding::sha256_file(path)?;
+            let key = EngineKey {
+                model_sha256: &hash,
+                gpu_name: &gpu_name(),
+                tensorrt_version: TENSORRT_VERSION,
+                precision: "fp16",
+                shape_profile: "dynamic",
+            };
+            let root = options
+                .engine_cache
+                .clone()
+                .unwrap_or_else(engine_cache::default_dir);
+            let dir = root.join(key.folder_name());
+            std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
+                path: dir.clone(),
+                reason: e.to_string(),
+            })?;
+            let trt = TensorRT::default()
+                .with_fp16(true)
+                .with_engine_cache(true)
+                .with_engine_cache_path(dir.display())
+                .with_timing_cache(true)
+                .with_timing_cache_path(dir.display())
+                .build()
+                .error_on_failure();
+            vec![trt, cuda]
+        } else {
+            vec![cuda]
+        };
+        let session = Session::builder(env)
+            .map_err(load_err)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| load_err(e.into()))?
+            .with_execution_providers(providers)
+            .map_err(|e| load_err(e.into()))?
+            .commit_from_file(path)
+            .map_err(load_err)?;
+        let (inputs, outputs, metadata) = describe(path, &session)?;
+        let info = model::check_contract(path, &inputs, &outputs, &metadata)?;
+        Ok(Self {
+            inner: OrtCpu::from_session(session, info),
+            name: if kind == BackendKind::TensorRt {
+                "tensorrt"
+            } else {
+                "cuda"
+            },
+        })
+    }
+}
+
+impl Backend for OrtGpu {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn info(&self) -> &ModelInfo {
+        self.inner.info()
+    }
+
+    fn run(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor> {
+        self.inner.run(content, conditioning)
+    }
+}
