@@ -135,17 +135,25 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut peer = String::from("not run");
     let mut models = Vec::new();
     let all = std::iter::once(args.style.model_path()).chain(args.compare.iter().cloned());
+    let backends = if args.backends.is_empty() {
+        vec![args.style.backend]
+    } else {
+        args.backends.clone()
+    };
     for model in all {
-        let mut style = args.style.clone();
-        style.model = Some(model);
-        style.threads = threads;
-        models.push(bench_model(
-            args,
-            &style,
-            python.as_ref(),
-            &scratch,
-            &mut peer,
-        )?);
+        for &backend in &backends {
+            let mut style = args.style.clone();
+            style.model = Some(model.clone());
+            style.threads = threads;
+            style.backend = backend;
+            models.push(bench_model(
+                args,
+                &style,
+                python.as_ref(),
+                &scratch,
+                &mut peer,
+            )?);
+        }
     }
     let _ = std::fs::remove_dir_all(&scratch);
 
