@@ -88,14 +88,12 @@ pub fn write(path: &Path, embedding: &[f32]) -> Result<()> {
 /// Default cache folder: `$STYLIZE_CACHE_DIR`, else `$XDG_CACHE_HOME/stylize/embeddings`,
 /// else `~/.cache/stylize/embeddings`.
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("STYLIZE_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("stylize/embeddings")
+    crate::runtime::user_dir(
+        "STYLIZE_CACHE_DIR",
+        "XDG_CACHE_HOME",
+        ".cache",
+        "embeddings",
+    )
 }
 
 /// How an embedding was obtained from the cache.

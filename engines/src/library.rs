@@ -65,14 +65,7 @@ pub struct Library {
 
 /// `$STYLIZE_LIBRARY`, else `$XDG_DATA_HOME/stylize/styles`, else `~/.local/share/stylize/styles`.
 pub fn default_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("STYLIZE_LIBRARY") {
-        return PathBuf::from(dir);
-    }
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("stylize/styles")
+    crate::runtime::user_dir("STYLIZE_LIBRARY", "XDG_DATA_HOME", ".local/share", "styles")
 }
 
 /// Names must survive blend specs (`a:0.5,b:0.5`) and file names.

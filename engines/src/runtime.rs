@@ -18,6 +18,19 @@ pub fn assets_dir() -> PathBuf {
     }
 }
 
+/// A per-user folder: `$override_var` if set, else `$xdg_var/stylize/<sub>`, else
+/// `~/<home_default>/stylize/<sub>` (XDG base directories).
+pub fn user_dir(override_var: &str, xdg_var: &str, home_default: &str, sub: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(override_var) {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os(xdg_var)
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(home_default)))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("stylize").join(sub)
+}
+
 /// Where the ONNX Runtime library is looked for: `ORT_DYLIB_PATH`, else `<assets>/lib`.
 pub fn library_path() -> PathBuf {
     match std::env::var_os("ORT_DYLIB_PATH") {

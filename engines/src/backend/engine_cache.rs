@@ -46,14 +46,12 @@ impl EngineKey<'_> {
 
 /// `$STYLIZE_ENGINE_CACHE`, else `$XDG_CACHE_HOME/stylize/tensorrt`, else `~/.cache/...`.
 pub fn default_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("STYLIZE_ENGINE_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("stylize/tensorrt")
+    crate::runtime::user_dir(
+        "STYLIZE_ENGINE_CACHE",
+        "XDG_CACHE_HOME",
+        ".cache",
+        "tensorrt",
+    )
 }
 
 /// The TensorRT shape profile for one inference size (batch 1, fixed size: the element
