@@ -105,7 +105,25 @@ fn clip_errors_are_clear() {
     assert!(err.contains("100 tokens"), "{err}");
     // Text embeddings must match ONNX Runtime in Python on the same ids.
     let e = clip.encode_text("a photo of a cat").unwrap();
-    assert!((e.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4);
+    let ids = tokenizer::tokenize("a photo of a cat", Overflow::Error).unwrap();
+    let Some(python) = common::asset("venv/bin/python") else {
+        return;
+    };
+    let script = format!(
+        "import onnxruntime as ort, numpy as np, json\n\
+         s = ort.InferenceSession({:?})\n\
+         ids = np.array([{ids:?}], dtype=np.int64)\n\
+         e = s.run(['text_embeds'], {{'input_ids': ids}})[0][0]\n\
+         print(json.dumps((e / np.linalg.norm(e)).tolist()))",
+        text.display().to_string()
+    );
+    let out = Command::new(python).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(want.len(), e.len());
+    for (a, b) in e.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
 }
 
 struct Setup {
@@ -190,4 +208,60 @@ fn tuning_raises_the_clip_score_and_is_deterministic() {
         "tuned {} vs best random {best_random}",
         first.final_score
     );
+}
+
+#[test]
+fn cli_tune_saves_a_prompt_style_deterministically() {
+    let (Some((image, text)), Some(content), Some(_)) = (
+        small_clip(),
+        common::asset("images/coffee.png"),
+        common::asset("models/arbitrary-transform.onnx"),
+    ) else {
+        return;
+    };
+    let dir = common::scratch("clip-cli");
+    let tune = |lib: &str, prompt: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stylize"))
+            .args(["tune", prompt, "--content"])
+            .arg(&content)
+            .args(["--clip-image"])
+            .arg(&image)
+            .args(["--clip-text"])
+            .arg(&text)
+            .args(["--library"])
+            .arg(dir.join(lib))
+            .args(["--save", "gold", "--steps", "3", "--pairs", "2", "--size", "64"])
+            .args(["--seed", "5", "--threads", "2", "--quiet"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let json = dir.join("tune.json");
+    let a = tune("a", "golden tiles", &["--json", json.to_str().unwrap()]);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let b = tune("b", "golden tiles", &[]);
+    assert!(b.status.success());
+    let emb_a = std::fs::read(dir.join("a/gold.emb")).unwrap();
+    assert_eq!(emb_a, std::fs::read(dir.join("b/gold.emb")).unwrap());
+    let lib = stylize_engines::library::Library::open(&dir.join("a")).unwrap();
+    let (entry, e) = lib.prompt_embedding("Golden tiles").unwrap();
+    assert_eq!((entry.name.as_str(), e.len()), ("gold", 100));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["steps"], 3);
+    assert!(report["seconds_per_step"].as_f64().unwrap() > 0.0);
+
+    // Clear errors: the name is taken, an empty prompt, a missing CLIP model.
+    let taken = tune("a", "golden tiles", &[]);
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("already exists"));
+    let empty = tune("c", " ", &[]);
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("prompt is empty"));
+    let missing = Command::new(env!("CARGO_BIN_EXE_stylize"))
+        .args(["tune", "x", "--save", "x", "--clip-image", "/nonexistent/i.onnx"])
+        .arg("--content")
+        .arg(&content)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && err.contains("/nonexistent/i.onnx"), "{err}");
 }
