@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use stylize_engines::backend::BackendOptions;
+use stylize_engines::clip::rng::Rng;
 use stylize_engines::clip::tokenizer::{self, Overflow};
 use stylize_engines::clip::{ClipEncoders, PromptObjective, TuneOptions};
-use stylize_engines::clip::rng::Rng;
 use stylize_engines::image_io::load_rgb;
 use stylize_engines::predictor::StylePredictor;
 use stylize_engines::Stylizer;
@@ -54,8 +54,8 @@ fn reference_ids(prompts: &[&str]) -> Option<Vec<(Vec<i64>, usize)>> {
 
 #[test]
 fn tokenizer_ids_equal_the_reference_tokenizer() {
-    let long = "a very long prompt about starry skies, swirling brushstrokes and golden light "
-        .repeat(8);
+    let long =
+        "a very long prompt about starry skies, swirling brushstrokes and golden light ".repeat(8);
     let exact = "cat ".repeat(75);
     let prompts = [
         "a photo of a cat",
@@ -79,7 +79,10 @@ fn tokenizer_ids_equal_the_reference_tokenizer() {
         let strict = tokenizer::tokenize(prompt, Overflow::Error);
         assert_eq!(strict.is_err(), *body_len > 75, "prompt {prompt:?}");
     }
-    assert!(reference[9].1 > 75, "the long prompt must exercise truncation");
+    assert!(
+        reference[9].1 > 75,
+        "the long prompt must exercise truncation"
+    );
     assert_eq!(reference[8].1, 75);
 }
 
@@ -89,19 +92,28 @@ fn clip_errors_are_clear() {
         return;
     };
     let missing = PathBuf::from("/nonexistent/clip-image.onnx");
-    let err = ClipEncoders::load(&missing, &text, 1).err().unwrap().to_string();
+    let err = ClipEncoders::load(&missing, &text, 1)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains("/nonexistent/clip-image.onnx") && err.contains("docs/prompts.md"),
         "{err}"
     );
     // Towers swapped: the image graph has no `input_ids`.
-    let err = ClipEncoders::load(&text, &image, 1).err().unwrap().to_string();
+    let err = ClipEncoders::load(&text, &image, 1)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("pixel_values"), "{err}");
     let mut clip = ClipEncoders::load(&image, &text, 1).unwrap();
     assert_eq!(clip.dim(), 32);
     let err = clip.encode_text("  ").unwrap_err().to_string();
     assert!(err.contains("empty"), "{err}");
-    let err = clip.encode_text(&"word ".repeat(100)).unwrap_err().to_string();
+    let err = clip
+        .encode_text(&"word ".repeat(100))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("100 tokens"), "{err}");
     // Text embeddings must match ONNX Runtime in Python on the same ids.
     let e = clip.encode_text("a photo of a cat").unwrap();
@@ -118,7 +130,11 @@ fn clip_errors_are_clear() {
         text.display().to_string()
     );
     let out = Command::new(python).args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(want.len(), e.len());
     for (a, b) in e.iter().zip(&want) {
@@ -180,8 +196,13 @@ fn tuning_raises_the_clip_score_and_is_deterministic() {
     assert_eq!(steps, options.steps);
     let again = objective.tune(&s.init, &options, |_, _| {}).unwrap();
     assert_eq!(first, again, "same seed, same result");
-    let other = objective.tune(&s.init, &small_options(8), |_, _| {}).unwrap();
-    assert_ne!(first.embedding, other.embedding, "the seed drives the search");
+    let other = objective
+        .tune(&s.init, &small_options(8), |_, _| {})
+        .unwrap();
+    assert_ne!(
+        first.embedding, other.embedding,
+        "the seed drives the search"
+    );
 
     // Best of 32 random embeddings, drawn like predictor embeddings (per-dim std ≈ 1).
     let mut rng = Rng::new(12345);
@@ -230,7 +251,9 @@ fn cli_tune_saves_a_prompt_style_deterministically() {
             .arg(&text)
             .args(["--library"])
             .arg(dir.join(lib))
-            .args(["--save", "gold", "--steps", "3", "--pairs", "2", "--size", "64"])
+            .args([
+                "--save", "gold", "--steps", "3", "--pairs", "2", "--size", "64",
+            ])
             .args(["--seed", "5", "--threads", "2", "--quiet"])
             .args(extra)
             .output()
@@ -246,8 +269,7 @@ fn cli_tune_saves_a_prompt_style_deterministically() {
     let lib = stylize_engines::library::Library::open(&dir.join("a")).unwrap();
     let (entry, e) = lib.prompt_embedding("Golden tiles").unwrap();
     assert_eq!((entry.name.as_str(), e.len()), ("gold", 100));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["steps"], 3);
     assert!(report["seconds_per_step"].as_f64().unwrap() > 0.0);
 
@@ -257,11 +279,21 @@ fn cli_tune_saves_a_prompt_style_deterministically() {
     let empty = tune("c", " ", &[]);
     assert!(String::from_utf8_lossy(&empty.stderr).contains("prompt is empty"));
     let missing = Command::new(env!("CARGO_BIN_EXE_stylize"))
-        .args(["tune", "x", "--save", "x", "--clip-image", "/nonexistent/i.onnx"])
+        .args([
+            "tune",
+            "x",
+            "--save",
+            "x",
+            "--clip-image",
+            "/nonexistent/i.onnx",
+        ])
         .arg("--content")
         .arg(&content)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&missing.stderr);
-    assert!(!missing.status.success() && err.contains("/nonexistent/i.onnx"), "{err}");
+    assert!(
+        !missing.status.success() && err.contains("/nonexistent/i.onnx"),
+        "{err}"
+    );
 }

@@ -186,9 +186,5 @@ pub fn run(args: &TuneArgs) -> Result<()> {
 }
 
 fn objective_paths(given: &Option<PathBuf>, default: &std::path::Path) -> String {
-    given
-        .as_deref()
-        .unwrap_or(default)
-        .display()
-        .to_string()
+    given.as_deref().unwrap_or(default).display().to_string()
 }

@@ -234,7 +234,12 @@ impl Library {
     /// ignored), else a prompt entry of that name. An untuned or unknown prompt is an error
     /// that says how to tune it.
     pub fn prompt_embedding(&self, text: &str) -> Result<(&StyleEntry, Vec<f32>)> {
-        let norm = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let norm = |t: &str| {
+            t.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase()
+        };
         let want = norm(text);
         let prompts = || {
             self.index
@@ -244,7 +249,9 @@ impl Library {
         };
         let by_text = |tuned: bool| {
             prompts().find(|e| match &e.kind {
-                StyleKind::Prompt { prompt, file } => norm(prompt) == want && file.is_some() == tuned,
+                StyleKind::Prompt { prompt, file } => {
+                    norm(prompt) == want && file.is_some() == tuned
+                }
                 _ => false,
             })
         };
@@ -310,10 +317,16 @@ mod tests {
         let (entry, e) = lib.prompt_embedding(" golden tiles ").unwrap();
         assert_eq!((entry.name.as_str(), e), ("tiles", vec![0.5, -1.0]));
         assert_eq!(lib.prompt_embedding("tiles").unwrap().1, vec![0.5, -1.0]);
-        let err = lib.prompt_embedding("blue watercolour").unwrap_err().to_string();
+        let err = lib
+            .prompt_embedding("blue watercolour")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not tuned yet"), "{err}");
         let err = lib.prompt_embedding("red sky").unwrap_err().to_string();
-        assert!(err.contains("not tuned yet") && err.contains("stylize tune"), "{err}");
+        assert!(
+            err.contains("not tuned yet") && err.contains("stylize tune"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -46,7 +46,12 @@ fn contract(path: &Path, tensor: &str, expected: &str, actual: String) -> Error 
     }
 }
 
-fn find<'a>(path: &Path, specs: &'a [TensorSpec], name: &str, what: &str) -> Result<&'a TensorSpec> {
+fn find<'a>(
+    path: &Path,
+    specs: &'a [TensorSpec],
+    name: &str,
+    what: &str,
+) -> Result<&'a TensorSpec> {
     specs.iter().find(|s| s.name == name).ok_or_else(|| {
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         contract(
@@ -104,7 +109,10 @@ impl ClipEncoders {
                 format!("{} {:?}", px.element_type, px.dims),
             ));
         }
-        let image_dim = embeds_dim(image_path, find(image_path, &outputs, IMAGE_EMBEDS, "output")?)?;
+        let image_dim = embeds_dim(
+            image_path,
+            find(image_path, &outputs, IMAGE_EMBEDS, "output")?,
+        )?;
 
         let text = cpu::session(text_path, threads)?;
         let (inputs, outputs, _) = cpu::describe(text_path, &text)?;
@@ -179,7 +187,9 @@ impl ClipEncoders {
         let outputs = match (self.ids_are_i32, self.text_has_mask) {
             (false, false) => {
                 let ids = OrtTensor::from_array((shape, flat)).map_err(fail)?;
-                self.text.run(ort::inputs![INPUT_IDS => ids]).map_err(fail)?
+                self.text
+                    .run(ort::inputs![INPUT_IDS => ids])
+                    .map_err(fail)?
             }
             (false, true) => {
                 let ids = OrtTensor::from_array((shape.clone(), flat)).map_err(fail)?;
@@ -198,7 +208,9 @@ impl ClipEncoders {
                         .run(ort::inputs![INPUT_IDS => ids, ATTENTION_MASK => m])
                         .map_err(fail)?
                 } else {
-                    self.text.run(ort::inputs![INPUT_IDS => ids]).map_err(fail)?
+                    self.text
+                        .run(ort::inputs![INPUT_IDS => ids])
+                        .map_err(fail)?
                 }
             }
         };

@@ -57,7 +57,10 @@ mod tests {
         assert_eq!(xs, ys);
         let mean = xs.iter().sum::<f32>() / xs.len() as f32;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / xs.len() as f32;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
         assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
         let u: Vec<f32> = (0..1000).map(|_| a.uniform()).collect();
         assert!(u.iter().all(|&v| (0.0..1.0).contains(&v)));

@@ -188,7 +188,9 @@ impl<'a> PromptObjective<'a> {
             )));
         }
         if options.pairs == 0 || options.views == 0 || options.sigma <= 0.0 {
-            return Err(Error::Clip("tuning needs pairs ≥ 1, views ≥ 1, sigma > 0".into()));
+            return Err(Error::Clip(
+                "tuning needs pairs ≥ 1, views ≥ 1, sigma > 0".into(),
+            ));
         }
         let start_score = self.evaluate(&[init.to_vec()])?[0];
         let mut rng = Rng::new(options.seed);
