@@ -15,6 +15,7 @@ mod plot;
 mod quality;
 mod stats;
 mod styles;
+mod tune;
 mod webcam;
 
 #[derive(Parser)]
@@ -152,6 +153,9 @@ enum Command {
     Styles(styles::StylesArgs),
     /// Generate images and videos offline: StyleGAN2/3 or DALL·E-style text-to-image.
     Generate(generate::GenerateArgs),
+    /// Tune an arbitrary-style embedding toward a text prompt with CLIP; saves it in the
+    /// style library.
+    Tune(tune::TuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
         Command::Ctl(args) => ctl::run(&args),
         Command::Styles(args) => styles::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Tune(args) => tune::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

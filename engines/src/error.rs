@@ -44,4 +44,7 @@ pub enum Error {
     Io { path: PathBuf, reason: String },
     #[error("{0}")]
     Generate(String),
+    /// CLIP tokenizer, encoders and prompt tuning.
+    #[error("{0}")]
+    Clip(String),
 }

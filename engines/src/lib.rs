@@ -5,6 +5,7 @@
 //! [`model::ModelInfo`], fed by [`frame`] conversion and conditioned by a [`style`] selection.
 
 pub mod backend;
+pub mod clip;
 pub mod embedding;
 pub mod error;
 pub mod frame;

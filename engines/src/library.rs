@@ -223,6 +223,47 @@ impl Library {
         }
     }
 
+    /// The tuned style for a text prompt: a prompt entry with the same text (case and spacing
+    /// ignored), else a prompt entry of that name. An untuned or unknown prompt is an error
+    /// that says how to tune it.
+    pub fn prompt_embedding(&self, text: &str) -> Result<(&StyleEntry, Vec<f32>)> {
+        let norm = |t: &str| {
+            t.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase()
+        };
+        let want = norm(text);
+        let prompts = || {
+            self.index
+                .styles
+                .iter()
+                .filter(|e| matches!(e.kind, StyleKind::Prompt { .. }))
+        };
+        let by_text = |tuned: bool| {
+            prompts().find(|e| match &e.kind {
+                StyleKind::Prompt { prompt, file } => {
+                    norm(prompt) == want && file.is_some() == tuned
+                }
+                _ => false,
+            })
+        };
+        let entry = by_text(true)
+            .or_else(|| by_text(false))
+            .or_else(|| prompts().find(|e| e.name.eq_ignore_ascii_case(text.trim())));
+        match entry {
+            Some(entry) => Ok((entry, self.embedding(entry)?)),
+            None => Err(Error::UnknownStyle {
+                name: text.trim().to_string(),
+                available: format!(
+                    "this prompt is not tuned yet (run `stylize tune \"{}\" --content IMAGE \
+                     --save NAME`)",
+                    text.trim()
+                ),
+            }),
+        }
+    }
+
     /// The embedding of an entry (embedding or tuned prompt).
     pub fn embedding(&self, entry: &StyleEntry) -> Result<Vec<f32>> {
         match &entry.kind {
@@ -250,6 +291,37 @@ impl Library {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prompts_resolve_by_text_or_name_and_untuned_ones_say_so() {
+        let dir = temp_lib("prompt");
+        let mut lib = Library::open(&dir).unwrap();
+        let tuned = StyleKind::Prompt {
+            prompt: "Golden  Tiles".into(),
+            file: None,
+        };
+        lib.add("tiles", tuned, None, Some(&[0.5, -1.0]), false)
+            .unwrap();
+        let untuned = StyleKind::Prompt {
+            prompt: "blue watercolour".into(),
+            file: None,
+        };
+        lib.add("blue", untuned, None, None, false).unwrap();
+        let (entry, e) = lib.prompt_embedding(" golden tiles ").unwrap();
+        assert_eq!((entry.name.as_str(), e), ("tiles", vec![0.5, -1.0]));
+        assert_eq!(lib.prompt_embedding("tiles").unwrap().1, vec![0.5, -1.0]);
+        let err = lib
+            .prompt_embedding("blue watercolour")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not tuned yet"), "{err}");
+        let err = lib.prompt_embedding("red sky").unwrap_err().to_string();
+        assert!(
+            err.contains("not tuned yet") && err.contains("stylize tune"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn temp_lib(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("stylize-lib-{tag}-{}", std::process::id()));

@@ -61,6 +61,42 @@ impl StyleResolver {
         self.predictor.as_mut()
     }
 
+    /// A text prompt tuned by `stylize tune`, from the library (arbitrary-style models only).
+    /// The library is re-read first, so a prompt tuned while a stream runs is found.
+    pub fn resolve_prompt(&mut self, text: &str) -> Result<ResolvedStyle> {
+        let untuned = |why: String| Error::UnknownStyle {
+            name: text.trim().to_string(),
+            available: why,
+        };
+        if self.info.family != Family::Arbitrary {
+            return Err(untuned(format!(
+                "text prompts need an arbitrary-style model; {} is {}",
+                self.info.path.display(),
+                self.info.family
+            )));
+        }
+        if let Some(fresh) = self.library.as_ref().map(|l| Library::open(l.dir())) {
+            self.library = Some(fresh?);
+        }
+        let library = self
+            .library
+            .as_ref()
+            .ok_or_else(|| untuned("no style library is open".into()))?;
+        let (entry, conditioning) = library.prompt_embedding(text)?;
+        if conditioning.len() != self.info.conditioning_len {
+            return Err(untuned(format!(
+                "style `{}` has {} values, the model takes {}",
+                entry.name,
+                conditioning.len(),
+                self.info.conditioning_len
+            )));
+        }
+        Ok(ResolvedStyle {
+            conditioning,
+            notes: vec![format!("prompt tuned as library style `{}`", entry.name)],
+        })
+    }
+
     /// A style image goes through the predictor (and the on-disk cache); names go through the
     /// model's styles and then the library.
     pub fn resolve(&mut self, request: &StyleRequest) -> Result<ResolvedStyle> {

@@ -518,3 +518,81 @@ fn frame_messages_report_the_temporal_filter_cost() {
     assert_eq!(temporal.len(), 3);
     assert!(temporal.iter().all(|t| *t > 0.0), "{temporal:?}");
 }
+
+#[test]
+fn tuned_prompt_switches_style_and_an_untuned_one_warns_and_keeps_it() {
+    use stylize_engines::library::{Library, StyleKind};
+    let (Some(model), Some(starry)) = (
+        asset("models/arbitrary-transform.onnx"),
+        asset("images/starry_night.jpg"),
+    ) else {
+        return;
+    };
+    let library = empty_library("prompt");
+    // A tuned prompt entry, as `stylize tune` writes it (the values stand in for a tuned E*).
+    let tuned: Vec<f32> = (0..100)
+        .map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0)
+        .collect();
+    let kind = StyleKind::Prompt {
+        prompt: "golden tiles".into(),
+        file: None,
+    };
+    Library::open(std::path::Path::new(&library))
+        .unwrap()
+        .add("tiles", kind, None, Some(&tuned), false)
+        .unwrap();
+    let props = [
+        ("style-image", starry.to_str().unwrap()),
+        ("library", library.as_str()),
+        ("stability", "0"),
+    ];
+    let mut h = harness(&model, &props);
+    let bus = gst::Bus::new();
+    h.element().unwrap().set_bus(Some(&bus));
+    let input = picture(W, H, 60);
+    h.push(buffer(input.clone(), 0)).unwrap();
+    let (_, starry_out) = pull_data(&mut h);
+
+    h.element()
+        .unwrap()
+        .set_property("prompt", "Golden   Tiles");
+    h.push(buffer(input.clone(), 1)).unwrap();
+    let (_, prompt_out) = pull_data(&mut h);
+    assert!(
+        mean_abs_diff(&prompt_out, &starry_out) > 2.0,
+        "prompt applied"
+    );
+    // Same pixels as selecting the library entry by name.
+    let mut by_name = harness(
+        &model,
+        &[
+            ("style", "tiles"),
+            ("library", library.as_str()),
+            ("stability", "0"),
+        ],
+    );
+    by_name.push(buffer(input.clone(), 0)).unwrap();
+    assert_eq!(pull_data(&mut by_name).1, prompt_out);
+
+    h.element()
+        .unwrap()
+        .set_property("prompt", "a prompt nobody tuned");
+    h.push(buffer(input.clone(), 2)).unwrap();
+    let (_, kept) = pull_data(&mut h);
+    assert_eq!(
+        kept, prompt_out,
+        "an untuned prompt keeps the current style"
+    );
+    let warnings: Vec<String> = std::iter::from_fn(|| bus.pop())
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("not tuned yet") && w.contains("keeping the previous style")),
+        "{warnings:?}"
+    );
+}

@@ -412,11 +412,19 @@ impl Shared {
                     ..Default::default()
                 },
             ),
-            Request::Prompt { text } => Response::error(format!(
-                "prompt is not supported by this build yet: text prompts need CLIP encoders \
-                 and `stylize tune` (prompt `{}` was not applied)",
-                control::shorten(&text, 80)
-            )),
+            // A tuned prompt switches like a style; an untuned one is an error reply and the
+            // stream keeps its current style.
+            Request::Prompt { text } => {
+                let resolved = self.resolver.lock().unwrap().resolve_prompt(&text);
+                match resolved {
+                    Ok(resolved) => {
+                        let label = format!("prompt: {}", control::shorten(&text, 80));
+                        self.set_style(label.clone(), resolved.conditioning);
+                        Response::ok(json!({ "style": label, "notes": resolved.notes }))
+                    }
+                    Err(err) => Response::error(err.to_string()),
+                }
+            }
             Request::Pause => {
                 self.paused.store(true, Ordering::Relaxed);
                 Response::ok(json!({ "paused": true }))

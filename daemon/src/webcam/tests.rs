@@ -392,7 +392,7 @@ fn every_control_command_round_trips_over_the_socket() {
     assert!(r.error_message().unwrap().contains("non-negative"));
 
     // style-image needs an arbitrary-style model: this CIN model says so and keeps going;
-    // prompt parses but says plainly that this build cannot do it.
+    // so does a prompt, which needs an embedding from `stylize tune`.
     let r = send(Request::StyleImage {
         path: "/tmp/p.jpg".into(),
     });
@@ -406,7 +406,9 @@ fn every_control_command_round_trips_over_the_socket() {
         text: "blue watercolour".into(),
     });
     assert!(
-        r.error_message().unwrap().contains("not supported"),
+        r.error_message()
+            .unwrap()
+            .contains("text prompts need an arbitrary-style model"),
         "{r:?}"
     );
 

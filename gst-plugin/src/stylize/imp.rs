@@ -79,6 +79,7 @@ struct Settings {
     style: Option<String>,
     style_weights: Option<String>,
     style_image: Option<PathBuf>,
+    prompt: Option<String>,
     style_strength: f64,
     predictor: Option<PathBuf>,
     library: Option<PathBuf>,
@@ -97,6 +98,7 @@ impl Default for Settings {
             style: None,
             style_weights: None,
             style_image: None,
+            prompt: None,
             style_strength: DEFAULT_STRENGTH,
             predictor: None,
             library: None,
@@ -119,13 +121,13 @@ impl Settings {
         }
     }
 
-    fn style_request(&self) -> (StyleRequest, f64) {
+    fn style_request(&self) -> Applied {
         let request = StyleRequest {
             style: self.style.clone(),
             blend: self.style_weights.clone(),
             image: self.style_image.clone(),
         };
-        (request, self.style_strength)
+        (request, self.style_strength, self.prompt.clone())
     }
 
     fn library_dir(&self) -> PathBuf {
@@ -167,11 +169,27 @@ fn load(settings: &Settings, model: &std::path::Path) -> Result<(Stylizer, Style
     Ok((stylizer, resolver))
 }
 
+/// A style request, the strength and the text prompt (which overrides the request).
+type Applied = (StyleRequest, f64, Option<String>);
+
+/// The conditioning for a request: the tuned prompt when one is set, else the style request.
+fn resolve_applied(
+    stylizer: &mut Stylizer,
+    resolver: &mut StyleResolver,
+    request: &Applied,
+) -> stylize_engines::Result<stylize_engines::ResolvedStyle> {
+    stylizer.set_strength(request.1 as f32)?;
+    match &request.2 {
+        Some(prompt) => resolver.resolve_prompt(prompt),
+        None => resolver.resolve(&request.0),
+    }
+}
+
 struct State {
     stylizer: Stylizer,
     resolver: StyleResolver,
     /// The style request (and strength) the current conditioning was resolved from.
-    applied: (StyleRequest, f64),
+    applied: Applied,
     conditioning: Vec<f32>,
     layout: Option<FrameLayout>,
     /// Model time per frame, measured at negotiation and refreshed while running; reported
@@ -198,14 +216,11 @@ impl Stylize {
     /// Re-resolve the style when the request changed since the last frame. A bad request while
     /// running keeps the current style and posts a warning, so a live stream is never lost to
     /// a typo; at start-up it is an error (see `start`).
-    fn refresh_style(&self, state: &mut State, request: (StyleRequest, f64)) {
+    fn refresh_style(&self, state: &mut State, request: Applied) {
         if state.applied == request {
             return;
         }
-        let resolved = state
-            .stylizer
-            .set_strength(request.1 as f32)
-            .and_then(|()| state.resolver.resolve(&request.0));
+        let resolved = resolve_applied(&mut state.stylizer, &mut state.resolver, &request);
         match resolved {
             Ok(resolved) => {
                 gst::info!(CAT, imp = self, "style now {request:?}");
@@ -276,6 +291,16 @@ impl ObjectImpl for Stylize {
                         "Any PNG/JPEG image to take the style from (arbitrary-style models): the \
                          predictor turns it into an embedding, cached on disk by file and model \
                          hash. Overrides style and style-weights. Changeable while PLAYING.",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("prompt")
+                    .nick("Text prompt")
+                    .blurb(
+                        "A text prompt tuned with `stylize tune` (arbitrary-style models): the \
+                         library style whose prompt (or name) matches. An untuned prompt posts \
+                         a warning and keeps the current style. Overrides style, style-weights \
+                         and style-image. Changeable while PLAYING.",
                     )
                     .mutable_playing()
                     .build(),
@@ -390,6 +415,7 @@ impl ObjectImpl for Stylize {
             "style" => settings.style = text(),
             "style-weights" => settings.style_weights = text(),
             "style-image" => settings.style_image = text().map(PathBuf::from),
+            "prompt" => settings.prompt = text(),
             "style-strength" => settings.style_strength = value.get().expect("type checked"),
             "predictor" => settings.predictor = text().map(PathBuf::from),
             "library" => settings.library = text().map(PathBuf::from),
@@ -419,6 +445,7 @@ impl ObjectImpl for Stylize {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .to_value(),
+            "prompt" => settings.prompt.to_value(),
             "style-strength" => settings.style_strength.to_value(),
             "predictor" => settings
                 .predictor
@@ -516,11 +543,25 @@ impl BaseTransformImpl for Stylize {
             };
             gst::error_msg!(kind, ("{}", err))
         })?;
-        let request = settings.style_request();
-        let resolved = stylizer
-            .set_strength(request.1 as f32)
-            .and_then(|()| resolver.resolve(&request.0))
-            .map_err(|err| gst::error_msg!(gst::LibraryError::Settings, ("{}", err)))?;
+        let mut request = settings.style_request();
+        // An untuned prompt at start-up: warn and start with the style properties instead
+        // (a later `prompt` change is retried, as any style change).
+        let resolved = match resolve_applied(&mut stylizer, &mut resolver, &request) {
+            Err(err) if request.2.is_some() => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::LibraryError::Settings,
+                    ("{err}; using the style properties instead")
+                );
+                let fallback = (request.0.clone(), request.1, None);
+                let resolved = resolve_applied(&mut stylizer, &mut resolver, &fallback);
+                // Remember the prompt as applied so the warning is not repeated every frame.
+                request = (fallback.0, fallback.1, request.2);
+                resolved
+            }
+            other => other,
+        }
+        .map_err(|err| gst::error_msg!(gst::LibraryError::Settings, ("{}", err)))?;
         self.post_notes(&resolved.notes);
         gst::info!(
             CAT,
