@@ -198,16 +198,7 @@ fn ghosting(
     for &s in stabilities.iter().filter(|s| **s > 0.0) {
         let (smoothed, _, _) = stylize_all(stylizer, &inputs, (w, h), conditioning, s)?;
         ours.push((s, temporal::worst_trail_ratio(&inputs, &plain, &smoothed)));
-        let mut filter = TemporalFilter::naive(s);
-        let blended: Vec<RgbImage> = inputs
-            .iter()
-            .zip(&plain)
-            .map(|(i, o)| {
-                let mut o = o.clone();
-                filter.apply(i, &mut o);
-                o
-            })
-            .collect();
+        let blended = TemporalFilter::naive(s).smooth_sequence(&inputs, &plain);
         naive.push((s, temporal::worst_trail_ratio(&inputs, &plain, &blended)));
     }
     Ok(Ghosting {

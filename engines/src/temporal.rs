@@ -524,6 +524,19 @@ pub struct TemporalFilter {
 }
 
 impl TemporalFilter {
+    /// Smooth a whole sequence of stylized frames (`outputs`) against their `inputs`.
+    pub fn smooth_sequence(&mut self, inputs: &[RgbImage], outputs: &[RgbImage]) -> Vec<RgbImage> {
+        inputs
+            .iter()
+            .zip(outputs)
+            .map(|(i, o)| {
+                let mut o = o.clone();
+                self.apply(i, &mut o);
+                o
+            })
+            .collect()
+    }
+
     /// `stability` 0 (off) to 1 (previous frame only where motion is reliable); clamped.
     pub fn new(stability: f64) -> Self {
         Self {
@@ -867,16 +880,7 @@ mod tests {
             .enumerate()
             .map(|(t, i)| flicker(i, t))
             .collect();
-        let mut filter = TemporalFilter::new(DEFAULT_STABILITY);
-        let smoothed: Vec<RgbImage> = inputs
-            .iter()
-            .zip(&plain)
-            .map(|(i, o)| {
-                let mut o = o.clone();
-                filter.apply(i, &mut o);
-                o
-            })
-            .collect();
+        let smoothed = TemporalFilter::new(DEFAULT_STABILITY).smooth_sequence(&inputs, &plain);
         let off = sequence_warping_error(&inputs, &plain);
         let on = sequence_warping_error(&inputs, &smoothed);
         eprintln!("warping error off {off:.5}, on {on:.5}");
@@ -895,15 +899,7 @@ mod tests {
             .map(|(t, i)| flicker(i, t))
             .collect();
         let run = |mut filter: TemporalFilter| {
-            let smoothed: Vec<RgbImage> = inputs
-                .iter()
-                .zip(&plain)
-                .map(|(i, o)| {
-                    let mut o = o.clone();
-                    filter.apply(i, &mut o);
-                    o
-                })
-                .collect();
+            let smoothed = filter.smooth_sequence(&inputs, &plain);
             worst_trail_ratio(&inputs, &plain, &smoothed)
         };
         let ours = run(TemporalFilter::new(DEFAULT_STABILITY));
