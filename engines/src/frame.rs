@@ -157,6 +157,18 @@ pub fn resize_rgb(
     if img.width == width && img.height == height {
         return Ok(img.clone());
     }
+    resize_rgb_with(resizer, img, width, height, fr::FilterType::Bilinear)
+}
+
+/// Resize with a given convolution filter (predictor: Lanczos3; CLIP: Catmull-Rom, PIL's
+/// bicubic).
+pub fn resize_rgb_with(
+    resizer: &mut fr::Resizer,
+    img: &RgbImage,
+    width: usize,
+    height: usize,
+    filter: fr::FilterType,
+) -> Result<RgbImage> {
     let to_u32 = |v: usize| u32::try_from(v).map_err(|_| Error::Frame(format!("size {v}")));
     let src = fr::images::ImageRef::new(
         to_u32(img.width)?,
@@ -166,8 +178,7 @@ pub fn resize_rgb(
     )
     .map_err(|e| Error::Frame(e.to_string()))?;
     let mut dst = fr::images::Image::new(to_u32(width)?, to_u32(height)?, fr::PixelType::U8x3);
-    let options =
-        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+    let options = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(filter));
     resizer
         .resize(&src, &mut dst, &options)
         .map_err(|e| Error::Frame(e.to_string()))?;

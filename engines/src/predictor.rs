@@ -58,7 +58,13 @@ impl StylePredictor {
     pub fn preprocess(&mut self, img: &RgbImage) -> Result<Tensor> {
         let side = self.info.input_size;
         let square = centre_square(img);
-        let small = resize_lanczos(&mut self.resizer, &square, side)?;
+        let small = frame::resize_rgb_with(
+            &mut self.resizer,
+            &square,
+            side,
+            side,
+            fr::FilterType::Lanczos3,
+        )?;
         Ok(frame::image_to_tensor(&small, (side, side), 1.0))
     }
 
@@ -81,27 +87,6 @@ impl StylePredictor {
         let input = self.preprocess(img)?;
         self.run(&input)
     }
-}
-
-fn resize_lanczos(resizer: &mut fr::Resizer, img: &RgbImage, side: usize) -> Result<RgbImage> {
-    let src = fr::images::ImageRef::new(
-        img.width as u32,
-        img.height as u32,
-        &img.data,
-        fr::PixelType::U8x3,
-    )
-    .map_err(|e| Error::Frame(e.to_string()))?;
-    let mut dst = fr::images::Image::new(side as u32, side as u32, fr::PixelType::U8x3);
-    let options =
-        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
-    resizer
-        .resize(&src, &mut dst, &options)
-        .map_err(|e| Error::Frame(e.to_string()))?;
-    Ok(RgbImage {
-        width: side,
-        height: side,
-        data: dst.into_vec(),
-    })
 }
 
 /// α·a + (1−α)·b, elementwise: embedding interpolation and style strength.

@@ -32,21 +32,15 @@ pub fn pixel_values(img: &RgbImage) -> Result<Vec<f32>> {
     } else {
         ((SIZE * img.width) / img.height, SIZE)
     };
-    let src = fr::images::ImageRef::new(
-        img.width as u32,
-        img.height as u32,
-        &img.data,
-        fr::PixelType::U8x3,
-    )
-    .map_err(|e| Error::Frame(e.to_string()))?;
-    let mut dst = fr::images::Image::new(w as u32, h as u32, fr::PixelType::U8x3);
     // PIL's BICUBIC is the a = −0.5 cubic, i.e. Catmull–Rom.
-    let options =
-        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom));
-    fr::Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .map_err(|e| Error::Frame(e.to_string()))?;
-    let data = dst.into_vec();
+    let resized = crate::frame::resize_rgb_with(
+        &mut fr::Resizer::new(),
+        img,
+        w,
+        h,
+        fr::FilterType::CatmullRom,
+    )?;
+    let data = resized.data;
     let (left, top) = ((w - SIZE) / 2, (h - SIZE) / 2);
     let mut out = vec![0.0; 3 * SIZE * SIZE];
     for y in 0..SIZE {
