@@ -114,10 +114,12 @@ def main():
     for spec in a.variant:
         name, path = spec.split("=", 1)
         out = load(path, a.frames, a.height, a.width)
+        per_frame = [ssim(luma(o), luma(i)) for o, i in zip(out, inputs)]
         result["variants"][name] = {
             "warping_error": warping_error(out, warps),
             "flicker_index": float(np.mean(mean_change(out) - input_change)),
-            "ssim_content": float(np.mean([ssim(luma(o), luma(i)) for o, i in zip(out, inputs)])),
+            "ssim_content": float(np.mean(per_frame)),
+            "ssim_per_frame": [round(v, 4) for v in per_frame],
         }
     json.dump(result, sys.stdout, indent=1)
 

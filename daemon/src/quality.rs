@@ -57,6 +57,9 @@ struct Variant {
     warping_error: f64,
     flicker_index: f64,
     ssim_content: f64,
+    /// SSIM to content per frame: shows whether a difference builds up over time or comes
+    /// from the frames the propagated texture was painted on.
+    ssim_per_frame: serde_json::Value,
     /// Same warping error with the engine's own flow (cross-check).
     warping_error_rust: f64,
     /// Relative to stability 0, in percent (negative: lower).
@@ -324,6 +327,7 @@ pub fn run(args: &QualityArgs) -> Result<()> {
                 warping_error: get(s, "warping_error"),
                 flicker_index: get(s, "flicker_index"),
                 ssim_content: get(s, "ssim_content"),
+                ssim_per_frame: m["variants"][s.to_string()]["ssim_per_frame"].clone(),
                 warping_error_rust: rust_err,
                 warping_error_change_pct: 100.0 * (get(s, "warping_error") / off_warp - 1.0),
                 ssim_change_pct: 100.0 * (get(s, "ssim_content") / off_ssim - 1.0),

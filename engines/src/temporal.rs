@@ -1,19 +1,23 @@
-//! Temporal stability: motion-compensated smoothing of the stylized output.
+//! Temporal stability: motion-compensated texture propagation for the stylized output.
 //!
 //! A per-frame style net flickers: a small change of the input (noise, a sub-pixel move) can
 //! flip the texture the net paints. Plain frame blending removes flicker but leaves trails
-//! behind moving edges. This filter instead
-//! 1. estimates the motion between the previous and the current *input* on a downscaled grey
-//!    image (coarse-to-fine block matching with a sub-pixel fit; microseconds per block);
-//! 2. warps the previous *output* along that motion (bilinear), so textures that moved with the
-//!    scene line up with the current frame;
-//! 3. checks the warp on the input: where the warped previous input disagrees with the current
-//!    input (occlusion, uncovered background, motion beyond the search range, a cut) the
-//!    previous output is not used at all, so moving edges cannot leave trails;
-//! 4. blends: `out = (1 − w)·current + w·warped_previous`, `w = stability · agreement`.
+//! behind moving edges, and averaging two different brush textures washes the style out (the
+//! output drifts toward the content). This filter instead
+//! 1. estimates dense motion between the previous and the current *input* on a grey image at
+//!    most 320 px wide: block matching on a half-resolution pyramid for large motions, then
+//!    dense Lucas–Kanade steps per pixel (Gaussian window) for an accurate, smooth field;
+//! 2. carries the previous *output* and the input its texture was painted for (the
+//!    reference) along that motion, with a cubic kernel (repeated bilinear warps blur);
+//! 3. keeps the carried texture only where the carried reference still matches the current
+//!    input and the forward and backward motion agree: occlusions, uncovered background, a
+//!    cut or a lighting change take this frame's stylization, so moving edges leave no trail;
+//! 4. *selects* rather than averages: where the match holds the carried texture is used as
+//!    is, with a short ramp at the mask's edge; then the fine-detail energy is matched to this
+//!    frame's stylization locally, so resampling does not slowly blur or sharpen the strokes.
 //!
-//! The blend is recursive (the stored previous output is the blended one), i.e. an IIR filter
-//! along motion trajectories. Everything runs at the inference size, before the upscale.
+//! Recursive: the stored output and reference are the propagated ones. Everything runs at the
+//! inference size, before the upscale. docs/stability.md has the measurements.
 
 use crate::frame::RgbImage;
 
@@ -21,9 +25,20 @@ use crate::frame::RgbImage;
 /// by 30 % or more on the three reference clips (docs/stability.md).
 pub const DEFAULT_STABILITY: f64 = 0.7;
 
-/// Grey images for motion estimation are at most this wide: motion is smooth at that scale,
-/// and the estimate costs well under a millisecond.
-const FLOW_MAX_WIDTH: usize = 160;
+/// Grey images for motion estimation are at most this wide (the inference size of a 16:9
+/// frame at `scale` 0.25 of 720p): blocks are matched at half this width, vectors refined here.
+const FLOW_MAX_WIDTH: usize = 320;
+/// Dense Lucas–Kanade refinement: steps, and the σ of its Gaussian window (pixels).
+const DENSE_STEPS: usize = 3;
+const DENSE_WINDOW_SIGMA: f32 = 3.0;
+/// Narrowest half-resolution image blocks are matched on (its own coarse level is half that).
+const MIN_HALF_WIDTH: usize = 80;
+/// Forward–backward check: a vector passes when the round trip misses by at most
+/// √(1 % of the motion² + this) pixels (flow resolution); dense vectors scatter by about a
+/// pixel on real video, and a tighter check would refresh (flicker) good matches.
+const CONSISTENCY_SLACK: f32 = 1.0;
+/// Vectors shorter than this (pixels) are taken as no motion.
+const STILL: f32 = 0.2;
 /// Block size (pixels of the grey image) for block matching, and the grid step between blocks.
 const BLOCK: usize = 8;
 const STEP: usize = 4;
@@ -34,8 +49,11 @@ const FINE_RADIUS: i32 = 2;
 /// previous output stops counting: full weight below `AGREE`, none above `DISAGREE`.
 const AGREE: f32 = 6.0;
 const DISAGREE: f32 = 18.0;
-/// Radius of the window over which the blend's local contrast is matched to the current frame.
-const CONTRAST_RADIUS: usize = 3;
+/// Fine detail is what a σ = 1.5 px blur removes; its energy is matched to the current frame's
+/// over a σ = 8 px window, with a gain of at most 1.5 (or at least 1/1.5).
+const DETAIL_SIGMA: f32 = 1.5;
+const ENERGY_SIGMA: f32 = 8.0;
+const MAX_DETAIL_GAIN: f32 = 1.5;
 
 /// A single-channel float image.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,32 +131,37 @@ fn bilinear(x: f32, y: f32, w: usize, h: usize, f: impl Fn(usize, usize) -> f32)
     top * (1.0 - fy) + bottom * fy
 }
 
-/// Backward motion on a grid of blocks: for a point p of the current image, the matching point
-/// of the previous image is p + (dx, dy). Vectors are in pixels of the image the flow was
-/// estimated on; `sample` interpolates them anywhere.
+/// Backward motion on a grid (block centres, or every pixel): for a point p of the current
+/// image, the matching point of the previous image is p + (dx, dy). Vectors are in pixels of
+/// the image the flow was estimated on; `sample` interpolates them anywhere.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flow {
-    /// Grid size (blocks across, blocks down) and the pixel position of block (0,0)'s centre.
+    /// Grid size; grid point (c, r) sits at pixel `origin + step·(c, r)`.
     pub cols: usize,
     pub rows: usize,
+    pub origin: f32,
+    pub step: f32,
     pub dx: Vec<f32>,
     pub dy: Vec<f32>,
 }
 
 impl Flow {
+    /// Zero motion on the block grid.
     fn zero(cols: usize, rows: usize) -> Self {
         Self {
             cols,
             rows,
+            origin: (BLOCK as f32 - 1.0) / 2.0,
+            step: STEP as f32,
             dx: vec![0.0; cols * rows],
             dy: vec![0.0; cols * rows],
         }
     }
 
-    /// Motion at a pixel of the estimation image (bilinear between block centres).
+    /// Motion at a pixel of the estimation image (bilinear between grid points).
     pub fn sample(&self, x: f32, y: f32) -> (f32, f32) {
-        let gx = (x - (BLOCK as f32 - 1.0) / 2.0) / STEP as f32;
-        let gy = (y - (BLOCK as f32 - 1.0) / 2.0) / STEP as f32;
+        let gx = (x - self.origin) / self.step;
+        let gy = (y - self.origin) / self.step;
         let at = |v: &Vec<f32>| bilinear(gx, gy, self.cols, self.rows, |c, r| v[r * self.cols + c]);
         (at(&self.dx), at(&self.dy))
     }
@@ -295,11 +318,11 @@ fn median3(flow: &mut Flow) {
     }
 }
 
-/// Motion from `cur` back to `prev` (same size): block matching on a half-resolution level,
-/// then refined around that prediction at full resolution.
-pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
+/// Motion from `cur` back to `prev` on a block grid: block matching on a half-resolution
+/// level, then refined around that prediction at full resolution.
+fn block_motion(cur: &GreyImage, prev: &GreyImage) -> Flow {
     let (cols, rows) = grid(cur);
-    if cols == 0 || rows == 0 || cur.width != prev.width || cur.height != prev.height {
+    if cols == 0 || rows == 0 {
         return Flow::zero(cols, rows);
     }
     let (cur_half, prev_half) = (halve(cur), halve(prev));
@@ -319,18 +342,136 @@ pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
     })
 }
 
+/// Dense motion from `cur` back to `prev` (same size): block matching on the half-resolution
+/// image finds large motions robustly, then a few dense Lucas–Kanade steps per pixel at full
+/// resolution fit the vectors to the image. Block vectors alone are piecewise constant (one
+/// per 8×8 block): texture carried along them lands up to a pixel off where the motion is not
+/// a translation, which shows as flicker again.
+pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
+    let (w, h) = (cur.width, cur.height);
+    let mut flow = Flow {
+        cols: w,
+        rows: h,
+        origin: 0.0,
+        step: 1.0,
+        dx: vec![0.0; w * h],
+        dy: vec![0.0; w * h],
+    };
+    if prev.width != w || prev.height != h || w < 2 * BLOCK || h < 2 * BLOCK {
+        return flow;
+    }
+    // Blocks are matched at half resolution unless that would leave too few of them.
+    let (blocks, scale) = if w / 2 >= MIN_HALF_WIDTH {
+        (block_motion(&halve(cur), &halve(prev)), 2.0)
+    } else {
+        (block_motion(cur, prev), 1.0)
+    };
+    for y in 0..h {
+        for x in 0..w {
+            let (gx, gy) = (
+                (x as f32 + 0.5) / scale - 0.5,
+                (y as f32 + 0.5) / scale - 0.5,
+            );
+            let (dx, dy) = blocks.sample(gx, gy);
+            flow.dx[y * w + x] = scale * dx;
+            flow.dy[y * w + x] = scale * dy;
+        }
+    }
+    for _ in 0..DENSE_STEPS {
+        dense_lucas_kanade_step(cur, prev, &mut flow);
+    }
+    // Still areas: sensor noise gives them tiny vectors, and resampling a texture at tiny
+    // offsets frame after frame slowly blurs it. Nothing that slow is visible as motion.
+    for (dx, dy) in flow.dx.iter_mut().zip(flow.dy.iter_mut()) {
+        if dx.hypot(*dy) < STILL {
+            (*dx, *dy) = (0.0, 0.0);
+        }
+    }
+    flow
+}
+
+/// One Lucas–Kanade step at every pixel: linearise `prev` around the current match, sum the
+/// normal equations over a Gaussian window, solve the 2×2 system, update (at most 1 px per
+/// step). Flat or one-dimensional windows keep their vector.
+fn dense_lucas_kanade_step(cur: &GreyImage, prev: &GreyImage, flow: &mut Flow) {
+    let (w, h) = (cur.width, cur.height);
+    // `prev` warped by the current vectors; its central differences stand in for the gradient
+    // of `prev` at the matched points (one bilinear sample per pixel instead of five).
+    let mut warped = vec![0f32; w * h];
+    for (i, v) in warped.iter_mut().enumerate() {
+        let (x, y) = ((i % w) as f32, (i / w) as f32);
+        *v = prev.sample(x + flow.dx[i], y + flow.dy[i]);
+    }
+    // Per pixel: gx², gx·gy, gy², gx·e, gy·e, interleaved for one blur.
+    let mut terms = vec![0f32; w * h * 5];
+    for y in 0..h {
+        let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
+        for x in 0..w {
+            let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
+            let i = y * w + x;
+            let gx = (warped[y * w + right] - warped[y * w + left]) / (right - left) as f32;
+            let gy = (warped[down * w + x] - warped[up * w + x]) / (down - up) as f32;
+            let e = warped[i] - cur.at(x, y);
+            terms[i * 5..i * 5 + 5].copy_from_slice(&[gx * gx, gx * gy, gy * gy, gx * e, gy * e]);
+        }
+    }
+    let sums = gaussian_blur(&terms, w, h, 5, DENSE_WINDOW_SIGMA);
+    for (i, t) in sums.chunks_exact(5).enumerate() {
+        let [gxx, gxy, gyy, bxe, bye] = [t[0], t[1], t[2], t[3], t[4]];
+        let det = gxx * gyy - gxy * gxy;
+        if det <= 1e-2 * (gxx + gyy).powi(2).max(1e-3) {
+            continue;
+        }
+        let dx = -(gyy * bxe - gxy * bye) / det;
+        let dy = -(gxx * bye - gxy * bxe) / det;
+        flow.dx[i] += dx.clamp(-1.0, 1.0);
+        flow.dy[i] += dy.clamp(-1.0, 1.0);
+    }
+}
+
 /// Sample an RGB image along a flow: pixel p of the result is `img` at p + flow(p)·scale, where
-/// the flow was estimated on an image `scale` times smaller. Returns float RGB.
+/// the flow was estimated on an image `scale` times smaller. Bilinear; returns float RGB.
 pub fn warp_rgb(img: &RgbImage, flow: &Flow, scale: f32) -> Vec<f32> {
-    warp_many(&[img], flow, scale)
+    warp_many(&[img], flow, scale, Kernel::Bilinear)
         .pop()
         .expect("one image in, one out")
 }
 
+/// Resampling kernel of a warp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// 2×2 taps: what the metrics use (as OpenCV's `INTER_LINEAR`).
+    Bilinear,
+    /// 4×4 taps, Keys cubic with a = −0.75 (OpenCV's `INTER_CUBIC`). The filter re-warps the
+    /// same texture frame after frame; bilinear taps are a low-pass filter at sub-pixel
+    /// offsets, and that blur compounds until the brush texture is gone. The cubic's slight
+    /// overshoot keeps repeated warps close to neutral.
+    Cubic,
+}
+
+impl Kernel {
+    /// Taps (first integer position and weights) along one axis for a sample at `pos`.
+    fn taps(self, pos: f32) -> (isize, [f32; 4], usize) {
+        let base = pos.floor();
+        let t = pos - base;
+        match self {
+            Kernel::Bilinear => (base as isize, [1.0 - t, t, 0.0, 0.0], 2),
+            Kernel::Cubic => {
+                const A: f32 = -0.75;
+                let near = |d: f32| ((A + 2.0) * d - (A + 3.0)) * d * d + 1.0;
+                let far = |d: f32| ((A * d - 5.0 * A) * d + 8.0 * A) * d - 4.0 * A;
+                let w = [far(1.0 + t), near(t), near(1.0 - t), far(2.0 - t)];
+                (base as isize - 1, w, 4)
+            }
+        }
+    }
+}
+
 /// Warp several images of the same size along one flow (the flow is sampled once per pixel).
-fn warp_many(imgs: &[&RgbImage], flow: &Flow, scale: f32) -> Vec<Vec<f32>> {
+fn warp_many(imgs: &[&RgbImage], flow: &Flow, scale: f32, kernel: Kernel) -> Vec<Vec<f32>> {
     let (w, h) = (imgs[0].width, imgs[0].height);
     let mut outs = vec![vec![0f32; w * h * 3]; imgs.len()];
+    let clamp = |v: isize, len: usize| v.clamp(0, len as isize - 1) as usize;
     for y in 0..h {
         for x in 0..w {
             let (dx, dy) = flow.sample(
@@ -339,28 +480,23 @@ fn warp_many(imgs: &[&RgbImage], flow: &Flow, scale: f32) -> Vec<Vec<f32>> {
             );
             let sx = (x as f32 + dx * scale).clamp(0.0, (w - 1) as f32);
             let sy = (y as f32 + dy * scale).clamp(0.0, (h - 1) as f32);
-            let (x0, y0) = (sx as usize, sy as usize);
-            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-            let weights = [
-                (1.0 - fx) * (1.0 - fy),
-                fx * (1.0 - fy),
-                (1.0 - fx) * fy,
-                fx * fy,
-            ];
-            let taps = [
-                (y0 * w + x0) * 3,
-                (y0 * w + x1) * 3,
-                (y1 * w + x0) * 3,
-                (y1 * w + x1) * 3,
-            ];
+            let (x0, wx, n) = kernel.taps(sx);
+            let (y0, wy, _) = kernel.taps(sy);
             for (img, out) in imgs.iter().zip(outs.iter_mut()) {
-                for c in 0..3 {
-                    out[(y * w + x) * 3 + c] = taps
-                        .iter()
-                        .zip(weights)
-                        .map(|(t, k)| k * f32::from(img.data[t + c]))
-                        .sum();
+                let mut acc = [0f32; 3];
+                for (j, ky) in wy.iter().take(n).enumerate() {
+                    let row = clamp(y0 + j as isize, h) * w;
+                    for (i, kx) in wx.iter().take(n).enumerate() {
+                        let t = (row + clamp(x0 + i as isize, w)) * 3;
+                        let k = ky * kx;
+                        for (a, v) in acc.iter_mut().zip(&img.data[t..t + 3]) {
+                            *a += k * f32::from(*v);
+                        }
+                    }
+                }
+                let o = &mut out[(y * w + x) * 3..][..3];
+                for (o, a) in o.iter_mut().zip(acc) {
+                    *o = a.clamp(0.0, 255.0);
                 }
             }
         }
@@ -390,7 +526,7 @@ pub fn consistency_mask(
             let (fx, fy) = fwd.sample(gx + bx, gy + by);
             let (ex, ey) = (bx + fx, by + fy);
             let mag = bx * bx + by * by + fx * fx + fy * fy;
-            if ex * ex + ey * ey <= 0.01 * mag + 0.25 {
+            if ex * ex + ey * ey <= 0.01 * mag + CONSISTENCY_SLACK {
                 mask[y * width + x] = 1.0;
             }
         }
@@ -398,40 +534,82 @@ pub fn consistency_mask(
     mask
 }
 
-/// Local mean and variance per channel over a (2r+1)² box (integral images).
-fn local_stats(img: &[f32], w: usize, h: usize, r: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut mean = vec![0f32; w * h * 3];
-    let mut var = vec![0f32; w * h * 3];
-    let stride = w + 1;
-    for c in 0..3 {
-        let mut s1 = vec![0f64; stride * (h + 1)];
-        let mut s2 = vec![0f64; stride * (h + 1)];
-        for y in 0..h {
-            let (mut row1, mut row2) = (0f64, 0f64);
-            for x in 0..w {
-                let v = f64::from(img[(y * w + x) * 3 + c]);
-                row1 += v;
-                row2 += v * v;
-                s1[(y + 1) * stride + x + 1] = s1[y * stride + x + 1] + row1;
-                s2[(y + 1) * stride + x + 1] = s2[y * stride + x + 1] + row2;
-            }
+/// Separable Gaussian blur (radius 3σ) of an interleaved image with `channels` channels,
+/// borders clamped. Both passes add whole shifted rows, so the inner loops are contiguous and
+/// vectorise.
+fn gaussian_blur(img: &[f32], w: usize, h: usize, channels: usize, sigma: f32) -> Vec<f32> {
+    let radius = (3.0 * sigma).ceil() as usize;
+    let taps: Vec<f32> = (0..=2 * radius)
+        .map(|k| {
+            let d = k as f32 - radius as f32;
+            (-d * d / (2.0 * sigma * sigma)).exp()
+        })
+        .collect();
+    let norm: f32 = taps.iter().sum();
+    let taps: Vec<f32> = taps.iter().map(|t| t / norm).collect();
+    let row_len = w * channels;
+    // Horizontal: each row padded by repeating its edge pixels.
+    let mut across = vec![0f32; img.len()];
+    let mut padded = vec![0f32; (w + 2 * radius) * channels];
+    for (src, dst) in img
+        .chunks_exact(row_len)
+        .zip(across.chunks_exact_mut(row_len))
+    {
+        for (x, px) in padded.chunks_exact_mut(channels).enumerate() {
+            let sx = x.saturating_sub(radius).min(w - 1);
+            px.copy_from_slice(&src[sx * channels..][..channels]);
         }
-        for y in 0..h {
-            let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
-            for x in 0..w {
-                let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
-                let n = ((y1 - y0) * (x1 - x0)) as f64;
-                let sum = |s: &[f64]| {
-                    s[y1 * stride + x1] - s[y0 * stride + x1] - s[y1 * stride + x0]
-                        + s[y0 * stride + x0]
-                };
-                let m = sum(&s1) / n;
-                mean[(y * w + x) * 3 + c] = m as f32;
-                var[(y * w + x) * 3 + c] = (sum(&s2) / n - m * m).max(0.0) as f32;
+        for (k, t) in taps.iter().enumerate() {
+            let shifted = &padded[k * channels..][..row_len];
+            for (d, v) in dst.iter_mut().zip(shifted) {
+                *d += t * v;
             }
         }
     }
-    (mean, var)
+    // Vertical: each output row is the weighted sum of clamped neighbouring rows.
+    let mut out = vec![0f32; img.len()];
+    for (y, dst) in out.chunks_exact_mut(row_len).enumerate() {
+        for (k, t) in taps.iter().enumerate() {
+            let sy = (y + k).saturating_sub(radius).min(h - 1);
+            for (d, v) in dst.iter_mut().zip(&across[sy * row_len..][..row_len]) {
+                *d += t * v;
+            }
+        }
+    }
+    out
+}
+
+/// Fine detail (the image minus its σ = `DETAIL_SIGMA` blur) and its local energy (mean over
+/// channels of detail², averaged over a σ = `ENERGY_SIGMA` window).
+fn detail_and_energy(img: &[f32], w: usize, h: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let base = gaussian_blur(img, w, h, 3, DETAIL_SIGMA);
+    let detail: Vec<f32> = img.iter().zip(&base).map(|(v, b)| v - b).collect();
+    let power: Vec<f32> = detail
+        .chunks_exact(3)
+        .map(|d| d.iter().map(|v| v * v).sum::<f32>() / 3.0)
+        .collect();
+    let energy = gaussian_blur(&power, w, h, 1, ENERGY_SIGMA);
+    (base, detail, energy)
+}
+
+/// Give `propagated` the fine-detail energy of `current` (this frame's own stylization),
+/// locally. Texture carried along motion is resampled every frame, and resampling at
+/// sub-pixel offsets changes its finest detail (bilinear blurs it, cubic slightly sharpens
+/// it); over many frames that drift would wash the brush strokes out, or sharpen them, and
+/// change how the output relates to the content. Matching the energy to the frame the net
+/// painted now keeps the texture's statistics those of a single stylized frame. The gain is
+/// bounded both ways so a wrong estimate cannot add or remove much.
+fn restore_detail(propagated: &mut [f32], current: &[f32], w: usize, h: usize) {
+    let (_, _, target) = detail_and_energy(current, w, h);
+    let (base, detail, energy) = detail_and_energy(propagated, w, h);
+    for (i, px) in propagated.chunks_exact_mut(3).enumerate() {
+        let gain = ((target[i] + 1.0) / (energy[i] + 1.0))
+            .sqrt()
+            .clamp(1.0 / MAX_DETAIL_GAIN, MAX_DETAIL_GAIN);
+        for (c, v) in px.iter_mut().enumerate() {
+            *v = base[i * 3 + c] + gain * detail[i * 3 + c];
+        }
+    }
 }
 
 /// Weight of the warped previous frame per pixel, 0–1: 1 where the warped previous input
@@ -466,41 +644,33 @@ pub fn agreement_mask(warped_prev_in: &[f32], cur_in: &RgbImage) -> Vec<f32> {
     mask
 }
 
-/// `output = (1 − w)·output + w·warped`, `w = stability·weight`, then (motion-compensated mode)
-/// the local contrast of the blend is restored to the current frame's: averaging two different
-/// brush textures halves their contrast, which would wash the style out (and is what raises
-/// SSIM to the content), so the deviation from the local mean is scaled back up by
-/// σ_current/σ_blend, at most 1/√((1−w)² + w²), the loss for uncorrelated textures
-/// (variance-preserving blending, Heitz & Neyret 2018).
-fn blend(output: &mut RgbImage, warped: &[f32], weight: &[f32], stability: f32, mode: Mode) {
-    let (w, h) = (output.width, output.height);
-    let current: Vec<f32> = output.data.iter().map(|v| f32::from(*v)).collect();
-    let mut blended = current.clone();
-    for (i, px) in blended.chunks_exact_mut(3).enumerate() {
-        let k = stability * weight[i];
-        for (c, v) in px.iter_mut().enumerate() {
-            *v = (1.0 - k) * *v + k * warped[i * 3 + c];
-        }
+/// Weight of the propagated texture from the agreement `a` (0–1) of its source input with the
+/// current input: full (pure propagation, no averaging) once `a` reaches `1 − stability`
+/// scaled as below, a ramp under it. Averaging two stylizations is what keeps more of the
+/// content in the output (its texture halves, the content does not), so the filter selects
+/// rather than blends wherever it can; the ramp avoids a visible seam at the mask's edges.
+fn propagation_weight(agreement: f32, stability: f32) -> f32 {
+    if stability >= 1.0 {
+        return if agreement > 0.0 { 1.0 } else { 0.0 };
     }
-    if mode == Mode::MotionCompensated {
-        let (_, var_cur) = local_stats(&current, w, h, CONTRAST_RADIUS);
-        let (mean_b, var_b) = local_stats(&blended, w, h, CONTRAST_RADIUS);
-        for (i, v) in blended.iter_mut().enumerate() {
-            let k = stability * weight[i / 3];
-            let max_gain = 1.0 / ((1.0 - k).powi(2) + k * k).sqrt();
-            let gain = ((var_cur[i] + 1.0) / (var_b[i] + 1.0))
-                .sqrt()
-                .clamp(1.0, max_gain);
-            *v = mean_b[i] + gain * (*v - mean_b[i]);
-        }
-    }
-    for (o, v) in output.data.iter_mut().zip(&blended) {
+    (agreement * stability / (1.0 - stability)).min(1.0)
+}
+
+fn to_u8(dst: &mut RgbImage, src: &[f32]) {
+    for (o, v) in dst.data.iter_mut().zip(src) {
         *o = v.round().clamp(0.0, 255.0) as u8;
     }
 }
 
+fn to_f32(img: &RgbImage) -> Vec<f32> {
+    img.data.iter().map(|v| f32::from(*v)).collect()
+}
+
 struct Previous {
-    input: RgbImage,
+    /// The input that `output`'s texture was painted for, carried along the motion with it:
+    /// propagated texture is only kept while this still matches the current input, so a
+    /// slow change (a fade, a lighting change) refreshes it instead of freezing it.
+    reference: RgbImage,
     grey: GreyImage,
     output: RgbImage,
 }
@@ -582,33 +752,55 @@ impl TemporalFilter {
         }
         let factor = input.width.div_ceil(FLOW_MAX_WIDTH).max(1);
         let grey = grey_downscaled(input, factor);
+        let mut reference = input.clone();
         if let Some(prev) = self
             .previous
             .as_ref()
-            .filter(|p| p.input.width == input.width && p.input.height == input.height)
+            .filter(|p| p.output.width == input.width && p.output.height == input.height)
         {
             let (w, h) = (input.width, input.height);
-            let (warped_out, weight) = match self.mode {
+            let current = to_f32(output);
+            match self.mode {
                 Mode::MotionCompensated => {
                     let back = estimate_flow(&grey, &prev.grey);
                     let fwd = estimate_flow(&prev.grey, &grey);
                     let scale = w as f32 / grey.width as f32;
-                    let mut warped = warp_many(&[&prev.input, &prev.output], &back, scale);
+                    let mut warped = warp_many(
+                        &[&prev.reference, &prev.output],
+                        &back,
+                        scale,
+                        Kernel::Cubic,
+                    );
                     let warped_out = warped.pop().expect("two warped");
-                    let mut mask = agreement_mask(&warped[0], input);
+                    let warped_ref = warped.pop().expect("two warped");
+                    let agreement = agreement_mask(&warped_ref, input);
                     let consistent = consistency_mask(&back, &fwd, w, h, scale);
-                    mask.iter_mut().zip(&consistent).for_each(|(m, c)| *m *= c);
-                    (warped_out, mask)
+                    let mut out = current.clone();
+                    let mut refr = to_f32(input);
+                    for (i, (a, c)) in agreement.iter().zip(&consistent).enumerate() {
+                        let k = propagation_weight(a * c, self.stability);
+                        for ch in i * 3..i * 3 + 3 {
+                            out[ch] = (1.0 - k) * out[ch] + k * warped_out[ch];
+                            refr[ch] = (1.0 - k) * refr[ch] + k * warped_ref[ch];
+                        }
+                    }
+                    restore_detail(&mut out, &current, w, h);
+                    to_u8(output, &out);
+                    to_u8(&mut reference, &refr);
                 }
-                Mode::Naive => (
-                    prev.output.data.iter().map(|v| f32::from(*v)).collect(),
-                    vec![1.0; w * h],
-                ),
-            };
-            blend(output, &warped_out, &weight, self.stability, self.mode);
+                Mode::Naive => {
+                    let k = self.stability;
+                    let out: Vec<f32> = current
+                        .iter()
+                        .zip(&prev.output.data)
+                        .map(|(c, p)| (1.0 - k) * c + k * f32::from(*p))
+                        .collect();
+                    to_u8(output, &out);
+                }
+            }
         }
         self.previous = Some(Previous {
-            input: input.clone(),
+            reference,
             grey,
             output: output.clone(),
         });
@@ -855,6 +1047,77 @@ mod tests {
         assert_eq!(mask[4 * w + 11], 0.0, "neighbour of a disagreeing pixel");
         assert_eq!(mask[3 * w + 3], 1.0, "noise below the threshold");
         assert_eq!(mask[5 * w + 15], 1.0);
+    }
+
+    #[test]
+    fn gaussian_blur_keeps_flat_images_and_total_weight() {
+        let (w, h) = (21, 15);
+        let flat = vec![7.0f32; w * h * 3];
+        let blurred = gaussian_blur(&flat, w, h, 3, 2.0);
+        assert!(blurred.iter().all(|v| (v - 7.0).abs() < 1e-4));
+        let mut impulse = vec![0f32; w * h];
+        impulse[7 * w + 10] = 1.0;
+        let spread = gaussian_blur(&impulse, w, h, 1, 1.0);
+        let total: f32 = spread.iter().sum();
+        assert!((total - 1.0).abs() < 1e-4, "weight {total}");
+        assert!(spread[7 * w + 10] > spread[7 * w + 11]);
+        assert!(
+            (spread[7 * w + 11] - spread[7 * w + 9]).abs() < 1e-6,
+            "symmetric"
+        );
+    }
+
+    /// A texture blurred by repeated warps gets its fine-detail energy back from the frame the
+    /// net painted now, and an already matching image is left as it is.
+    #[test]
+    fn restore_detail_undoes_resampling_blur_only() {
+        let (w, h) = (48, 40);
+        let sharp = to_f32(&textured(w, h, 0.0, 0.0));
+        let energy = |img: &[f32]| detail_and_energy(img, w, h).2.iter().sum::<f32>();
+        let mut same = sharp.clone();
+        restore_detail(&mut same, &sharp, w, h);
+        let moved = same.iter().zip(&sharp).map(|(a, b)| (a - b).abs());
+        assert!(
+            moved.fold(0f32, f32::max) < 1e-3,
+            "unchanged when energies match"
+        );
+        let blurred = gaussian_blur(&sharp, w, h, 3, 1.0);
+        let mut restored = blurred.clone();
+        restore_detail(&mut restored, &sharp, w, h);
+        let (before, after, target) = (energy(&blurred), energy(&restored), energy(&sharp));
+        let error = |img: &[f32]| {
+            img.iter()
+                .zip(&sharp)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f32>()
+        };
+        let (err_before, err_after) = (error(&blurred), error(&restored));
+        eprintln!("detail energy: blurred {before:.0}, restored {after:.0}, target {target:.0}");
+        eprintln!("squared error to the sharp image: {err_before:.0} -> {err_after:.0}");
+        assert!(before < 0.8 * target, "the blur must remove detail");
+        assert!(
+            after > before * 1.05 && after < target,
+            "{before} -> {after} vs {target}"
+        );
+        assert!(err_after < 0.8 * err_before, "{err_before} -> {err_after}");
+    }
+
+    #[test]
+    fn propagation_weight_selects_and_ramps() {
+        assert_eq!(propagation_weight(1.0, 0.7), 1.0);
+        assert_eq!(propagation_weight(0.5, 0.7), 1.0, "selected, not averaged");
+        assert_eq!(propagation_weight(0.0, 0.7), 0.0);
+        let low = propagation_weight(0.2, 0.7);
+        assert!(low > 0.0 && low < 1.0, "ramp near the mask edge: {low}");
+        assert!(
+            propagation_weight(1.0, 0.1) < 0.2,
+            "low stability propagates little"
+        );
+        assert_eq!(
+            propagation_weight(0.0, 1.0),
+            0.0,
+            "never where the input disagrees"
+        );
     }
 
     #[test]
