@@ -5,7 +5,7 @@
 //! `cudarc` is used only to ask whether the driver is present — it panics on a machine
 //! without libcuda, so `is_culib_present()` is checked before anything else.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ort::ep::{ExecutionProvider, TensorRT, CUDA};
 use ort::session::builder::GraphOptimizationLevel;
@@ -65,6 +65,23 @@ fn gpu_name() -> String {
         .unwrap_or_else(|| "unknown-gpu".into())
 }
 
+/// The engine cache folder of a model on this GPU (see [`engine_cache`]); not created here.
+pub fn engine_dir(path: &Path, options: &BackendOptions) -> Result<PathBuf> {
+    let hash = crate::embedding::sha256_file(path)?;
+    let key = EngineKey {
+        model_sha256: &hash,
+        gpu_name: &gpu_name(),
+        tensorrt_version: TENSORRT_VERSION,
+        precision: "fp16",
+        shape_profile: "dynamic",
+    };
+    let root = options
+        .engine_cache
+        .clone()
+        .unwrap_or_else(engine_cache::default_dir);
+    Ok(root.join(key.folder_name()))
+}
+
 /// A model on the GPU: the same contract and run code as the CPU backend, on a session with
 /// GPU execution providers registered (failing loudly if they cannot be).
 pub struct OrtGpu {
@@ -86,19 +103,7 @@ impl OrtGpu {
         };
         let cuda = CUDA::default().build().error_on_failure();
         let providers = if kind == BackendKind::TensorRt {
-            let hash = crate::embedding::sha256_file(path)?;
-            let key = EngineKey {
-                model_sha256: &hash,
-                gpu_name: &gpu_name(),
-                tensorrt_version: TENSORRT_VERSION,
-                precision: "fp16",
-                shape_profile: "dynamic",
-            };
-            let root = options
-                .engine_cache
-                .clone()
-                .unwrap_or_else(engine_cache::default_dir);
-            let dir = root.join(key.folder_name());
+            let dir = engine_dir(path, options)?;
             std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
                 path: dir.clone(),
                 reason: e.to_string(),

@@ -11,6 +11,7 @@ use crate::model::ModelInfo;
 use crate::tensor::Tensor;
 
 pub mod cpu;
+pub mod deferred;
 pub mod engine_cache;
 #[cfg(feature = "tensorrt")]
 pub mod gpu;
@@ -49,6 +50,27 @@ pub trait Backend: Send {
     /// Run the model: `content` is [1,3,H,W] in the model's value range, `conditioning` the
     /// `style_weights` or `style_embedding` vector (empty for per-style models).
     fn run(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor>;
+}
+
+/// Whether loading `path` with `options` builds a TensorRT engine first: the chosen backend
+/// is TensorRT and the model's engine cache folder holds no engine yet. That build takes
+/// minutes, so callers on a streaming thread load in the background instead
+/// ([`deferred`]). Always false in builds without the `tensorrt` feature.
+pub fn engine_build_pending(path: &Path, options: &BackendOptions) -> bool {
+    #[cfg(feature = "tensorrt")]
+    {
+        let tensorrt = matches!(
+            select::choose(options.kind, &select::probe()),
+            Ok(BackendKind::TensorRt)
+        );
+        // An unreadable model is not a pending build: the load itself reports it.
+        tensorrt && gpu::engine_dir(path, options).is_ok_and(|dir| engine_cache::is_cold(&dir))
+    }
+    #[cfg(not(feature = "tensorrt"))]
+    {
+        let _ = (path, options);
+        false
+    }
 }
 
 /// Load a model on the backend the options ask for (see [`select::choose`]).
