@@ -2,8 +2,9 @@
 //!
 //! Built only with the `tensorrt` cargo feature. Nothing NVIDIA is linked: ONNX Runtime loads
 //! its provider libraries (and they load libcuda, libcudart, libnvinfer) at run time, and
-//! `cudarc` is used only to ask whether the driver is present — it panics on a machine
-//! without libcuda, so `is_culib_present()` is checked before anything else.
+//! `cudarc` loads libcuda and libnvrtc at run time for device-resident frames
+//! ([`super::device`]) — it panics on a machine without them, so `is_culib_present()` is
+//! checked before any other cudarc call.
 
 use std::path::{Path, PathBuf};
 
@@ -12,12 +13,15 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
 use super::cpu::{describe, OrtCpu};
+use super::device::CudaFrames;
 use super::engine_cache::{self, EngineKey};
+use super::kernels::FramePlan;
 use super::select::{Availability, BackendKind};
-use super::{Backend, BackendOptions};
+use super::{Backend, BackendOptions, DeviceFrames};
 use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
 use crate::runtime;
+use crate::stylizer::Timings;
 use crate::tensor::Tensor;
 
 /// TensorRT version the provider wheels of scripts/setup-gpu carry (`tensorrt-cu13-libs`).
@@ -87,6 +91,17 @@ pub fn engine_dir(path: &Path, options: &BackendOptions) -> Result<PathBuf> {
 pub struct OrtGpu {
     inner: OrtCpu,
     name: &'static str,
+    device: DevicePath,
+    /// Host↔device copies of the last host-path run.
+    copies: u32,
+}
+
+/// Device-resident frames: started on first use; off when asked (`host_frames`) or when they
+/// cannot start (no NVRTC, say), in which case frames take the host path with a warning.
+enum DevicePath {
+    Unstarted,
+    Off,
+    On(Box<CudaFrames>),
 }
 
 impl OrtGpu {
@@ -137,6 +152,12 @@ impl OrtGpu {
             } else {
                 "cuda"
             },
+            device: if options.host_frames {
+                DevicePath::Off
+            } else {
+                DevicePath::Unstarted
+            },
+            copies: 0,
         })
     }
 }
@@ -151,6 +172,43 @@ impl Backend for OrtGpu {
     }
 
     fn run(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor> {
+        // ONNX Runtime copies the host tensors in (image and style vector) and the output out.
+        self.copies = 2 + u32::from(!conditioning.is_empty());
         self.inner.run(content, conditioning)
+    }
+
+    fn host_copies(&self) -> u32 {
+        self.copies
+    }
+
+    fn device_frames(&mut self) -> Option<&mut dyn DeviceFrames> {
+        if let DevicePath::Unstarted = self.device {
+            self.device = match CudaFrames::new(self.inner.parts().0) {
+                Ok(frames) => DevicePath::On(Box::new(frames)),
+                Err(e) => {
+                    tracing::warn!("frames take the host path: device frames failed: {e}");
+                    DevicePath::Off
+                }
+            };
+        }
+        match self.device {
+            DevicePath::On(_) => Some(self),
+            _ => None,
+        }
+    }
+}
+
+impl DeviceFrames for OrtGpu {
+    fn stylize_frame(
+        &mut self,
+        data: &mut [u8],
+        plan: &FramePlan,
+        conditioning: &[f32],
+    ) -> Result<Timings> {
+        let DevicePath::On(frames) = &mut self.device else {
+            return Err(Error::Backend("device frames are not started".into()));
+        };
+        let (session, info) = self.inner.parts();
+        frames.stylize_frame(session, info, data, plan, conditioning)
     }
 }
