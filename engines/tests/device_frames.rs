@@ -159,7 +159,11 @@ fn smoothing_or_a_strength_blend_keep_frames_on_the_host() {
     assert_eq!(frame(&mut stylizer), 0, "smoothing needs host images");
     stylizer.set_stability(0.0);
     stylizer.set_strength(0.5).unwrap();
-    assert_eq!(frame(&mut stylizer), 0, "the strength blend needs host images");
+    assert_eq!(
+        frame(&mut stylizer),
+        0,
+        "the strength blend needs host images"
+    );
     stylizer.set_strength(1.0).unwrap();
     assert_eq!(frame(&mut stylizer), 2, "back on the device");
 }
