@@ -62,11 +62,18 @@ pub fn probe() -> Availability {
 }
 
 /// Name of GPU 0, for the engine cache key.
-fn gpu_name() -> String {
-    cudarc::driver::CudaContext::new(0)
+fn gpu_name() -> Result<String> {
+    // SAFETY: only dlopen()s libcuda to see whether it exists; `CudaContext::new` panics
+    // without it.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(Error::Backend(
+            "libcuda.so (the NVIDIA driver) was not found".into(),
+        ));
+    }
+    Ok(cudarc::driver::CudaContext::new(0)
         .ok()
         .and_then(|ctx| ctx.name().ok())
-        .unwrap_or_else(|| "unknown-gpu".into())
+        .unwrap_or_else(|| "unknown-gpu".into()))
 }
 
 /// The engine cache folder of a model on this GPU (see [`engine_cache`]); not created here.
@@ -74,7 +81,7 @@ pub fn engine_dir(path: &Path, options: &BackendOptions) -> Result<PathBuf> {
     let hash = crate::embedding::sha256_file(path)?;
     let key = EngineKey {
         model_sha256: &hash,
-        gpu_name: &gpu_name(),
+        gpu_name: &gpu_name()?,
         tensorrt_version: TENSORRT_VERSION,
         precision: "fp16",
         shape_profile: "dynamic",
