@@ -314,8 +314,8 @@ fn spawn_job(
 }
 
 enum Phase {
-    /// Stylizing every frame.
-    Ready(State),
+    /// Stylizing every frame (boxed: far larger than the other phases).
+    Ready(Box<State>),
     /// Loading or warming up on a background thread; frames pass through unstylized.
     /// `layout` is the negotiated one, to warm up at once the load is done.
     Preparing {
@@ -330,7 +330,7 @@ impl Phase {
     /// Take the ready state out, leaving `Failed` until the caller puts the next phase in.
     fn take_ready(&mut self) -> Option<State> {
         match std::mem::replace(self, Phase::Failed) {
-            Phase::Ready(state) => Some(state),
+            Phase::Ready(state) => Some(*state),
             other => {
                 *self = other;
                 None
@@ -407,7 +407,7 @@ impl Stylize {
                     }
                     _ => {
                         gst::info!(CAT, imp = self, "model ready: stylizing from this frame");
-                        *phase = Phase::Ready(state);
+                        *phase = Phase::Ready(Box::new(state));
                         Ok(true)
                     }
                 }
@@ -797,7 +797,7 @@ impl BaseTransformImpl for Stylize {
         } else {
             let prepared = prepare(&settings, &model)?;
             self.post_notes(&prepared.warnings);
-            Phase::Ready(prepared.state)
+            Phase::Ready(Box::new(prepared.state))
         };
         *self.state.lock().unwrap() = Some(phase);
         Ok(())
