@@ -12,8 +12,8 @@ use clap::Args;
 use gst::prelude::*;
 use serde::Serialize;
 
-use stylize_engines::frame::{self, RgbImage};
-use stylize_engines::{runtime, Stylizer};
+use stylize_engines::frame::{self, FrameLayout, PixelFormat, RgbImage};
+use stylize_engines::{runtime, InferenceSize, Stylizer};
 
 use crate::file::parse_size;
 use crate::stats::{summarize, Summary};
@@ -60,6 +60,11 @@ struct SizeResult {
     engine_infer_ms: Option<Summary>,
     /// Frame in → stylized frame out through the engine (conversion included).
     engine_frame_ms: Option<Summary>,
+    /// A packed RGBx frame stylized in place (`stylize_frame`, smoothing off): the element's
+    /// path, device-resident on GPU backends.
+    engine_packed_frame_ms: Option<Summary>,
+    /// Host↔device copies per packed frame (0 on the CPU, 2 device-resident).
+    host_copies_per_frame: u32,
     /// Buffer entering the element → leaving it, inside a running GStreamer pipeline.
     element_ms: Option<Summary>,
     /// Frames per second of the whole pipeline (videotestsrc ! stylize ! fakesink).
@@ -231,16 +236,35 @@ fn bench_model(
             frame::round_up(w, info.size_multiple),
         );
         let content = frame::image_to_tensor(&img, padded, info.input_range.scale());
-        let mut infer = Vec::new();
-        let mut frame_ms = Vec::new();
+        let layout = FrameLayout {
+            format: PixelFormat::Rgbx,
+            width: w,
+            height: h,
+            stride: w * 4,
+        };
+        let packed: Vec<u8> = img
+            .data
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect();
+        let (mut infer, mut frame_ms, mut packed_ms) = (Vec::new(), Vec::new(), Vec::new());
+        let mut host_copies = 0;
         for i in 0..args.warmup + args.iterations {
             let t = Instant::now();
             stylizer.run_tensor(&content, &conditioning)?;
             let infer_ms = t.elapsed().as_secs_f64() * 1e3;
             let (_, timings) = stylizer.stylize_image(&img, (w, h), &conditioning)?;
+            let in_place = stylizer.stylize_frame(
+                &mut packed.clone(),
+                &layout,
+                &InferenceSize::default(),
+                &conditioning,
+            )?;
+            host_copies = in_place.host_copies;
             if i >= args.warmup {
                 infer.push(infer_ms);
                 frame_ms.push(timings.total_ms());
+                packed_ms.push(in_place.total_ms());
             }
         }
 
@@ -276,6 +300,8 @@ fn bench_model(
             ratio_element_vs_python: ratio(&element_ms, &ort_python),
             engine_infer_ms,
             engine_frame_ms: summarize(&frame_ms),
+            engine_packed_frame_ms: summarize(&packed_ms),
+            host_copies_per_frame: host_copies,
             element_ms,
             element_pipeline_fps: fps,
             ort_python_ms: ort_python,

@@ -76,7 +76,7 @@ impl StyleArgs {
         stylize_engines::backend::BackendOptions {
             threads: self.threads as usize,
             kind: self.backend,
-            engine_cache: None,
+            ..Default::default()
         }
     }
 

@@ -78,6 +78,7 @@ impl RgbImage {
 }
 
 /// Borrowed frame memory: `stride` bytes per row, `height` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLayout {
     pub format: PixelFormat,
     pub width: usize,

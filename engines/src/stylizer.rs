@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use fast_image_resize as fr;
 
+use crate::backend::kernels::FramePlan;
 use crate::backend::{self, Backend, BackendOptions};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameLayout, RgbImage};
@@ -53,6 +54,9 @@ pub struct Timings {
     pub convert_out_ms: f64,
     /// Motion-compensated smoothing (0 when stability is off).
     pub temporal_ms: f64,
+    /// Host↔device memory copies for this frame (0 on the CPU; 2 for a device-resident frame,
+    /// plus one when the style vector changed).
+    pub host_copies: u32,
 }
 
 impl Timings {
@@ -209,6 +213,7 @@ impl Stylizer {
         };
         let output = self.backend.run(&content, conditioning)?;
         timings.infer_ms = ms_since(start);
+        timings.host_copies = self.backend.host_copies();
 
         let start = Instant::now();
         let mut styled = frame::tensor_to_image(&output, ih, iw, scale)?;
@@ -242,16 +247,40 @@ impl Stylizer {
         size: &InferenceSize,
         conditioning: &[f32],
     ) -> Result<Timings> {
+        let inference = size.resolve(layout.width, layout.height);
+        if let Some(timings) = self.stylize_on_device(data, layout, inference, conditioning)? {
+            return Ok(timings);
+        }
         let start = Instant::now();
         let img = frame::read_rgb(data, layout)?;
         let read_ms = ms_since(start);
-        let inference = size.resolve(layout.width, layout.height);
         let (out, mut timings) = self.stylize_image(&img, inference, conditioning)?;
         let start = Instant::now();
         frame::write_rgb(&out, data, layout)?;
         timings.convert_in_ms += read_ms;
         timings.convert_out_ms += ms_since(start);
         Ok(timings)
+    }
+
+    /// The device-resident path of a GPU backend, or `None` for the host path. Temporal
+    /// smoothing and the strength blend work on host images, so they keep the host path.
+    fn stylize_on_device(
+        &mut self,
+        data: &mut [u8],
+        layout: &FrameLayout,
+        inference: (usize, usize),
+        conditioning: &[f32],
+    ) -> Result<Option<Timings>> {
+        if self.temporal.enabled() || self.strength < 1.0 {
+            return Ok(None);
+        }
+        let padded = self.padded_size(inference.0, inference.1)?;
+        let scale = self.info().input_range.scale();
+        let Some(device) = self.backend.device_frames() else {
+            return Ok(None);
+        };
+        let plan = FramePlan::new(layout, inference, padded, scale)?;
+        device.stylize_frame(data, &plan, conditioning).map(Some)
     }
 }
 

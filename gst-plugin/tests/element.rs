@@ -63,7 +63,7 @@ fn buffer(data: Vec<u8>, index: u64) -> gst::Buffer {
     buf
 }
 
-fn harness(model: &std::path::Path, props: &[(&str, &str)]) -> gst_check::Harness {
+fn stylize_element(model: &std::path::Path, props: &[(&str, &str)]) -> gst::Element {
     init();
     let element = gst::ElementFactory::make("stylize")
         .property("model", model.to_str().unwrap())
@@ -73,10 +73,19 @@ fn harness(model: &std::path::Path, props: &[(&str, &str)]) -> gst_check::Harnes
     for (name, value) in props {
         element.set_property_from_str(name, value);
     }
-    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    element
+}
+
+/// Start a harness on a configured element (playing, RGBA caps of W×H).
+fn start_harness(element: &gst::Element) -> gst_check::Harness {
+    let mut h = gst_check::Harness::with_element(element, Some("sink"), Some("src"));
     h.set_src_caps_str(&caps(W, H));
     h.play();
     h
+}
+
+fn harness(model: &std::path::Path, props: &[(&str, &str)]) -> gst_check::Harness {
+    start_harness(&stylize_element(model, props))
 }
 
 fn pull_data(h: &mut gst_check::Harness) -> (gst::Buffer, Vec<u8>) {
@@ -595,4 +604,123 @@ fn tuned_prompt_switches_style_and_an_untuned_one_warns_and_keeps_it() {
             .any(|w| w.contains("not tuned yet") && w.contains("keeping the previous style")),
         "{warnings:?}"
     );
+}
+
+/// Warning and error texts waiting on a bus.
+fn bus_texts(bus: &gst::Bus) -> (Vec<String>, Vec<String>) {
+    let (mut warnings, mut errors) = (Vec::new(), Vec::new());
+    while let Some(msg) = bus.pop() {
+        match msg.view() {
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::Error(e) => errors.push(e.error().to_string()),
+            _ => {}
+        }
+    }
+    (warnings, errors)
+}
+
+#[test]
+fn frames_pass_through_during_a_background_load_then_are_stylized() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    let props = [("background-load", "always"), ("stability", "0")];
+    let hold = gststylize::stylize::hold_background_loads();
+    let element = stylize_element(&model, &props);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = start_harness(&element);
+    let mut reference = harness(&model, &[("background-load", "never"), ("stability", "0")]);
+    let push = |h: &mut gst_check::Harness, i: u64| {
+        let input = picture(W, H, (i * 40 % 256) as u8);
+        h.push(buffer(input.clone(), i)).unwrap();
+        let (out, data) = pull_data(h);
+        assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(40 * i)));
+        assert_eq!(out.duration(), Some(gst::ClockTime::from_mseconds(40)));
+        (input, data)
+    };
+    for i in 0..3 {
+        let (input, data) = push(&mut h, i);
+        assert_eq!(
+            data, input,
+            "frame {i} passes through unchanged while loading"
+        );
+    }
+    drop(hold);
+
+    // The load and the warm-up finish in the background; frames keep flowing meanwhile.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut i = 3;
+    let first_stylized = loop {
+        let (input, data) = push(&mut h, i);
+        i += 1;
+        if data != input {
+            break (input, data);
+        }
+        assert!(std::time::Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut expect = |input: Vec<u8>| {
+        reference.push(buffer(input, 0)).unwrap();
+        pull_data(&mut reference).1
+    };
+    assert_eq!(
+        first_stylized.1,
+        expect(first_stylized.0),
+        "the first stylized frame equals a blocking load's"
+    );
+    for _ in 0..2 {
+        let (input, data) = push(&mut h, i);
+        i += 1;
+        assert_eq!(data, expect(input), "frame {i} stays stylized");
+    }
+    assert_eq!(h.buffers_received() as u64, i, "no frame dropped or added");
+    let (warnings, errors) = bus_texts(&bus);
+    assert!(errors.is_empty(), "{errors:?}");
+    let notices: Vec<_> = warnings
+        .iter()
+        .filter(|w| w.contains("frames pass through unstylized until it is ready"))
+        .collect();
+    assert_eq!(notices.len(), 1, "one warning: {warnings:?}");
+    assert!(notices[0].contains("in the background"), "{notices:?}");
+}
+
+#[test]
+fn a_failed_background_load_posts_one_error_instead_of_panicking() {
+    init();
+    let junk = std::env::temp_dir().join(format!("stylize-junk-{}.onnx", std::process::id()));
+    std::fs::write(&junk, b"this is not an ONNX model").unwrap();
+    let hold = gststylize::stylize::hold_background_loads();
+    let element = stylize_element(&junk, &[("background-load", "always")]);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    // Starting succeeds: the load has not run yet.
+    let mut h = start_harness(&element);
+    let input = picture(W, H, 0);
+    h.push(buffer(input.clone(), 0)).unwrap();
+    assert_eq!(pull_data(&mut h).1, input, "passes through while loading");
+    drop(hold);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut i = 1;
+    let flow = loop {
+        match h.push(buffer(input.clone(), i)) {
+            Ok(_) => {
+                assert_eq!(pull_data(&mut h).1, input);
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the load never failed"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(flow) => break flow,
+        }
+        i += 1;
+    };
+    assert_eq!(flow, gst::FlowError::Error);
+    assert_eq!(h.push(buffer(input, i + 1)), Err(gst::FlowError::Error));
+    let (_, errors) = bus_texts(&bus);
+    assert_eq!(errors.len(), 1, "one error, not one per frame: {errors:?}");
+    assert!(errors[0].contains(junk.to_str().unwrap()), "{errors:?}");
+    std::fs::remove_file(&junk).unwrap();
 }

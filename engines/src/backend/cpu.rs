@@ -113,6 +113,12 @@ impl OrtCpu {
     pub(crate) fn from_session(session: Session, info: ModelInfo) -> Self {
         Self { session, info }
     }
+
+    /// The session and the model, for GPU sessions that run with I/O binding.
+    #[cfg_attr(not(feature = "tensorrt"), allow(dead_code))]
+    pub(crate) fn parts(&mut self) -> (&mut Session, &ModelInfo) {
+        (&mut self.session, &self.info)
+    }
 }
 
 impl Backend for OrtCpu {

@@ -4,7 +4,7 @@
 //! each combination gets its own folder, so a driver upgrade or a new inference size builds a
 //! fresh engine instead of loading a stale one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -52,6 +52,19 @@ pub fn default_dir() -> PathBuf {
         ".cache",
         "tensorrt",
     )
+}
+
+/// Whether a cache folder has no engine yet, so the next TensorRT session builds one
+/// (minutes) instead of deserialising it (seconds). ONNX Runtime's TensorRT provider writes
+/// `*.engine` files (next to `*.profile` and `*.timing` files, which alone do not count).
+pub fn is_cold(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    !entries.flatten().any(|e| {
+        let path = e.path();
+        path.is_file() && path.extension().is_some_and(|x| x == "engine")
+    })
 }
 
 /// The TensorRT shape profile for one inference size (batch 1, fixed size: the element
@@ -103,6 +116,30 @@ mod tests {
             key("a", "bc", "fp16", "x").folder_name()
         );
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+
+    #[test]
+    fn a_folder_is_cold_until_it_holds_an_engine() {
+        let dir = std::env::temp_dir().join(format!("stylize-engine-cold-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(is_cold(&dir), "missing folder");
+        std::fs::create_dir_all(dir.join("sub.engine")).unwrap();
+        std::fs::write(
+            dir.join("TensorrtExecutionProvider_cache_sm90.timing"),
+            b"t",
+        )
+        .unwrap();
+        assert!(
+            is_cold(&dir),
+            "timing cache and a folder named *.engine are not engines"
+        );
+        std::fs::write(
+            dir.join("TensorrtExecutionProvider_TRTKernel_graph_main_1_0_sm90.engine"),
+            b"e",
+        )
+        .unwrap();
+        assert!(!is_cold(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

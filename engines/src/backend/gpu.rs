@@ -2,22 +2,26 @@
 //!
 //! Built only with the `tensorrt` cargo feature. Nothing NVIDIA is linked: ONNX Runtime loads
 //! its provider libraries (and they load libcuda, libcudart, libnvinfer) at run time, and
-//! `cudarc` is used only to ask whether the driver is present — it panics on a machine
-//! without libcuda, so `is_culib_present()` is checked before anything else.
+//! `cudarc` loads libcuda and libnvrtc at run time for device-resident frames
+//! ([`super::device`]) — it panics on a machine without them, so `is_culib_present()` is
+//! checked before any other cudarc call.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ort::ep::{ExecutionProvider, TensorRT, CUDA};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
 use super::cpu::{describe, OrtCpu};
+use super::device::CudaFrames;
 use super::engine_cache::{self, EngineKey};
+use super::kernels::FramePlan;
 use super::select::{Availability, BackendKind};
-use super::{Backend, BackendOptions};
+use super::{Backend, BackendOptions, DeviceFrames};
 use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
 use crate::runtime;
+use crate::stylizer::Timings;
 use crate::tensor::Tensor;
 
 /// TensorRT version the provider wheels of scripts/setup-gpu carry (`tensorrt-cu13-libs`).
@@ -58,11 +62,35 @@ pub fn probe() -> Availability {
 }
 
 /// Name of GPU 0, for the engine cache key.
-fn gpu_name() -> String {
-    cudarc::driver::CudaContext::new(0)
+fn gpu_name() -> Result<String> {
+    // SAFETY: only dlopen()s libcuda to see whether it exists; `CudaContext::new` panics
+    // without it.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(Error::Backend(
+            "libcuda.so (the NVIDIA driver) was not found".into(),
+        ));
+    }
+    Ok(cudarc::driver::CudaContext::new(0)
         .ok()
         .and_then(|ctx| ctx.name().ok())
-        .unwrap_or_else(|| "unknown-gpu".into())
+        .unwrap_or_else(|| "unknown-gpu".into()))
+}
+
+/// The engine cache folder of a model on this GPU (see [`engine_cache`]); not created here.
+pub fn engine_dir(path: &Path, options: &BackendOptions) -> Result<PathBuf> {
+    let hash = crate::embedding::sha256_file(path)?;
+    let key = EngineKey {
+        model_sha256: &hash,
+        gpu_name: &gpu_name()?,
+        tensorrt_version: TENSORRT_VERSION,
+        precision: "fp16",
+        shape_profile: "dynamic",
+    };
+    let root = options
+        .engine_cache
+        .clone()
+        .unwrap_or_else(engine_cache::default_dir);
+    Ok(root.join(key.folder_name()))
 }
 
 /// A model on the GPU: the same contract and run code as the CPU backend, on a session with
@@ -70,6 +98,17 @@ fn gpu_name() -> String {
 pub struct OrtGpu {
     inner: OrtCpu,
     name: &'static str,
+    device: DevicePath,
+    /// Host↔device copies of the last host-path run.
+    copies: u32,
+}
+
+/// Device-resident frames: started on first use; off when asked (`host_frames`) or when they
+/// cannot start (no NVRTC, say), in which case frames take the host path with a warning.
+enum DevicePath {
+    Unstarted,
+    Off,
+    On(Box<CudaFrames>),
 }
 
 impl OrtGpu {
@@ -86,19 +125,7 @@ impl OrtGpu {
         };
         let cuda = CUDA::default().build().error_on_failure();
         let providers = if kind == BackendKind::TensorRt {
-            let hash = crate::embedding::sha256_file(path)?;
-            let key = EngineKey {
-                model_sha256: &hash,
-                gpu_name: &gpu_name(),
-                tensorrt_version: TENSORRT_VERSION,
-                precision: "fp16",
-                shape_profile: "dynamic",
-            };
-            let root = options
-                .engine_cache
-                .clone()
-                .unwrap_or_else(engine_cache::default_dir);
-            let dir = root.join(key.folder_name());
+            let dir = engine_dir(path, options)?;
             std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
                 path: dir.clone(),
                 reason: e.to_string(),
@@ -132,6 +159,12 @@ impl OrtGpu {
             } else {
                 "cuda"
             },
+            device: if options.host_frames {
+                DevicePath::Off
+            } else {
+                DevicePath::Unstarted
+            },
+            copies: 0,
         })
     }
 }
@@ -146,6 +179,43 @@ impl Backend for OrtGpu {
     }
 
     fn run(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor> {
+        // ONNX Runtime copies the host tensors in (image and style vector) and the output out.
+        self.copies = 2 + u32::from(!conditioning.is_empty());
         self.inner.run(content, conditioning)
+    }
+
+    fn host_copies(&self) -> u32 {
+        self.copies
+    }
+
+    fn device_frames(&mut self) -> Option<&mut dyn DeviceFrames> {
+        if let DevicePath::Unstarted = self.device {
+            self.device = match CudaFrames::new(self.inner.parts().0) {
+                Ok(frames) => DevicePath::On(Box::new(frames)),
+                Err(e) => {
+                    tracing::warn!("frames take the host path: device frames failed: {e}");
+                    DevicePath::Off
+                }
+            };
+        }
+        match self.device {
+            DevicePath::On(_) => Some(self),
+            _ => None,
+        }
+    }
+}
+
+impl DeviceFrames for OrtGpu {
+    fn stylize_frame(
+        &mut self,
+        data: &mut [u8],
+        plan: &FramePlan,
+        conditioning: &[f32],
+    ) -> Result<Timings> {
+        let DevicePath::On(frames) = &mut self.device else {
+            return Err(Error::Backend("device frames are not started".into()));
+        };
+        let (session, info) = self.inner.parts();
+        frames.stylize_frame(session, info, data, plan, conditioning)
     }
 }

@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::model::ModelInfo;
+use crate::stylizer::Timings;
 use crate::tensor::Tensor;
 
 pub mod cpu;
+pub mod deferred;
+#[cfg(feature = "tensorrt")]
+mod device;
 pub mod engine_cache;
 #[cfg(feature = "tensorrt")]
 pub mod gpu;
@@ -28,6 +32,9 @@ pub struct BackendOptions {
     pub kind: BackendKind,
     /// TensorRT engine cache root (default: [`engine_cache::default_dir`]).
     pub engine_cache: Option<PathBuf>,
+    /// Keep frames on the host even on a GPU backend (ONNX Runtime then copies the tensors):
+    /// for comparing the two paths. Default: GPU backends keep frames on the device.
+    pub host_frames: bool,
 }
 
 impl BackendOptions {
@@ -49,6 +56,49 @@ pub trait Backend: Send {
     /// Run the model: `content` is [1,3,H,W] in the model's value range, `conditioning` the
     /// `style_weights` or `style_embedding` vector (empty for per-style models).
     fn run(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor>;
+
+    /// Host↔device copies the last [`Backend::run`] made (0 on the CPU).
+    fn host_copies(&self) -> u32 {
+        0
+    }
+
+    /// The device-resident frame path, where this backend has one that initialised.
+    fn device_frames(&mut self) -> Option<&mut dyn DeviceFrames> {
+        None
+    }
+}
+
+/// Frames that stay on an accelerator between one upload and one download: conversion,
+/// resizing and inference all run there (see [`kernels`] for the steps).
+pub trait DeviceFrames {
+    /// Stylize a packed frame in place; the timings count the host↔device copies made.
+    fn stylize_frame(
+        &mut self,
+        data: &mut [u8],
+        plan: &kernels::FramePlan,
+        conditioning: &[f32],
+    ) -> Result<Timings>;
+}
+
+/// Whether loading `path` with `options` builds a TensorRT engine first: the chosen backend
+/// is TensorRT and the model's engine cache folder holds no engine yet. That build takes
+/// minutes, so callers on a streaming thread load in the background instead
+/// ([`deferred`]). Always false in builds without the `tensorrt` feature.
+pub fn engine_build_pending(path: &Path, options: &BackendOptions) -> bool {
+    #[cfg(feature = "tensorrt")]
+    {
+        let tensorrt = matches!(
+            select::choose(options.kind, &select::probe()),
+            Ok(BackendKind::TensorRt)
+        );
+        // An unreadable model is not a pending build: the load itself reports it.
+        tensorrt && gpu::engine_dir(path, options).is_ok_and(|dir| engine_cache::is_cold(&dir))
+    }
+    #[cfg(not(feature = "tensorrt"))]
+    {
+        let _ = (path, options);
+        false
+    }
 }
 
 /// Load a model on the backend the options ask for (see [`select::choose`]).

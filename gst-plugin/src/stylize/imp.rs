@@ -1,4 +1,5 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use gst::glib;
@@ -8,7 +9,8 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
-use stylize_engines::backend::{BackendKind, BackendOptions};
+use stylize_engines::backend::deferred::{Deferred, Poll};
+use stylize_engines::backend::{self, BackendKind, BackendOptions};
 use stylize_engines::embedding::{self, EmbeddingCache};
 use stylize_engines::frame::{FrameLayout, PixelFormat};
 use stylize_engines::library::{self, Library};
@@ -55,6 +57,23 @@ impl From<Backend> for BackendKind {
         }
     }
 }
+
+/// The `background-load` property: when the model loads off the streaming thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstStylizeBackgroundLoad")]
+pub enum BackgroundLoad {
+    #[default]
+    #[enum_value(
+        name = "Only when a TensorRT engine must be built first (cold engine cache)",
+        nick = "auto"
+    )]
+    Auto,
+    #[enum_value(name = "Always, for any backend", nick = "always")]
+    Always,
+    #[enum_value(name = "Never: start waits, every frame is stylized", nick = "never")]
+    Never,
+}
+
 const DEFAULT_STRENGTH: f64 = 1.0;
 /// Looked for next to an arbitrary-style model when `predictor` is not set.
 const DEFAULT_PREDICTOR_NAME: &str = "arbitrary-predict.onnx";
@@ -89,6 +108,7 @@ struct Settings {
     threads: u32,
     stability: f64,
     backend: Backend,
+    background_load: BackgroundLoad,
 }
 
 impl Default for Settings {
@@ -108,6 +128,7 @@ impl Default for Settings {
             threads: 0,
             backend: Backend::Auto,
             stability: DEFAULT_STABILITY,
+            background_load: BackgroundLoad::Auto,
         }
     }
 }
@@ -133,16 +154,20 @@ impl Settings {
     fn library_dir(&self) -> PathBuf {
         self.library.clone().unwrap_or_else(library::default_dir)
     }
+
+    fn backend_options(&self) -> BackendOptions {
+        BackendOptions {
+            threads: self.threads as usize,
+            kind: self.backend.into(),
+            ..BackendOptions::default()
+        }
+    }
 }
 
 /// Load the model and, for arbitrary-style models, its style predictor (one instance for
 /// per-frame strength, one for resolving style images), and the style library.
-fn load(settings: &Settings, model: &std::path::Path) -> Result<(Stylizer, StyleResolver), String> {
-    let options = BackendOptions {
-        threads: settings.threads as usize,
-        kind: settings.backend.into(),
-        engine_cache: None,
-    };
+fn load(settings: &Settings, model: &Path) -> Result<(Stylizer, StyleResolver), String> {
+    let options = settings.backend_options();
     let mut stylizer = Stylizer::load(model, &options).map_err(|e| e.to_string())?;
     let mut predictor = None;
     if stylizer.info().family == Family::Arbitrary {
@@ -198,19 +223,212 @@ struct State {
     frames: u64,
 }
 
+/// A loaded model with its style resolved, and the warnings to post once it is in use.
+struct Prepared {
+    state: State,
+    warnings: Vec<String>,
+}
+
+/// Load the model and resolve the style request: all of `start`'s work, so it can also run on
+/// a background thread. An untuned prompt falls back to the style properties with a warning
+/// (a later `prompt` change is retried, as any style change).
+fn prepare(settings: &Settings, model: &Path) -> Result<Prepared, gst::ErrorMessage> {
+    let (mut stylizer, mut resolver) = load(settings, model).map_err(|err| {
+        let kind = if err.contains("does not exist") {
+            gst::ResourceError::NotFound
+        } else {
+            gst::ResourceError::OpenRead
+        };
+        gst::error_msg!(kind, ("{}", err))
+    })?;
+    let mut request = settings.style_request();
+    let mut warnings = Vec::new();
+    let resolved = match resolve_applied(&mut stylizer, &mut resolver, &request) {
+        Err(err) if request.2.is_some() => {
+            warnings.push(format!("{err}; using the style properties instead"));
+            let fallback = (request.0.clone(), request.1, None);
+            let resolved = resolve_applied(&mut stylizer, &mut resolver, &fallback);
+            // Remember the prompt as applied so the warning is not repeated every frame.
+            request = (fallback.0, fallback.1, request.2);
+            resolved
+        }
+        other => other,
+    }
+    .map_err(|err| gst::error_msg!(gst::LibraryError::Settings, ("{}", err)))?;
+    warnings.extend(resolved.notes);
+    gst::info!(
+        CAT,
+        "loaded {} ({} model, backend {})",
+        model.display(),
+        stylizer.info().family,
+        stylizer.backend_name()
+    );
+    Ok(Prepared {
+        state: State {
+            stylizer,
+            resolver,
+            applied: request,
+            conditioning: resolved.conditioning,
+            layout: None,
+            latency: gst::ClockTime::ZERO,
+            frames: 0,
+        },
+        warnings,
+    })
+}
+
+/// One frame at the negotiated size: it builds ONNX Runtime's kernels (and a TensorRT
+/// engine) for that shape and gives the latency query a measured model time before the first
+/// buffer. Returns the warm-up time in ms.
+fn warm_up(
+    state: &mut State,
+    layout: FrameLayout,
+    size: &InferenceSize,
+    stability: f64,
+) -> stylize_engines::Result<f64> {
+    // Warm up the path real frames take (smoothing decides between host and device frames).
+    state.stylizer.set_stability(stability);
+    let mut blank = vec![128u8; layout.stride * layout.height];
+    let conditioning = state.conditioning.clone();
+    let timings = state
+        .stylizer
+        .stylize_frame(&mut blank, &layout, size, &conditioning)?;
+    // The warm-up frame must not be the previous frame of the first real one.
+    state.stylizer.reset_temporal();
+    state.latency = gst::ClockTime::from_nseconds((timings.total_ms() * 1e6) as u64);
+    state.layout = Some(layout);
+    Ok(timings.total_ms())
+}
+
+/// A background job's result: a load error is a GStreamer error ready to post.
+type Job = Deferred<Result<Prepared, gst::ErrorMessage>>;
+
+fn spawn_job(
+    what: String,
+    job: impl FnOnce() -> Result<Prepared, gst::ErrorMessage> + Send + 'static,
+) -> Job {
+    Deferred::spawn(what, move || {
+        super::hold::wait_while_held();
+        Ok(job())
+    })
+}
+
+enum Phase {
+    /// Stylizing every frame (boxed: far larger than the other phases).
+    Ready(Box<State>),
+    /// Loading or warming up on a background thread; frames pass through unstylized.
+    /// `layout` is the negotiated one, to warm up at once the load is done.
+    Preparing {
+        job: Job,
+        layout: Option<FrameLayout>,
+    },
+    /// A background job failed and its error was posted; every frame is an error.
+    Failed,
+}
+
+impl Phase {
+    /// Take the ready state out, leaving `Failed` until the caller puts the next phase in.
+    fn take_ready(&mut self) -> Option<State> {
+        match std::mem::replace(self, Phase::Failed) {
+            Phase::Ready(state) => Some(*state),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Stylize {
     settings: Mutex<Settings>,
-    state: Mutex<Option<State>>,
+    state: Mutex<Option<Phase>>,
+    /// Decided in `start`: loads and warm-ups run in the background (`background-load`).
+    background: AtomicBool,
 }
 
 impl Stylize {
     fn latency(&self) -> gst::ClockTime {
-        self.state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map_or(gst::ClockTime::ZERO, |s| s.latency)
+        match self.state.lock().unwrap().as_ref() {
+            Some(Phase::Ready(state)) => state.latency,
+            _ => gst::ClockTime::ZERO,
+        }
+    }
+
+    fn warm_up_job(
+        &self,
+        mut state: State,
+        layout: FrameLayout,
+        size: InferenceSize,
+        stability: f64,
+    ) -> Job {
+        let what = format!("warming up at {}x{}", layout.width, layout.height);
+        spawn_job(what, move || {
+            warm_up(&mut state, layout, &size, stability).map_err(|err| {
+                gst::error_msg!(
+                    gst::StreamError::Failed,
+                    ("warm-up inference failed: {err}")
+                )
+            })?;
+            Ok(Prepared {
+                state,
+                warnings: Vec::new(),
+            })
+        })
+    }
+
+    /// Move a background job along. Returns whether the element became ready just now (so
+    /// the caller posts the new latency); a failed job posts its error once and every later
+    /// frame is an error.
+    fn poll_background(
+        &self,
+        phase: &mut Phase,
+        size: &InferenceSize,
+        stability: f64,
+    ) -> Result<bool, gst::FlowError> {
+        let Phase::Preparing { job, layout } = phase else {
+            return match phase {
+                Phase::Failed => Err(gst::FlowError::Error),
+                _ => Ok(false),
+            };
+        };
+        let layout = *layout;
+        match job.poll() {
+            Poll::Pending => Ok(false),
+            Poll::Ready(Ok(prepared)) => {
+                self.post_notes(&prepared.warnings);
+                let state = prepared.state;
+                match layout {
+                    // Loaded, but not yet warmed up at the negotiated size: that runs in the
+                    // background too (with TensorRT it is where the engine gets built).
+                    Some(layout) if state.layout != Some(layout) => {
+                        *job = self.warm_up_job(state, layout, *size, stability);
+                        Ok(false)
+                    }
+                    _ => {
+                        gst::info!(CAT, imp = self, "model ready: stylizing from this frame");
+                        *phase = Phase::Ready(Box::new(state));
+                        Ok(true)
+                    }
+                }
+            }
+            Poll::Ready(Err(message)) => {
+                self.post_error_message(message);
+                *phase = Phase::Failed;
+                Err(gst::FlowError::Error)
+            }
+            Poll::Failed(err) => {
+                gst::element_imp_error!(self, gst::LibraryError::Failed, ("{err}"));
+                *phase = Phase::Failed;
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    fn post_latency(&self) {
+        let _ = self
+            .obj()
+            .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
     }
 
     /// Re-resolve the style when the request changed since the last frame. A bad request while
@@ -392,6 +610,17 @@ impl ObjectImpl for Stylize {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("background-load", BackgroundLoad::Auto)
+                    .nick("Background load")
+                    .blurb(
+                        "Load the model (and warm it up at each negotiated size) on a background \
+                     thread while frames pass through unstylized, with one warning on the bus. \
+                     auto: only when a TensorRT engine must be built first (a cold engine \
+                     cache, which takes minutes); always: for any backend; never: start waits \
+                     for the model so every frame is stylized (e.g. transcoding a file).",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("model-styles")
                     .nick("Model styles")
                     .blurb("Comma-separated style names of the loaded model (read-only).")
@@ -425,6 +654,7 @@ impl ObjectImpl for Stylize {
             "threads" => settings.threads = value.get().expect("type checked"),
             "backend" => settings.backend = value.get().expect("type checked"),
             "stability" => settings.stability = value.get().expect("type checked"),
+            "background-load" => settings.background_load = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
         gst::debug!(CAT, imp = self, "set {} = {:?}", pspec.name(), value);
@@ -459,9 +689,14 @@ impl ObjectImpl for Stylize {
             "threads" => settings.threads.to_value(),
             "backend" => settings.backend.to_value(),
             "stability" => settings.stability.to_value(),
+            "background-load" => settings.background_load.to_value(),
             "model-styles" => {
                 let state = self.state.lock().unwrap();
-                state.as_ref().map(|s| {
+                let ready = match state.as_ref() {
+                    Some(Phase::Ready(s)) => Some(s),
+                    _ => None,
+                };
+                ready.map(|s| {
                     let info = s.stylizer.info();
                     if info.styles.is_empty() {
                         (0..info.conditioning_len)
@@ -535,51 +770,36 @@ impl BaseTransformImpl for Stylize {
                 ("no model set: set the `model` property to an ONNX style model")
             ));
         };
-        let (mut stylizer, mut resolver) = load(&settings, &model).map_err(|err| {
-            let kind = if err.contains("does not exist") {
-                gst::ResourceError::NotFound
+        let building = settings.background_load != BackgroundLoad::Never
+            && backend::engine_build_pending(&model, &settings.backend_options());
+        let background = building || settings.background_load == BackgroundLoad::Always;
+        self.background.store(background, Ordering::Relaxed);
+        let phase = if background {
+            let doing = if building {
+                format!(
+                    "building the TensorRT engine for {} (first start with this model, GPU \
+                     and TensorRT version; this can take minutes)",
+                    model.display()
+                )
             } else {
-                gst::ResourceError::OpenRead
+                format!("loading {} in the background", model.display())
             };
-            gst::error_msg!(kind, ("{}", err))
-        })?;
-        let mut request = settings.style_request();
-        // An untuned prompt at start-up: warn and start with the style properties instead
-        // (a later `prompt` change is retried, as any style change).
-        let resolved = match resolve_applied(&mut stylizer, &mut resolver, &request) {
-            Err(err) if request.2.is_some() => {
-                gst::element_imp_warning!(
-                    self,
-                    gst::LibraryError::Settings,
-                    ("{err}; using the style properties instead")
-                );
-                let fallback = (request.0.clone(), request.1, None);
-                let resolved = resolve_applied(&mut stylizer, &mut resolver, &fallback);
-                // Remember the prompt as applied so the warning is not repeated every frame.
-                request = (fallback.0, fallback.1, request.2);
-                resolved
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Init,
+                ("{doing}: frames pass through unstylized until it is ready")
+            );
+            let what = format!("loading {}", model.display());
+            Phase::Preparing {
+                job: spawn_job(what, move || prepare(&settings, &model)),
+                layout: None,
             }
-            other => other,
-        }
-        .map_err(|err| gst::error_msg!(gst::LibraryError::Settings, ("{}", err)))?;
-        self.post_notes(&resolved.notes);
-        gst::info!(
-            CAT,
-            imp = self,
-            "loaded {} ({} model, backend {})",
-            model.display(),
-            stylizer.info().family,
-            stylizer.backend_name()
-        );
-        *self.state.lock().unwrap() = Some(State {
-            stylizer,
-            resolver,
-            applied: request,
-            conditioning: resolved.conditioning,
-            layout: None,
-            latency: gst::ClockTime::ZERO,
-            frames: 0,
-        });
+        } else {
+            let prepared = prepare(&settings, &model)?;
+            self.post_notes(&prepared.warnings);
+            Phase::Ready(Box::new(prepared.state))
+        };
+        *self.state.lock().unwrap() = Some(phase);
         Ok(())
     }
 
@@ -608,7 +828,7 @@ impl BaseTransformImpl for Stylize {
             event.view(),
             gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_)
         ) {
-            if let Some(state) = self.state.lock().unwrap().as_mut() {
+            if let Some(Phase::Ready(state)) = self.state.lock().unwrap().as_mut() {
                 state.stylizer.reset_temporal();
             }
         }
@@ -637,40 +857,57 @@ impl VideoFilterImpl for Stylize {
             height: in_info.height() as usize,
             stride: in_info.stride()[0] as usize,
         };
-        let size = self.settings.lock().unwrap().inference_size();
+        let (size, stability) = {
+            let settings = self.settings.lock().unwrap();
+            (settings.inference_size(), settings.stability)
+        };
         let mut guard = self.state.lock().unwrap();
-        let state = guard
+        let phase = guard
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "caps set before start"))?;
-        // One warm-up frame at the negotiated size: it builds ONNX Runtime's kernels for that
-        // shape and gives the latency query a measured model time before the first buffer.
-        let mut blank = vec![128u8; layout.stride * layout.height];
-        let conditioning = state.conditioning.clone();
-        let timings = state
-            .stylizer
-            .stylize_frame(&mut blank, &layout, &size, &conditioning)
+        if let Phase::Preparing {
+            layout: pending, ..
+        } = phase
+        {
+            // Warmed up at this layout once the load is done.
+            *pending = Some(layout);
+            return Ok(());
+        }
+        let warmed = matches!(phase, Phase::Ready(s) if s.layout == Some(layout));
+        if self.background.load(Ordering::Relaxed) && !warmed {
+            if let Some(state) = phase.take_ready() {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "warming up in the background at {layout:?}"
+                );
+                *phase = Phase::Preparing {
+                    job: self.warm_up_job(state, layout, size, stability),
+                    layout: Some(layout),
+                };
+            }
+            return Ok(());
+        }
+        let Phase::Ready(state) = phase else {
+            // Failed: the error was posted; the frames report it.
+            return Ok(());
+        };
+        let before = state.latency;
+        let warm_ms = warm_up(state, layout, &size, stability)
             .map_err(|err| gst::loggable_error!(CAT, "warm-up inference failed: {err}"))?;
-        let latency = gst::ClockTime::from_nseconds((timings.total_ms() * 1e6) as u64);
         gst::info!(
             CAT,
             imp = self,
-            "negotiated {}x{} {:?}; inference {:?}, warm-up {:.1} ms",
+            "negotiated {}x{} {:?}; inference {:?}, warm-up {warm_ms:.1} ms",
             layout.width,
             layout.height,
             format,
             size.resolve(layout.width, layout.height),
-            timings.total_ms()
         );
-        // The warm-up frame must not be the previous frame of the first real one.
-        state.stylizer.reset_temporal();
-        let changed = state.latency != latency;
-        state.latency = latency;
-        state.layout = Some(layout);
+        let changed = state.latency != before;
         drop(guard);
         if changed {
-            let _ = self
-                .obj()
-                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+            self.post_latency();
         }
         Ok(())
     }
@@ -688,7 +925,12 @@ impl VideoFilterImpl for Stylize {
             )
         };
         let mut guard = self.state.lock().unwrap();
-        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let phase = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let became_ready = self.poll_background(phase, &size, stability)?;
+        let Phase::Ready(state) = phase else {
+            // Still loading: the frame passes through unstylized, timestamps untouched.
+            return Ok(gst::FlowSuccess::Ok);
+        };
         self.refresh_style(state, request);
         state.stylizer.set_stability(stability);
         if frame.buffer().flags().contains(gst::BufferFlags::DISCONT) {
@@ -716,6 +958,9 @@ impl VideoFilterImpl for Stylize {
         let frame_number = state.frames;
         let (iw, ih) = size.resolve(layout.width, layout.height);
         drop(guard);
+        if became_ready {
+            self.post_latency();
+        }
 
         let s = gst::Structure::builder(super::FRAME_MESSAGE)
             .field("frame", frame_number)
@@ -724,6 +969,7 @@ impl VideoFilterImpl for Stylize {
             .field("convert-ms", timings.convert_in_ms + timings.convert_out_ms)
             .field("temporal-ms", timings.temporal_ms)
             .field("total-ms", timings.total_ms())
+            .field("host-copies", timings.host_copies)
             .field("inference-width", iw as u32)
             .field("inference-height", ih as u32)
             .build();

@@ -3,7 +3,11 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod hold;
 mod imp;
+
+#[doc(hidden)]
+pub use hold::{hold_background_loads, LoadHold};
 
 glib::wrapper! {
     pub struct Stylize(ObjectSubclass<imp::Stylize>)
