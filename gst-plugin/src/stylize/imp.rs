@@ -591,10 +591,10 @@ impl ObjectImpl for Stylize {
                     .nick("Temporal stability")
                     .blurb(
                         "Motion-compensated smoothing of the output against flicker, 0 (off) \
-                         to 1: the previous stylized frame is warped along the motion of the \
-                         input and blended in, except where the warp disagrees with the input \
-                         (moving edges, occlusions), so edges leave no trails. Changeable while \
-                         PLAYING.",
+                         to 1: the previous stylized texture is carried along the motion of \
+                         the input and kept where the input still matches (not at moving \
+                         edges or occlusions, so edges leave no trails); higher values keep \
+                         it through larger differences. Changeable while PLAYING.",
                     )
                     .minimum(0.0)
                     .maximum(1.0)
