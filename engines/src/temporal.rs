@@ -318,6 +318,11 @@ fn median3(flow: &mut Flow) {
     }
 }
 
+/// Position on an image `scale` times smaller of pixel `i`'s centre (pixel centres align).
+fn to_smaller(i: usize, scale: f32) -> f32 {
+    (i as f32 + 0.5) / scale - 0.5
+}
+
 /// Motion from `cur` back to `prev` on a block grid: block matching on a half-resolution
 /// level, then refined around that prediction at full resolution.
 fn block_motion(cur: &GreyImage, prev: &GreyImage) -> Flow {
@@ -368,10 +373,7 @@ pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
     };
     for y in 0..h {
         for x in 0..w {
-            let (gx, gy) = (
-                (x as f32 + 0.5) / scale - 0.5,
-                (y as f32 + 0.5) / scale - 0.5,
-            );
+            let (gx, gy) = (to_smaller(x, scale), to_smaller(y, scale));
             let (dx, dy) = blocks.sample(gx, gy);
             flow.dx[y * w + x] = scale * dx;
             flow.dy[y * w + x] = scale * dy;
@@ -474,10 +476,7 @@ fn warp_many(imgs: &[&RgbImage], flow: &Flow, scale: f32, kernel: Kernel) -> Vec
     let clamp = |v: isize, len: usize| v.clamp(0, len as isize - 1) as usize;
     for y in 0..h {
         for x in 0..w {
-            let (dx, dy) = flow.sample(
-                (x as f32 + 0.5) / scale - 0.5,
-                (y as f32 + 0.5) / scale - 0.5,
-            );
+            let (dx, dy) = flow.sample(to_smaller(x, scale), to_smaller(y, scale));
             let sx = (x as f32 + dx * scale).clamp(0.0, (w - 1) as f32);
             let sy = (y as f32 + dy * scale).clamp(0.0, (h - 1) as f32);
             let (x0, wx, n) = kernel.taps(sx);
@@ -518,10 +517,7 @@ pub fn consistency_mask(
     let mut mask = vec![0f32; width * height];
     for y in 0..height {
         for x in 0..width {
-            let (gx, gy) = (
-                (x as f32 + 0.5) / scale - 0.5,
-                (y as f32 + 0.5) / scale - 0.5,
-            );
+            let (gx, gy) = (to_smaller(x, scale), to_smaller(y, scale));
             let (bx, by) = back.sample(gx, gy);
             let (fx, fy) = fwd.sample(gx + bx, gy + by);
             let (ex, ey) = (bx + fx, by + fy);

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 use ort::value::{Tensor as OrtTensor, TensorElementType, ValueType};
 
@@ -48,28 +48,47 @@ fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
 /// A CPU session for any ONNX file, with load errors naming the file. Shared with the
 /// generators (`generate::graph`), which run graphs outside the style-model contract.
 pub(crate) fn session(path: &Path, threads: usize) -> Result<Session> {
-    if !path.is_file() {
-        return Err(Error::ModelMissing {
+    open_session(path, |builder| {
+        let builder = builder.with_inter_threads(1)?;
+        Ok(if threads > 0 {
+            builder.with_intra_threads(threads)?
+        } else {
+            builder
+        })
+    })
+}
+
+/// A missing model file is reported as such, before anything tries to read it.
+pub(crate) fn ensure_model_file(path: &Path) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(Error::ModelMissing {
             path: path.to_path_buf(),
-        });
+        })
     }
+}
+
+/// Open an ONNX file as a session, fully optimised, with `configure` adding what differs per
+/// backend (threads, execution providers); every load error names the file.
+pub(crate) fn open_session(
+    path: &Path,
+    configure: impl FnOnce(SessionBuilder) -> ort::Result<SessionBuilder>,
+) -> Result<Session> {
+    ensure_model_file(path)?;
     let env = runtime::environment()?;
     let load_err = |e: ort::Error| Error::ModelLoad {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let mut builder = Session::builder(env)
+    let builder = Session::builder(env)
         .map_err(load_err)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
-        .map_err(|e| load_err(e.into()))?
-        .with_inter_threads(1)
         .map_err(|e| load_err(e.into()))?;
-    if threads > 0 {
-        builder = builder
-            .with_intra_threads(threads)
-            .map_err(|e| load_err(e.into()))?;
-    }
-    builder.commit_from_file(path).map_err(load_err)
+    configure(builder)
+        .map_err(load_err)?
+        .commit_from_file(path)
+        .map_err(load_err)
 }
 
 /// A session's inputs, outputs and custom metadata, as the contract checks see them.

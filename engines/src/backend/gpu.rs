@@ -9,10 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use ort::ep::{ExecutionProvider, TensorRT, CUDA};
-use ort::session::builder::GraphOptimizationLevel;
-use ort::session::Session;
 
-use super::cpu::{describe, OrtCpu};
+use super::cpu::{describe, ensure_model_file, open_session, OrtCpu};
 use super::device::CudaFrames;
 use super::engine_cache::{self, EngineKey};
 use super::kernels::FramePlan;
@@ -113,16 +111,8 @@ enum DevicePath {
 
 impl OrtGpu {
     pub fn load(path: &Path, options: &BackendOptions, kind: BackendKind) -> Result<Self> {
-        if !path.is_file() {
-            return Err(Error::ModelMissing {
-                path: path.to_path_buf(),
-            });
-        }
-        let env = runtime::environment()?;
-        let load_err = |e: ort::Error| Error::ModelLoad {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
+        // Before hashing the file for the engine cache key.
+        ensure_model_file(path)?;
         let cuda = CUDA::default().build().error_on_failure();
         let providers = if kind == BackendKind::TensorRt {
             let dir = engine_dir(path, options)?;
@@ -142,14 +132,9 @@ impl OrtGpu {
         } else {
             vec![cuda]
         };
-        let session = Session::builder(env)
-            .map_err(load_err)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| load_err(e.into()))?
-            .with_execution_providers(providers)
-            .map_err(|e| load_err(e.into()))?
-            .commit_from_file(path)
-            .map_err(load_err)?;
+        let session = open_session(path, |builder| {
+            Ok(builder.with_execution_providers(providers)?)
+        })?;
         let (inputs, outputs, metadata) = describe(path, &session)?;
         let info = model::check_contract(path, &inputs, &outputs, &metadata)?;
         Ok(Self {
