@@ -607,7 +607,7 @@ fn boxes_for_gauss(sigma: f32) -> [usize; 3] {
     let n = 3.0;
     let ideal = (12.0 * sigma * sigma / n + 1.0).sqrt();
     let mut lower = ideal.floor() as usize;
-    if lower % 2 == 0 {
+    if lower.is_multiple_of(2) {
         lower -= 1;
     }
     let wl = lower as f32;
