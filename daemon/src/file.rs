@@ -41,7 +41,7 @@ pub struct FileArgs {
     pub quiet: bool,
 }
 
-fn parse_stability(s: &str) -> Result<f64, String> {
+pub fn parse_stability(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
         _ => Err(format!("`{s}` is not a stability between 0 and 1")),
