@@ -222,7 +222,7 @@ fn record_report(msg: &gst::Message, log: &Mutex<ElementLog>) {
 
 fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series>)> {
     let input = Input::parse(&args.input);
-    let (head, sync) = input.head(args.live);
+    let (head, sync) = input.head(args.live, spec);
     let total = args.frames + args.warmup;
     let description = format!(
         "{head} ! videoconvert name=cin ! videoscale add-borders=true ! \
