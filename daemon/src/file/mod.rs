@@ -13,12 +13,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::StyleArgs;
 
+mod output;
+
+use output::{Existing, OutputFile};
+
 #[derive(Args, Debug)]
 pub struct FileArgs {
     /// Input video (mp4, mkv, webm, avi, mov, ... anything decodebin reads).
     pub input: PathBuf,
-    /// Output MP4 (H.264).
+    /// Output MP4 (H.264). Written to a temporary file beside it and renamed on success;
+    /// never the input.
     pub output: PathBuf,
+    /// Replace an existing output (only once the new file is complete).
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub style: StyleArgs,
     /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio);
@@ -147,7 +155,7 @@ struct FilePipeline {
     counters: Arc<Counters>,
 }
 
-fn build(args: &FileArgs) -> Result<FilePipeline> {
+fn build(args: &FileArgs, output: &Path) -> Result<FilePipeline> {
     let pipeline = gst::Pipeline::new();
     let src = make("filesrc")?;
     src.set_property("location", args.input.to_string_lossy().as_ref());
@@ -167,7 +175,7 @@ fn build(args: &FileArgs) -> Result<FilePipeline> {
     let parse = make("h264parse")?;
     let mux = make("mp4mux")?;
     let sink = make("filesink")?;
-    sink.set_property("location", args.output.to_string_lossy().as_ref());
+    sink.set_property("location", output.to_string_lossy().as_ref());
     pipeline.add_many([
         &src,
         &decode,
@@ -284,11 +292,21 @@ fn error_text(err: &gst::message::Error) -> String {
 }
 
 pub fn run(args: &FileArgs) -> Result<()> {
-    if !args.input.is_file() {
+    if !args.input.exists() {
         bail!("input {} does not exist", args.input.display());
     }
+    if !args.input.is_file() {
+        bail!("input {} is not a file", args.input.display());
+    }
+    // Every check that could refuse the output runs before any work.
+    let existing = if args.overwrite {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    let output = OutputFile::create(&args.output, &[&args.input], existing)?;
     crate::init_gstreamer()?;
-    let FilePipeline { pipeline, counters } = build(args)?;
+    let FilePipeline { pipeline, counters } = build(args, output.temp_path())?;
     let bus = pipeline.bus().expect("a pipeline has a bus");
     let bar = progress_bar(args.quiet);
     let started = Instant::now();
@@ -298,8 +316,8 @@ pub fn run(args: &FileArgs) -> Result<()> {
         .and_then(|_| wait(&pipeline, &bus, &counters, &bar, &started))
         .inspect_err(|_| {
             bar.abandon();
+            // The temporary output goes when `output` drops; nothing else is touched.
             let _ = pipeline.set_state(gst::State::Null);
-            let _ = std::fs::remove_file(&args.output);
         })?;
     pipeline.set_state(gst::State::Null)?;
 
@@ -312,12 +330,13 @@ pub fn run(args: &FileArgs) -> Result<()> {
     if frames_out == 0 {
         bail!("{} has no video frames", args.input.display());
     }
+    let dest = output.commit()?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "stylized {frames_out} frames in {secs:.1} s ({:.1} fps)",
         frames_out as f64 / secs
     );
-    println!("{}", absolute(&args.output).display());
+    println!("{}", absolute(&dest).display());
     Ok(())
 }
 
