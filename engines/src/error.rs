@@ -44,6 +44,9 @@ pub enum Error {
     Io { path: PathBuf, reason: String },
     #[error("{0}")]
     Generate(String),
+    /// A user-controlled size past its documented limit ([`crate::limits`]).
+    #[error("{0}")]
+    Limit(String),
     /// CLIP tokenizer, encoders and prompt tuning.
     #[error("{0}")]
     Clip(String),

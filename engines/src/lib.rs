@@ -12,6 +12,7 @@ pub mod frame;
 pub mod generate;
 pub mod image_io;
 pub mod library;
+pub mod limits;
 pub mod model;
 pub mod predictor;
 pub mod resolver;
