@@ -169,3 +169,37 @@ fn a_failed_run_leaves_a_symlinks_target_and_a_device_alone() {
     assert!(Path::new("/dev/null").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn out_of_range_options_are_usage_errors_not_panics() {
+    let dir = common::scratch("options");
+    let input = dir.join("in.mp4");
+    std::fs::write(&input, b"never read: options are checked first").unwrap();
+    let output = dir.join("out.mp4");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--scale", "0"], "outside 0.01 to 4"),
+        (&["--scale", "nan"], "not a number"),
+        (&["--scale", "1000"], "outside 0.01 to 4"),
+        (&["--style-strength", "7"], "not between 0 and 1"),
+        (&["--stability=-0.5"], "not between 0 and 1"),
+        (&["--threads", "1000"], "limit of 256"),
+        (&["--quantizer", "1000"], "outside 0 to 50"),
+        (&["--inference-size", "9000x9000"], "past the limit"),
+        (&["--inference-size", "0x0"], "cannot both be 0"),
+    ];
+    for (args, message) in cases {
+        let out = stylize()
+            .arg("file")
+            .args(*args)
+            .arg(&input)
+            .arg(&output)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert!(!output.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,6 +11,7 @@ mod ctl;
 mod file;
 mod generate;
 mod latency;
+mod options;
 mod plot;
 mod quality;
 mod stats;
@@ -45,9 +46,9 @@ pub struct StyleArgs {
     /// Any PNG/JPEG to take the style from (arbitrary-style models; overrides --style).
     #[arg(long)]
     pub style_image: Option<PathBuf>,
-    /// Style strength 0..1 (arbitrary models: toward the frame's own style; others: blend
-    /// with the original).
-    #[arg(long, default_value_t = 1.0)]
+    /// Style strength 0 to 1 (arbitrary models: toward the frame's own style; others:
+    /// blend with the original).
+    #[arg(long, default_value_t = 1.0, value_parser = options::parse_unit)]
     pub style_strength: f64,
     /// Style predictor for arbitrary-style models (default: arbitrary-predict.onnx next to
     /// the model).
@@ -56,8 +57,8 @@ pub struct StyleArgs {
     /// Style library folder (default: $STYLIZE_LIBRARY or ~/.local/share/stylize/styles).
     #[arg(long)]
     pub library: Option<PathBuf>,
-    /// CPU inference threads (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    /// CPU inference threads, 0 (one per core) to 256.
+    #[arg(long, default_value_t = 0, value_parser = options::parse_threads)]
     pub threads: u32,
     /// Inference backend: auto (TensorRT, then CUDA, then CPU, by what loads), cpu, cuda,
     /// tensorrt. GPU backends need a `--features tensorrt` build and scripts/setup-gpu.

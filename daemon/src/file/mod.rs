@@ -11,6 +11,9 @@ use clap::Args;
 use gst::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// Other subcommands take their sizes from here.
+pub use crate::options::parse_size;
+use crate::options::{parse_inference_size, parse_quantizer, parse_scale, parse_unit};
 use crate::StyleArgs;
 
 mod output;
@@ -29,47 +32,25 @@ pub struct FileArgs {
     pub overwrite: bool,
     #[command(flatten)]
     pub style: StyleArgs,
-    /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio);
-    /// the output keeps the input size.
-    #[arg(long, value_parser = parse_size)]
+    /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio), at most
+    /// 8192 a side and 3840x2160 in area; the output keeps the input size.
+    #[arg(long, value_parser = parse_inference_size)]
     pub inference_size: Option<(u32, u32)>,
-    /// Inference size as a fraction of the input size (ignored with --inference-size).
-    #[arg(long, default_value_t = 1.0)]
+    /// Inference size as a fraction of the input size, 0.01 to 4 (ignored with
+    /// --inference-size).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
     pub scale: f64,
     /// Temporal stability 0 (off) to 1: motion-compensated smoothing against flicker
     /// (the element's `stability` property).
     #[arg(long, default_value_t = stylize_engines::temporal::DEFAULT_STABILITY,
-          value_parser = parse_stability)]
+          value_parser = parse_unit)]
     pub stability: f64,
-    /// x264 constant quantizer (lower is better quality, larger files).
-    #[arg(long, default_value_t = 20)]
+    /// x264 constant quantizer, 0 (lossless) to 50 (lower is better quality, larger files).
+    #[arg(long, default_value_t = 20, value_parser = parse_quantizer)]
     pub quantizer: u32,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
-}
-
-fn parse_stability(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` is not a stability between 0 and 1")),
-    }
-}
-
-pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("`{s}` is not WIDTHxHEIGHT"))?;
-    let num = |v: &str| {
-        v.trim()
-            .parse::<u32>()
-            .map_err(|_| format!("`{v}` in `{s}` is not a number"))
-    };
-    let (w, h) = (num(w)?, num(h)?);
-    if w == 0 && h == 0 {
-        return Err("width and height cannot both be 0".into());
-    }
-    Ok((w, h))
 }
 
 /// Frame counters shared with the pad probes.
@@ -437,18 +418,5 @@ mod tests {
             "frame 133/133, 1.0 fps"
         );
         assert_eq!(progress_message(7, None, 1.0), "frame 7, 1.0 fps");
-    }
-
-    #[test]
-    fn sizes_parse_with_clear_errors() {
-        assert_eq!(parse_size("320x180"), Ok((320, 180)));
-        assert_eq!(parse_size("320X0"), Ok((320, 0)));
-        assert!(parse_size("320").unwrap_err().contains("WIDTHxHEIGHT"));
-        assert!(parse_size("ax2").unwrap_err().contains("not a number"));
-        assert!(parse_size("0x0").unwrap_err().contains("both be 0"));
-        assert_eq!(parse_stability("0.5"), Ok(0.5));
-        assert!(parse_stability("1.5")
-            .unwrap_err()
-            .contains("between 0 and 1"));
     }
 }
