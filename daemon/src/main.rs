@@ -140,7 +140,8 @@ impl StyleArgs {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Stylize a video file into an H.264 MP4, every frame, timestamps kept.
+    /// Stylize video files: every frame, timestamps and other streams kept; MP4, MOV, MKV
+    /// or WebM by the output's extension.
     File(file::FileArgs),
     /// Measure per-frame latency of the engine, the element pipeline and ONNX Runtime in
     /// Python on the same model and input; writes JSON. `bench latency`: per-stage latency
@@ -172,6 +173,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Stopped by a signal after keeping what was done (already said).
+        Err(err) if err.is::<file::Interrupted>() => {
+            ExitCode::from(err.downcast_ref::<file::Interrupted>().map_or(130, |i| i.code))
+        }
         Err(err) => {
             eprintln!("stylize: error: {err:#}");
             ExitCode::FAILURE

@@ -1,32 +1,53 @@
-//! `stylize file IN OUT`: decode any container GStreamer can demux, stylize every frame,
-//! encode H.264 into MP4. Frame-exact: frames in and out are counted and must match.
+//! `stylize file IN OUT` (or `stylize file IN… --out-dir DIR`): decode any container
+//! GStreamer can demux, stylize every frame of the first video stream, keep the other
+//! streams, and write MP4, MOV, MKV or WebM by the output's extension. Frame-exact: frames
+//! in and out are counted and must match; timestamps are kept.
+//!
+//! Nothing of the user's is destroyed ([`output`]); the first Ctrl-C finishes a playable
+//! file with the frames done ([`interrupt`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use gst::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Other subcommands take their sizes from here.
-pub use crate::options::parse_size;
 use crate::options::{parse_inference_size, parse_quantizer, parse_scale, parse_unit};
 use crate::StyleArgs;
+/// Other subcommands take their sizes from here.
+pub use crate::options::parse_size;
 
+mod format;
+mod interrupt;
 mod output;
+mod pipeline;
+mod probe;
 
+pub use format::{Codec, Quality};
+pub use interrupt::Interrupted;
+use format::OutputFormat;
+use interrupt::Interrupt;
 use output::{Existing, OutputFile};
+use pipeline::{Range, Settings, Stats};
 
 #[derive(Args, Debug)]
 pub struct FileArgs {
-    /// Input video (mp4, mkv, webm, avi, mov, ... anything decodebin reads).
-    pub input: PathBuf,
-    /// Output MP4 (H.264). Written to a temporary file beside it and renamed on success;
+    /// INPUT OUTPUT; or, with --out-dir, any number of input files and folders (every
+    /// video file in a folder). Inputs: anything decodebin reads (mp4, mkv, webm, avi,
+    /// mov, ts, ...). The output's extension picks the container: .mp4, .mov, .mkv, .webm.
+    /// The output is written to a temporary file beside it and renamed on success; it is
     /// never the input.
-    pub output: PathBuf,
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Write each input to DIR/NAME.EXT (see --ext) instead of naming one output.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Output extension with --out-dir: mp4, mov, mkv or webm.
+    #[arg(long, default_value = "mp4", requires = "out_dir")]
+    pub ext: String,
     /// Replace an existing output (only once the new file is complete).
     #[arg(long)]
     pub overwrite: bool,
@@ -45,45 +66,301 @@ pub struct FileArgs {
     #[arg(long, default_value_t = stylize_engines::temporal::DEFAULT_STABILITY,
           value_parser = parse_unit)]
     pub stability: f64,
-    /// x264 constant quantizer, 0 (lossless) to 50 (lower is better quality, larger files).
-    #[arg(long, default_value_t = 20, value_parser = parse_quantizer)]
-    pub quantizer: u32,
+    /// Video codec (default: the container's first: H.264, or VP9 for .webm).
+    #[arg(long, value_enum)]
+    pub codec: Option<Codec>,
+    /// Quality, mapped to the codec's own scale (docs/files.md).
+    #[arg(long, value_enum, default_value_t)]
+    pub quality: Quality,
+    /// H.264/H.265 constant quantizer, 0 (lossless) to 50, instead of --quality (lower is
+    /// better quality, larger files).
+    #[arg(long, value_parser = parse_quantizer)]
+    pub quantizer: Option<u32>,
+    /// Drop the audio (by default it passes through, or is re-encoded when the container
+    /// does not take it).
+    #[arg(long)]
+    pub no_audio: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
 }
 
-/// Frame counters shared with the pad probes.
-struct Counters {
-    frames_in: AtomicU64,
-    frames_out: AtomicU64,
-    /// Some containers (MPEG-TS, edited MP4/MKV) start at a non-zero timestamp: progress is
-    /// measured from the first frame's.
-    first_pts_ns: AtomicU64,
-    last_pts_ns: AtomicU64,
-    /// Frame rate from the negotiated caps, as numerator/denominator (0/0 when unknown).
-    fps_num: AtomicU64,
-    fps_den: AtomicU64,
+/// One input and where it goes.
+#[derive(Debug, Clone)]
+struct Job {
+    input: PathBuf,
+    output: PathBuf,
+    format: OutputFormat,
 }
 
-impl Default for Counters {
-    fn default() -> Self {
-        Self {
-            frames_in: AtomicU64::new(0),
-            frames_out: AtomicU64::new(0),
-            first_pts_ns: AtomicU64::new(u64::MAX),
-            last_pts_ns: AtomicU64::new(0),
-            fps_num: AtomicU64::new(0),
-            fps_den: AtomicU64::new(0),
+/// Video file extensions taken from a folder given as input.
+const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "m4v", "mov", "mkv", "webm", "avi", "ts", "mts", "m2ts", "mpg", "mpeg", "flv", "wmv",
+    "ogv", "3gp", "mxf", "dv", "y4m",
+];
+
+/// The jobs of a command line: `IN OUT`, or inputs (files, folders) with `--out-dir`.
+fn plan(args: &FileArgs) -> Result<Vec<Job>> {
+    let format = |output: &Path| {
+        OutputFormat::new(output, args.codec, args.quality, args.quantizer)
+    };
+    let Some(dir) = &args.out_dir else {
+        let [input, output] = args.paths.as_slice() else {
+            bail!(
+                "give INPUT OUTPUT, or inputs with --out-dir DIR ({} paths given)",
+                args.paths.len()
+            );
+        };
+        check_input(input)?;
+        return Ok(vec![Job {
+            input: input.clone(),
+            output: output.clone(),
+            format: format(output)?,
+        }]);
+    };
+    if !dir.is_dir() {
+        bail!("output folder {} does not exist", dir.display());
+    }
+    let mut inputs = Vec::new();
+    for path in &args.paths {
+        if path.is_dir() {
+            inputs.extend(videos_in(path)?);
+        } else {
+            check_input(path)?;
+            inputs.push(path.clone());
+        }
+    }
+    if inputs.is_empty() {
+        bail!("no video files in {}", args.paths[0].display());
+    }
+    let ext = args.ext.trim_start_matches('.');
+    let mut jobs: Vec<Job> = Vec::new();
+    for input in inputs {
+        let stem = input.file_stem().unwrap_or(input.as_os_str());
+        let output = dir.join(stem).with_extension(ext);
+        if let Some(other) = jobs.iter().find(|j| j.output == output) {
+            bail!(
+                "{} and {} would both write {}",
+                other.input.display(),
+                input.display(),
+                output.display()
+            );
+        }
+        let format = format(&output)?;
+        jobs.push(Job {
+            input,
+            output,
+            format,
+        });
+    }
+    Ok(jobs)
+}
+
+fn check_input(input: &Path) -> Result<()> {
+    if !input.exists() {
+        bail!("input {} does not exist", input.display());
+    }
+    if !input.is_file() {
+        bail!("input {} is not a file", input.display());
+    }
+    Ok(())
+}
+
+/// The video files of a folder (by extension, hidden files skipped), sorted.
+fn videos_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .filter(|p| {
+            p.extension().is_some_and(|e| {
+                VIDEO_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str())
+            })
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+pub fn run(args: &FileArgs) -> Result<()> {
+    let jobs = plan(args)?;
+    let existing = if args.overwrite {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    // Every check that could refuse an output runs before any work.
+    let inputs: Vec<&Path> = jobs.iter().map(|j| j.input.as_path()).collect();
+    for job in &jobs {
+        output::check_destination(&job.output, &inputs, existing)?;
+    }
+    crate::init_gstreamer()?;
+    // Streams and durations, from a demux-only preroll: an input without video is refused
+    // here, in a fraction of a second, instead of stalling the muxer.
+    let mut infos = Vec::new();
+    for job in &jobs {
+        let info = probe::probe(&job.input, false)?;
+        if info.video().is_none() {
+            let kinds: Vec<&str> = info.streams.iter().map(|s| s.kind()).collect();
+            bail!(
+                "{} has no video stream (streams: {}): nothing to stylize",
+                job.input.display(),
+                if kinds.is_empty() {
+                    "none".to_string()
+                } else {
+                    kinds.join(", ")
+                }
+            );
+        }
+        infos.push(info);
+    }
+    let interrupt = Interrupt::install()?;
+    let bar = progress_bar(args.quiet);
+    let started = Instant::now();
+    let mut total_frames = 0;
+    for (index, job) in jobs.iter().enumerate() {
+        if interrupt.requested() {
+            eprintln!("stylize: skipping {}: interrupted", job.input.display());
+            continue;
+        }
+        let prefix = if jobs.len() > 1 {
+            format!("[{}/{}] ", index + 1, jobs.len())
+        } else {
+            String::new()
+        };
+        let out = OutputFile::create(&job.output, &inputs, existing)?;
+        interrupt.set_temp(Some(out.temp_path().to_path_buf()));
+        let settings = Settings {
+            input: &job.input,
+            output: out.temp_path(),
+            format: job.format,
+            style: &args.style,
+            scale: args.scale,
+            inference_size: args.inference_size,
+            stability: args.stability,
+            audio: !args.no_audio,
+            range: Range::default(),
+            stop: interrupt.stop.clone(),
+        };
+        let result = transcode(&settings, &bar, &prefix);
+        if result.is_err() {
+            bar.abandon();
+        }
+        let done = result?;
+        let dest = out.commit()?;
+        interrupt.set_temp(None);
+        total_frames += done.frames;
+        bar.suspend(|| done.report(&prefix, &dest, interrupt.requested()));
+        println!("{}", absolute(&dest).display());
+    }
+    bar.finish_and_clear();
+    if interrupt.requested() {
+        return Err(Interrupted {
+            code: interrupt.exit_code(),
+        }
+        .into());
+    }
+    if jobs.len() > 1 {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "stylized {} files, {total_frames} frames in {secs:.1} s",
+            jobs.len()
+        );
+    }
+    Ok(())
+}
+
+/// What one finished file holds.
+struct Done {
+    frames: u64,
+    secs: f64,
+    derived_pts: u64,
+    decode_errors: u64,
+    /// Where the video stopped when the input is shorter than it says (truncated).
+    truncated: Option<(gst::ClockTime, gst::ClockTime)>,
+}
+
+impl Done {
+    fn report(&self, prefix: &str, dest: &Path, interrupted: bool) {
+        let Done { frames, secs, .. } = *self;
+        if self.derived_pts > 0 {
+            eprintln!(
+                "stylize: warning: {prefix}{} frames had a missing or repeated timestamp; \
+                 derived from the decode timestamp or the frame rate",
+                self.derived_pts
+            );
+        }
+        if self.decode_errors > 0 {
+            eprintln!(
+                "stylize: warning: {prefix}{} decode errors skipped (corrupt input)",
+                self.decode_errors
+            );
+        }
+        if let Some((last, duration)) = self.truncated {
+            eprintln!(
+                "stylize: warning: {prefix}the input ends at {last:.3}, before its stated \
+                 duration {duration:.3} (truncated?); every decodable frame was kept"
+            );
+        }
+        if interrupted {
+            eprintln!(
+                "stylize: interrupted: kept the {frames} frames done in {}",
+                dest.display()
+            );
+        } else {
+            eprintln!(
+                "{prefix}stylized {frames} frames in {secs:.1} s ({:.1} fps)",
+                frames as f64 / secs.max(1e-3)
+            );
         }
     }
 }
 
-fn make(factory: &str) -> Result<gst::Element> {
-    gst::ElementFactory::make(factory).build().with_context(|| {
-        format!(
-            "GStreamer element `{factory}` is missing (run scripts/setup to install the plugins)"
-        )
+/// Run one file's pipeline to the end (or to an interruption's end).
+fn transcode(settings: &Settings, bar: &ProgressBar, prefix: &str) -> Result<Done> {
+    let pipeline::Transcode { pipeline, stats } = pipeline::build(settings)?;
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    let started = Instant::now();
+    let result = pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| start_error(&bus))
+        .and_then(|_| wait(&pipeline, &bus, &stats, &settings.stop, bar, prefix, &started));
+    let _ = pipeline.set_state(gst::State::Null);
+    let outcome = result?;
+
+    let frames_in = stats.frames_in.load(Ordering::Relaxed);
+    let frames_out = stats.frames_out.load(Ordering::Relaxed);
+    if frames_in != frames_out {
+        bail!("{frames_in} frames went in but {frames_out} came out");
+    }
+    let frames = stats.written.load(Ordering::Relaxed);
+    if frames == 0 {
+        if settings.stop.load(Ordering::Relaxed) {
+            bail!("interrupted before any frame was done: nothing kept");
+        }
+        bail!("{} has no video frames", settings.input.display());
+    }
+    let interrupted = settings.stop.load(Ordering::Relaxed);
+    let truncated = match (outcome.duration, stats.first_pts(), stats.last_end()) {
+        (Some(duration), Some(first), Some(end))
+            if !interrupted && settings.range == Range::default() =>
+        {
+            let span = end.saturating_sub(first);
+            let slack = gst::ClockTime::from_seconds(1).max(stats.frame_duration() * 3);
+            (span + slack < duration).then_some((end, duration))
+        }
+        _ => None,
+    };
+    Ok(Done {
+        frames,
+        secs: started.elapsed().as_secs_f64(),
+        derived_pts: stats.derived_pts.load(Ordering::Relaxed),
+        decode_errors: outcome.decode_errors,
+        truncated,
     })
 }
 
@@ -95,7 +372,7 @@ pub fn stylize_element(
 ) -> Result<gst::Element> {
     let element = gst::ElementFactory::make("stylize")
         .build()
-        .context("the stylize element is not registered")?;
+        .map_err(|_| anyhow!("the stylize element is not registered"))?;
     configure_stylize(&element, style, scale, size);
     Ok(element)
 }
@@ -131,118 +408,6 @@ pub fn configure_stylize(
     }
 }
 
-struct FilePipeline {
-    pipeline: gst::Pipeline,
-    counters: Arc<Counters>,
-}
-
-fn build(args: &FileArgs, output: &Path) -> Result<FilePipeline> {
-    let pipeline = gst::Pipeline::new();
-    let src = make("filesrc")?;
-    src.set_property("location", args.input.to_string_lossy().as_ref());
-    let decode = make("decodebin")?;
-    let queue = make("queue")?;
-    let convert_in = make("videoconvert")?;
-    let stylize = stylize_element(&args.style, args.scale, args.inference_size)?;
-    stylize.set_property("stability", args.stability);
-    let convert_out = make("videoconvert")?;
-    let encode = make("x264enc")?;
-    encode.set_property_from_str("pass", "quant");
-    encode.set_property("quantizer", args.quantizer);
-    encode.set_property_from_str("speed-preset", "faster");
-    // No B-frames: with them mp4mux shifts every PTS by the reorder delay (80 ms at 25 fps)
-    // and the output would no longer carry the input's timestamps.
-    encode.set_property("bframes", 0u32);
-    let parse = make("h264parse")?;
-    let mux = make("mp4mux")?;
-    let sink = make("filesink")?;
-    sink.set_property("location", output.to_string_lossy().as_ref());
-    pipeline.add_many([
-        &src,
-        &decode,
-        &queue,
-        &convert_in,
-        &stylize,
-        &convert_out,
-        &encode,
-        &parse,
-        &mux,
-        &sink,
-    ])?;
-    src.link(&decode)?;
-    gst::Element::link_many([
-        &queue,
-        &convert_in,
-        &stylize,
-        &convert_out,
-        &encode,
-        &parse,
-        &mux,
-        &sink,
-    ])?;
-
-    // decodebin exposes one pad per stream: the first video stream goes to the stylizer,
-    // every other stream into a fakesink so it cannot stall the pipeline as not-linked.
-    let pipeline_weak = pipeline.downgrade();
-    let queue_sink = queue.static_pad("sink").expect("queue has a sink pad");
-    decode.connect_pad_added(move |_, pad| {
-        let Some(pipeline) = pipeline_weak.upgrade() else {
-            return;
-        };
-        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-        let is_video = caps
-            .structure(0)
-            .is_some_and(|s| s.name().starts_with("video/"));
-        if is_video && !queue_sink.is_linked() {
-            if let Err(err) = pad.link(&queue_sink) {
-                eprintln!("stylize: could not link the video stream: {err:?}");
-            }
-            return;
-        }
-        if let Ok(fake) = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
-            .build()
-        {
-            if pipeline.add(&fake).is_ok() {
-                let _ = fake.sync_state_with_parent();
-                let _ = pad.link(&fake.static_pad("sink").expect("fakesink has a sink pad"));
-            }
-        }
-    });
-
-    let counters = Arc::new(Counters::default());
-    let c = counters.clone();
-    stylize
-        .static_pad("sink")
-        .expect("stylize has a sink pad")
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            c.frames_in.fetch_add(1, Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        });
-    let c = counters.clone();
-    stylize
-        .static_pad("src")
-        .expect("stylize has a src pad")
-        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-            c.frames_out.fetch_add(1, Ordering::Relaxed);
-            if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
-                c.first_pts_ns.fetch_min(pts.nseconds(), Ordering::Relaxed);
-                c.last_pts_ns.store(pts.nseconds(), Ordering::Relaxed);
-            }
-            if c.fps_den.load(Ordering::Relaxed) == 0 {
-                let rate = pad
-                    .current_caps()
-                    .and_then(|caps| caps.structure(0)?.get::<gst::Fraction>("framerate").ok());
-                if let Some(r) = rate.filter(|r| r.numer() > 0 && r.denom() > 0) {
-                    c.fps_num.store(r.numer() as u64, Ordering::Relaxed);
-                    c.fps_den.store(r.denom() as u64, Ordering::Relaxed);
-                }
-            }
-            gst::PadProbeReturn::Ok
-        });
-    Ok(FilePipeline { pipeline, counters })
-}
-
 fn progress_bar(quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
@@ -270,55 +435,6 @@ fn error_text(err: &gst::message::Error) -> String {
         Some(debug) => format!("{} ({debug})", err.error()),
         None => err.error().to_string(),
     }
-}
-
-pub fn run(args: &FileArgs) -> Result<()> {
-    if !args.input.exists() {
-        bail!("input {} does not exist", args.input.display());
-    }
-    if !args.input.is_file() {
-        bail!("input {} is not a file", args.input.display());
-    }
-    // Every check that could refuse the output runs before any work.
-    let existing = if args.overwrite {
-        Existing::Replace
-    } else {
-        Existing::Refuse
-    };
-    let output = OutputFile::create(&args.output, &[&args.input], existing)?;
-    crate::init_gstreamer()?;
-    let FilePipeline { pipeline, counters } = build(args, output.temp_path())?;
-    let bus = pipeline.bus().expect("a pipeline has a bus");
-    let bar = progress_bar(args.quiet);
-    let started = Instant::now();
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|_| start_error(&bus))
-        .and_then(|_| wait(&pipeline, &bus, &counters, &bar, &started))
-        .inspect_err(|_| {
-            bar.abandon();
-            // The temporary output goes when `output` drops; nothing else is touched.
-            let _ = pipeline.set_state(gst::State::Null);
-        })?;
-    pipeline.set_state(gst::State::Null)?;
-
-    let frames_in = counters.frames_in.load(Ordering::Relaxed);
-    let frames_out = counters.frames_out.load(Ordering::Relaxed);
-    bar.finish_and_clear();
-    if frames_in != frames_out {
-        bail!("{frames_in} frames went in but {frames_out} came out");
-    }
-    if frames_out == 0 {
-        bail!("{} has no video frames", args.input.display());
-    }
-    let dest = output.commit()?;
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "stylized {frames_out} frames in {secs:.1} s ({:.1} fps)",
-        frames_out as f64 / secs
-    );
-    println!("{}", absolute(&dest).display());
-    Ok(())
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -349,26 +465,74 @@ fn progress_message(frames: u64, total: Option<u64>, fps: f64) -> String {
     }
 }
 
+/// What the bus said by the end of stream.
+struct Outcome {
+    duration: Option<gst::ClockTime>,
+    decode_errors: u64,
+}
+
+/// How long an interruption waits for the gates before ending the branches itself.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Warnings shown in full before they are only counted.
+const WARNINGS_SHOWN: u64 = 5;
+
 fn wait(
     pipeline: &gst::Pipeline,
     bus: &gst::Bus,
-    counters: &Counters,
+    stats: &Stats,
+    stop: &AtomicBool,
     bar: &ProgressBar,
+    prefix: &str,
     started: &Instant,
-) -> Result<()> {
+) -> Result<Outcome> {
     let mut duration = None;
+    let mut decode_errors = 0;
+    let mut stop_seen: Option<Instant> = None;
+    bar.reset();
+    bar.set_style(spinner_style());
     loop {
+        // The gates end each branch at its next buffer; when none comes (the model still
+        // loading, a stalled input), end them from here.
+        if stop.load(Ordering::SeqCst) {
+            let since = *stop_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() > STOP_GRACE {
+                stats.end_all();
+            }
+        }
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
             match msg.view() {
-                gst::MessageView::Eos(_) => return Ok(()),
+                gst::MessageView::Eos(_) => {
+                    return Ok(Outcome {
+                        duration,
+                        decode_errors,
+                    })
+                }
                 gst::MessageView::Error(err) => bail!("{}", error_text(err)),
                 gst::MessageView::Warning(w) => {
-                    bar.suspend(|| eprintln!("stylize: warning: {}", w.error()))
+                    // Decoders warn for each frame they skip; other warnings always show.
+                    let from_decoder = msg
+                        .src()
+                        .and_then(|s| s.downcast_ref::<gst::Element>())
+                        .and_then(|e| e.factory())
+                        .is_some_and(|f| f.klass().contains("Decoder"));
+                    if from_decoder {
+                        decode_errors += 1;
+                    }
+                    if !from_decoder || decode_errors <= WARNINGS_SHOWN {
+                        let from = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+                        bar.suspend(|| {
+                            eprintln!("stylize: warning: {prefix}{from}: {}", w.error())
+                        });
+                    }
                 }
                 _ => {}
             }
         }
-        let frames = counters.frames_out.load(Ordering::Relaxed);
+        for note in stats.take_notes() {
+            bar.suspend(|| eprintln!("stylize: {prefix}{note}"));
+        }
+        let frames = stats.written.load(Ordering::Relaxed);
         if duration.is_none() {
             duration = pipeline
                 .query_duration::<gst::ClockTime>()
@@ -383,17 +547,17 @@ fn wait(
         if frames == 0 {
             continue;
         }
-        let first = counters.first_pts_ns.load(Ordering::Relaxed);
-        let last = counters.last_pts_ns.load(Ordering::Relaxed);
-        let pos = Duration::from_nanos(last.saturating_sub(first));
-        bar.set_position(pos.as_millis() as u64);
+        let (Some(first), Some(last)) = (stats.first_pts(), stats.last_pts()) else {
+            continue;
+        };
+        bar.set_position(last.saturating_sub(first).mseconds());
         let fps = frames as f64 / started.elapsed().as_secs_f64().max(1e-3);
         let total = expected_frames(
             duration.map(Duration::from),
-            counters.fps_num.load(Ordering::Relaxed),
-            counters.fps_den.load(Ordering::Relaxed),
+            stats.fps_num.load(Ordering::Relaxed),
+            stats.fps_den.load(Ordering::Relaxed),
         );
-        bar.set_message(progress_message(frames, total, fps));
+        bar.set_message(format!("{prefix}{}", progress_message(frames, total, fps)));
     }
 }
 
