@@ -4,6 +4,7 @@
 #[path = "common.rs"]
 mod common;
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -155,10 +156,14 @@ fn a_failed_run_leaves_a_symlinks_target_and_a_device_alone() {
         .is_symlink());
     assert!(temp_files(&dir).is_empty());
 
+    // A FIFO (like a device node) is never replaced, even with --overwrite.
+    let fifo = dir.join("pipe.mp4");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let out = file_cmd()
         .arg("--overwrite")
         .arg(&input)
-        .arg("/dev/null")
+        .arg(&fifo)
         .output()
         .unwrap();
     let err = stderr(&out);
@@ -166,7 +171,10 @@ fn a_failed_run_leaves_a_symlinks_target_and_a_device_alone() {
         !out.status.success() && err.contains("not a regular file"),
         "{err}"
     );
-    assert!(Path::new("/dev/null").exists());
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -201,5 +209,206 @@ fn out_of_range_options_are_usage_errors_not_panics() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
     assert!(!output.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One elementary stream of a file, demuxed without decoding.
+#[derive(Debug)]
+struct Packets {
+    kind: String,
+    /// Each packet's running time (PTS through the demuxer's segment), sorted.
+    pts: Vec<gst::ClockTime>,
+    /// End of the last packet (PTS + duration).
+    end: gst::ClockTime,
+}
+
+/// Every stream's packet timestamps, in the demuxer's order of streams.
+fn packets(path: &Path) -> Vec<Packets> {
+    use std::sync::{Arc, Mutex};
+    common::init_gst();
+    let pipeline = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_str().unwrap())
+        .build()
+        .unwrap();
+    let parse = gst::ElementFactory::make("parsebin").build().unwrap();
+    pipeline.add_many([&src, &parse]).unwrap();
+    src.link(&parse).unwrap();
+    let found: Arc<Mutex<Vec<Packets>>> = Arc::default();
+    let weak = pipeline.downgrade();
+    let f = found.clone();
+    parse.connect_pad_added(move |_, pad| {
+        let pipeline = weak.upgrade().unwrap();
+        let caps = pad.current_caps().unwrap();
+        let name = caps.structure(0).unwrap().name().to_string();
+        let kind = name.split('/').next().unwrap().to_string();
+        let index = {
+            let mut f = f.lock().unwrap();
+            f.push(Packets {
+                kind,
+                pts: Vec::new(),
+                end: gst::ClockTime::ZERO,
+            });
+            f.len() - 1
+        };
+        let queue = gst::ElementFactory::make("queue").build().unwrap();
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", false)
+            .build()
+            .unwrap();
+        pipeline.add_many([&queue, &sink]).unwrap();
+        queue.link(&sink).unwrap();
+        sink.sync_state_with_parent().unwrap();
+        queue.sync_state_with_parent().unwrap();
+        let record = f.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let buffer = info.buffer().unwrap();
+            if let Some(pts) = buffer.pts() {
+                // Running time: an edit list arrives as a segment, not in the PTS.
+                let segment = pad.sticky_event::<gst::event::Segment>(0).unwrap();
+                let segment = segment.segment().downcast_ref::<gst::ClockTime>().unwrap();
+                let time = segment.to_running_time(pts).unwrap();
+                let mut f = record.lock().unwrap();
+                f[index].pts.push(time);
+                let end = time + buffer.duration().unwrap_or_default();
+                f[index].end = f[index].end.max(end);
+            }
+            gst::PadProbeReturn::Ok
+        });
+        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("demuxing {}: {}", path.display(), e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let mut found = std::mem::take(&mut *found.lock().unwrap());
+    for s in &mut found {
+        s.pts.sort();
+    }
+    found
+}
+
+fn stream<'a>(streams: &'a [Packets], kind: &str) -> &'a Packets {
+    streams
+        .iter()
+        .find(|s| s.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} stream in {streams:?}"))
+}
+
+/// 2 s of a moving ball at 25 fps and a 440 Hz tone in AAC, in MP4.
+fn clip_with_audio(path: &Path) {
+    gst_run(&format!(
+        "videotestsrc num-buffers=50 pattern=ball ! \
+         video/x-raw,width=160,height=120,framerate=25/1 ! x264enc ! mux. \
+         audiotestsrc num-buffers=86 samplesperbuffer=1024 ! audio/x-raw,rate=44100 ! \
+         avenc_aac ! mux. mp4mux name=mux ! filesink location=\"{}\"",
+        path.display()
+    ));
+}
+
+const FRAME: gst::ClockTime = gst::ClockTime::from_mseconds(40);
+
+fn diff(a: gst::ClockTime, b: gst::ClockTime) -> gst::ClockTime {
+    if a > b {
+        a - b
+    } else {
+        b - a
+    }
+}
+
+#[test]
+fn audio_passes_through_untouched_and_in_sync() {
+    if common::asset("models/multistyle26.onnx").is_none() {
+        return;
+    }
+    let dir = common::scratch("audio");
+    let input = dir.join("in.mp4");
+    clip_with_audio(&input);
+    let output = dir.join("out.mp4");
+    let out = file_cmd().arg(&input).arg(&output).output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("audio: AAC passed through"), "{err}");
+
+    let (inp, outp) = (packets(&input), packets(&output));
+    let (vin, ain) = (stream(&inp, "video"), stream(&inp, "audio"));
+    let (vout, aout) = (stream(&outp, "video"), stream(&outp, "audio"));
+    assert_eq!(vout.pts.len(), 50);
+    assert_eq!(aout.pts.len(), ain.pts.len(), "every audio packet kept");
+    // The audio sits where it sat against the video, within one frame, start and end.
+    let start_in = ain.pts[0].nseconds() as i64 - vin.pts[0].nseconds() as i64;
+    let start_out = aout.pts[0].nseconds() as i64 - vout.pts[0].nseconds() as i64;
+    assert!(
+        (start_in - start_out).unsigned_abs() <= FRAME.nseconds(),
+        "audio start moved: {start_in} ns → {start_out} ns against the video"
+    );
+    let end_in = ain.end.nseconds() as i64 - vin.end.nseconds() as i64;
+    let end_out = aout.end.nseconds() as i64 - vout.end.nseconds() as i64;
+    assert!(
+        (end_in - end_out).unsigned_abs() <= FRAME.nseconds(),
+        "audio end moved: {end_in} ns → {end_out} ns against the video"
+    );
+    for (a, b) in ain.pts.iter().zip(&aout.pts) {
+        assert!(diff(*a - ain.pts[0], *b - aout.pts[0]) < gst::ClockTime::from_mseconds(1));
+    }
+
+    // --no-audio drops it; WebM takes no AAC: re-encoded to Opus, and said.
+    let silent = dir.join("silent.mp4");
+    let out = file_cmd()
+        .arg("--no-audio")
+        .arg(&input)
+        .arg(&silent)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kinds: Vec<_> = packets(&silent).into_iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, ["video"]);
+    let webm = dir.join("out.webm");
+    let out = file_cmd().arg(&input).arg(&webm).output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("re-encoded to Opus"), "{err}");
+    let streams = packets(&webm);
+    assert_eq!(stream(&streams, "video").pts.len(), 50);
+    let opus = stream(&streams, "audio");
+    assert!(
+        diff(opus.end, ain.end) <= FRAME,
+        "{:?} vs {:?}",
+        opus.end,
+        ain.end
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_input_without_video_fails_within_seconds() {
+    let dir = common::scratch("audio-only");
+    let input = dir.join("song.mp4");
+    gst_run(&format!(
+        "audiotestsrc num-buffers=50 ! avenc_aac ! mp4mux ! filesink location=\"{}\"",
+        input.display()
+    ));
+    let output = dir.join("out.mp4");
+    let started = std::time::Instant::now();
+    let out = file_cmd().arg(&input).arg(&output).output().unwrap();
+    let err = stderr(&out);
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("has no video stream (streams: audio)"),
+        "{err}"
+    );
+    assert!(!output.exists());
+    assert!(temp_files(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

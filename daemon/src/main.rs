@@ -174,9 +174,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // Stopped by a signal after keeping what was done (already said).
-        Err(err) if err.is::<file::Interrupted>() => {
-            ExitCode::from(err.downcast_ref::<file::Interrupted>().map_or(130, |i| i.code))
-        }
+        Err(err) if err.is::<file::Interrupted>() => ExitCode::from(
+            err.downcast_ref::<file::Interrupted>()
+                .map_or(130, |i| i.code),
+        ),
         Err(err) => {
             eprintln!("stylize: error: {err:#}");
             ExitCode::FAILURE

@@ -15,10 +15,10 @@ use clap::Args;
 use gst::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::options::{parse_inference_size, parse_quantizer, parse_scale, parse_unit};
-use crate::StyleArgs;
 /// Other subcommands take their sizes from here.
 pub use crate::options::parse_size;
+use crate::options::{parse_inference_size, parse_quantizer, parse_scale, parse_unit};
+use crate::StyleArgs;
 
 mod format;
 mod interrupt;
@@ -26,10 +26,10 @@ mod output;
 mod pipeline;
 mod probe;
 
-pub use format::{Codec, Quality};
-pub use interrupt::Interrupted;
 use format::OutputFormat;
+pub use format::{Codec, Quality};
 use interrupt::Interrupt;
+pub use interrupt::Interrupted;
 use output::{Existing, OutputFile};
 use pipeline::{Range, Settings, Stats};
 
@@ -101,9 +101,8 @@ const VIDEO_EXTENSIONS: &[&str] = &[
 
 /// The jobs of a command line: `IN OUT`, or inputs (files, folders) with `--out-dir`.
 fn plan(args: &FileArgs) -> Result<Vec<Job>> {
-    let format = |output: &Path| {
-        OutputFormat::new(output, args.codec, args.quality, args.quantizer)
-    };
+    let format =
+        |output: &Path| OutputFormat::new(output, args.codec, args.quality, args.quantizer);
     let Some(dir) = &args.out_dir else {
         let [input, output] = args.paths.as_slice() else {
             bail!(
@@ -222,7 +221,7 @@ pub fn run(args: &FileArgs) -> Result<()> {
     let bar = progress_bar(args.quiet);
     let started = Instant::now();
     let mut total_frames = 0;
-    for (index, job) in jobs.iter().enumerate() {
+    for (index, (job, info)) in jobs.iter().zip(&infos).enumerate() {
         if interrupt.requested() {
             eprintln!("stylize: skipping {}: interrupted", job.input.display());
             continue;
@@ -243,6 +242,7 @@ pub fn run(args: &FileArgs) -> Result<()> {
             inference_size: args.inference_size,
             stability: args.stability,
             audio: !args.no_audio,
+            streams: &info.streams,
             range: Range::default(),
             stop: interrupt.stop.clone(),
         };
@@ -279,7 +279,7 @@ struct Done {
     frames: u64,
     secs: f64,
     derived_pts: u64,
-    decode_errors: u64,
+    warnings: u64,
     /// Where the video stopped when the input is shorter than it says (truncated).
     truncated: Option<(gst::ClockTime, gst::ClockTime)>,
 }
@@ -289,15 +289,16 @@ impl Done {
         let Done { frames, secs, .. } = *self;
         if self.derived_pts > 0 {
             eprintln!(
-                "stylize: warning: {prefix}{} frames had a missing or repeated timestamp; \
-                 derived from the decode timestamp or the frame rate",
+                "stylize: warning: {prefix}{} frames had a missing or out-of-order \
+                 timestamp; derived from the decode timestamp or the frame rate",
                 self.derived_pts
             );
         }
-        if self.decode_errors > 0 {
+        if self.warnings > WARNINGS_SHOWN {
             eprintln!(
-                "stylize: warning: {prefix}{} decode errors skipped (corrupt input)",
-                self.decode_errors
+                "stylize: warning: {prefix}{} warnings in all about the input (corrupt data \
+                 skipped); the first {WARNINGS_SHOWN} are above",
+                self.warnings
             );
         }
         if let Some((last, duration)) = self.truncated {
@@ -328,7 +329,17 @@ fn transcode(settings: &Settings, bar: &ProgressBar, prefix: &str) -> Result<Don
     let result = pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| start_error(&bus))
-        .and_then(|_| wait(&pipeline, &bus, &stats, &settings.stop, bar, prefix, &started));
+        .and_then(|_| {
+            wait(
+                &pipeline,
+                &bus,
+                &stats,
+                &settings.stop,
+                bar,
+                prefix,
+                &started,
+            )
+        });
     let _ = pipeline.set_state(gst::State::Null);
     let outcome = result?;
 
@@ -359,7 +370,7 @@ fn transcode(settings: &Settings, bar: &ProgressBar, prefix: &str) -> Result<Don
         frames,
         secs: started.elapsed().as_secs_f64(),
         derived_pts: stats.derived_pts.load(Ordering::Relaxed),
-        decode_errors: outcome.decode_errors,
+        warnings: outcome.warnings,
         truncated,
     })
 }
@@ -468,7 +479,8 @@ fn progress_message(frames: u64, total: Option<u64>, fps: f64) -> String {
 /// What the bus said by the end of stream.
 struct Outcome {
     duration: Option<gst::ClockTime>,
-    decode_errors: u64,
+    /// Warnings posted while reading (corrupt data skipped by demuxers and decoders).
+    warnings: u64,
 }
 
 /// How long an interruption waits for the gates before ending the branches itself.
@@ -487,7 +499,7 @@ fn wait(
     started: &Instant,
 ) -> Result<Outcome> {
     let mut duration = None;
-    let mut decode_errors = 0;
+    let mut warnings = 0;
     let mut stop_seen: Option<Instant> = None;
     bar.reset();
     bar.set_style(spinner_style());
@@ -502,24 +514,13 @@ fn wait(
         }
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
             match msg.view() {
-                gst::MessageView::Eos(_) => {
-                    return Ok(Outcome {
-                        duration,
-                        decode_errors,
-                    })
-                }
+                gst::MessageView::Eos(_) => return Ok(Outcome { duration, warnings }),
                 gst::MessageView::Error(err) => bail!("{}", error_text(err)),
                 gst::MessageView::Warning(w) => {
-                    // Decoders warn for each frame they skip; other warnings always show.
-                    let from_decoder = msg
-                        .src()
-                        .and_then(|s| s.downcast_ref::<gst::Element>())
-                        .and_then(|e| e.factory())
-                        .is_some_and(|f| f.klass().contains("Decoder"));
-                    if from_decoder {
-                        decode_errors += 1;
-                    }
-                    if !from_decoder || decode_errors <= WARNINGS_SHOWN {
+                    // Corrupt input makes demuxers and decoders warn for what they skip:
+                    // the first few are shown, all are counted.
+                    warnings += 1;
+                    if warnings <= WARNINGS_SHOWN {
                         let from = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
                         bar.suspend(|| {
                             eprintln!("stylize: warning: {prefix}{from}: {}", w.error())

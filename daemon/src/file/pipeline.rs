@@ -22,9 +22,11 @@ use anyhow::{Context, Result};
 use gst::prelude::*;
 
 use super::format::{make, Container, OutputFormat};
+use super::probe::Stream;
 use crate::StyleArgs;
 
-/// The part of the input's timeline a run writes: frames with `start <= pts < end`.
+/// The part of the input's timeline a run writes: frames with `start <= t < end`, in
+/// running time (from 0 at the input's start).
 /// `warmup` frames before `start` go through the stylizer (so temporal smoothing starts
 /// warm) and are dropped before the encoder.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,6 +48,9 @@ pub struct Settings<'a> {
     pub stability: f64,
     /// Keep the audio streams (false: `--no-audio`).
     pub audio: bool,
+    /// The input's streams, from the probe: the muxer's pads are all requested before
+    /// the pipeline starts (muxers refuse new pads once they have begun).
+    pub streams: &'a [Stream],
     pub range: Range,
     /// Set by the first SIGINT/SIGTERM: every branch ends at its next buffer.
     pub stop: Arc<AtomicBool>,
@@ -144,7 +149,10 @@ impl Stats {
         load(&self.video_cut).map(gst::ClockTime::from_nseconds)
     }
     fn note(&self, text: String) {
-        self.notes.lock().unwrap_or_else(|e| e.into_inner()).push(text);
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(text);
     }
     fn add_branch(&self, branch: &Branch) {
         self.branches
@@ -317,17 +325,31 @@ pub fn build(s: &Settings) -> Result<Transcode> {
 
     let video = Branch::new(queue.static_pad("sink").expect("queue has a sink pad"));
     stats.add_branch(&video);
+    let mut followers = Vec::new();
+    for stream in s.streams.iter().filter(|st| st.kind() != "video") {
+        let kind = stream.kind();
+        if kind == "audio" && !s.audio {
+            stats.note(format!(
+                "audio ({}) dropped (--no-audio)",
+                describe(&stream.caps)
+            ));
+            followers.push(None);
+            continue;
+        }
+        let follower = plan_follower(&pipeline, &mux, s.format.container, stream, &stats)
+            .with_context(|| format!("cannot keep the {kind} stream"))?;
+        followers.push(follower);
+    }
     let ctx = Arc::new(Streams {
         pipeline: pipeline.downgrade(),
         mux,
-        container: s.format.container,
         video,
         filter,
         raw_format,
         stats: stats.clone(),
         range: s.range,
         stop: s.stop.clone(),
-        audio: s.audio,
+        followers: Mutex::new(followers.into()),
     });
     let c = ctx.clone();
     parse.connect_pad_added(move |_, pad| c.stream_added(pad));
@@ -359,13 +381,16 @@ fn count_stylized(stylize: &gst::Element, stats: &Arc<Stats>, range: Range) {
     stylize
         .static_pad("src")
         .expect("stylize has a src pad")
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
             st.frames_out.fetch_add(1, Ordering::Relaxed);
             let Some(buffer) = info.buffer() else {
                 return gst::PadProbeReturn::Ok;
             };
             let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
-            if range.start.is_some_and(|start| pts < start) {
+            if range
+                .start
+                .is_some_and(|start| running_time(pad, pts) < start)
+            {
                 return gst::PadProbeReturn::Drop;
             }
             st.written.fetch_add(1, Ordering::Relaxed);
@@ -381,14 +406,19 @@ fn count_stylized(stylize: &gst::Element, stats: &Arc<Stats>, range: Range) {
 struct Streams {
     pipeline: gst::glib::WeakRef<gst::Pipeline>,
     mux: gst::Element,
-    container: Container,
     video: Branch,
     filter: gst::Element,
     raw_format: &'static str,
     stats: Arc<Stats>,
     range: Range,
     stop: Arc<AtomicBool>,
-    audio: bool,
+    /// The non-video streams in the demuxer's order: a prepared branch, or None to drop.
+    followers: Mutex<std::collections::VecDeque<Option<Follower>>>,
+}
+
+/// A prepared branch for an audio or subtitle stream, linked to the muxer.
+struct Follower {
+    branch: Branch,
 }
 
 impl Streams {
@@ -409,17 +439,25 @@ impl Streams {
             } else {
                 self.add_video(&pipeline, pad)
             }
-        } else if name.starts_with("audio/") {
-            if self.audio {
-                self.add_follower(&pipeline, pad, &caps, "audio")
-            } else {
-                self.stats
-                    .note(format!("audio ({}) dropped (--no-audio)", describe(&caps)));
-                drop_stream(pad);
-                Ok(())
-            }
         } else {
-            self.add_follower(&pipeline, pad, &caps, "subtitle")
+            let next = self
+                .followers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            match next.flatten() {
+                Some(follower) => {
+                    let entry = follower.branch.entry.clone();
+                    gate_follower(pad, follower.branch, &self.stats, self.range, &self.stop);
+                    pad.link(&entry)
+                        .map(|_| ())
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))
+                }
+                None => {
+                    drop_stream(pad);
+                    Ok(())
+                }
+            }
         };
         if let Err(err) = result {
             gst::element_error!(
@@ -453,9 +491,7 @@ impl Streams {
         let stop = self.stop.clone();
         decode.connect_pad_added(move |_, pad| {
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-            let raw = caps
-                .structure(0)
-                .is_some_and(|s| s.name() == "video/x-raw");
+            let raw = caps.structure(0).is_some_and(|s| s.name() == "video/x-raw");
             if !raw || video.entry.is_linked() {
                 drop_stream(pad);
                 return;
@@ -471,92 +507,92 @@ impl Streams {
         });
         Ok(())
     }
+}
 
-    /// Audio or subtitles: into the muxer as they are when it takes them, else (audio)
-    /// decoded and re-encoded, else dropped; each said in a note.
-    fn add_follower(
-        &self,
-        pipeline: &gst::Pipeline,
-        pad: &gst::Pad,
-        caps: &gst::Caps,
-        kind: &str,
-    ) -> Result<()> {
-        let what = describe(caps);
-        let template_name = if kind == "audio" {
-            "audio_%u"
-        } else {
-            "subtitle_%u"
-        };
-        let template = self
-            .mux
-            .pad_template(template_name)
-            .filter(|t| t.caps().can_intersect(caps));
-        let queue = make("queue")?;
-        // Audio runs ahead of the slow video branch: room for seconds of it, whatever
-        // the packet count, so a coarse interleave cannot stall the demuxer.
-        queue.set_property("max-size-buffers", 0u32);
-        queue.set_property("max-size-bytes", 0u32);
-        queue.set_property("max-size-time", 10_000_000_000u64);
-        let mut chain = vec![queue.clone()];
-        let note;
-        if template.is_some() {
-            note = format!("{kind}: {what} passed through");
-        } else if kind == "audio" {
-            let (encoder, name) = self.container.audio_encoder()?;
-            chain.extend([
-                make("decodebin")?,
-                make("audioconvert")?,
-                make("audioresample")?,
-            ]);
-            chain.extend(encoder);
-            note = format!(
-                "audio: {what} re-encoded to {name} ({} does not take {what})",
-                self.container.name()
-            );
-        } else {
-            self.stats.note(format!(
-                "{kind} stream ({what}) dropped: {} does not take it",
-                self.container.name()
-            ));
-            drop_stream(pad);
-            return Ok(());
-        }
-        pipeline.add_many(&chain)?;
-        // decodebin's output pad appears later: link around it.
-        let mut previous: Option<&gst::Element> = None;
-        for element in &chain {
-            if let Some(prev) = previous {
-                if prev.factory().is_some_and(|f| f.name() == "decodebin") {
-                    let next = element.static_pad("sink").expect("has a sink pad");
-                    prev.connect_pad_added(move |_, pad| {
-                        if !next.is_linked() {
-                            let _ = pad.link(&next);
-                        }
-                    });
-                } else {
-                    prev.link(element)?;
-                }
-            }
-            previous = Some(element);
-        }
-        let last = chain.last().expect("a queue at least");
-        let mux_pad = match template {
-            Some(t) => self.mux.request_pad(&t, None, Some(caps)),
-            None => self.mux.request_pad_simple(template_name),
-        }
-        .context("the muxer gives no pad for it (it may have started already)")?;
-        last.static_pad("src")
-            .expect("has a src pad")
-            .link(&mux_pad)
-            .context("linking it to the muxer")?;
-        for element in &chain {
-            element.sync_state_with_parent()?;
-        }
-        gate_follower(pad, &queue, &self.stats, self.range, &self.stop);
-        pad.link(&queue.static_pad("sink").expect("queue has a sink pad"))?;
-        self.stats.note(note);
-        Ok(())
+/// Audio or subtitles: into the muxer as they are when it takes them, else (audio)
+/// decoded and re-encoded, else dropped; each said in a note. Built before the pipeline
+/// starts; the stream's pad is linked to the returned branch when it appears.
+fn plan_follower(
+    pipeline: &gst::Pipeline,
+    mux: &gst::Element,
+    container: Container,
+    stream: &Stream,
+    stats: &Stats,
+) -> Result<Option<Follower>> {
+    let (kind, caps) = (stream.kind(), &stream.caps);
+    let what = describe(caps);
+    let template_name = if kind == "audio" {
+        "audio_%u"
+    } else {
+        "subtitle_%u"
+    };
+    // Ask for the pad first and judge it by its caps: looking the template up from Rust
+    // is unsafe here (webmmux's pad templates are still floating in GStreamer 1.22,
+    // and a wrapper taking them would free them).
+    let Some(mux_pad) = mux.request_pad_simple(template_name) else {
+        stats.note(format!(
+            "{kind} stream ({what}) dropped: {} does not take it",
+            container.name()
+        ));
+        return Ok(None);
+    };
+    let passthrough = mux_pad.query_caps(None).can_intersect(caps);
+    let queue = make("queue")?;
+    // Audio runs ahead of the slow video branch: room for seconds of it, whatever the
+    // packet count, so a coarse interleave cannot stall the demuxer.
+    queue.set_property("max-size-buffers", 0u32);
+    queue.set_property("max-size-bytes", 0u32);
+    queue.set_property("max-size-time", 10_000_000_000u64);
+    let mut chain = vec![queue.clone()];
+    let note;
+    if passthrough {
+        note = format!("{kind}: {what} passed through");
+    } else if kind == "audio" {
+        let (encoder, name) = container.audio_encoder()?;
+        chain.extend([
+            make("decodebin")?,
+            make("audioconvert")?,
+            make("audioresample")?,
+        ]);
+        chain.extend(encoder);
+        note = format!(
+            "audio: {what} re-encoded to {name} ({} does not take {what})",
+            container.name()
+        );
+    } else {
+        mux.release_request_pad(&mux_pad);
+        stats.note(format!(
+            "{kind} stream ({what}) dropped: {} does not take it",
+            container.name()
+        ));
+        return Ok(None);
     }
+    pipeline.add_many(&chain)?;
+    // decodebin's output pad appears later: link around it.
+    for pair in chain.windows(2) {
+        let (prev, next) = (&pair[0], &pair[1]);
+        if prev.factory().is_some_and(|f| f.name() == "decodebin") {
+            let next = next.static_pad("sink").expect("has a sink pad");
+            prev.connect_pad_added(move |_, pad| {
+                if !next.is_linked() {
+                    let _ = pad.link(&next);
+                }
+            });
+        } else {
+            prev.link(next)?;
+        }
+    }
+    chain
+        .last()
+        .expect("a queue at least")
+        .static_pad("src")
+        .expect("has a src pad")
+        .link(&mux_pad)
+        .context("linking it to the muxer")?;
+    stats.note(note);
+    let branch = Branch::new(queue.static_pad("sink").expect("queue has a sink pad"));
+    stats.add_branch(&branch);
+    Ok(Some(Follower { branch }))
 }
 
 /// A stream nobody writes: swallow its data (an unlinked pad would stop the demuxer with
@@ -584,7 +620,7 @@ fn gate_video(
     let branch = branch.clone();
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-        move |_, info| {
+        move |pad, info| {
             if branch.has_ended() {
                 // After our end of stream, nothing more (the input's own EOS included).
                 return gst::PadProbeReturn::Drop;
@@ -599,19 +635,21 @@ fn gate_video(
             let Some(buffer) = info.buffer_mut() else {
                 return gst::PadProbeReturn::Ok;
             };
-            let (pts, derived) = fixer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .fix(buffer.pts(), buffer.dts(), frame);
+            let (pts, derived) = fixer.lock().unwrap_or_else(|e| e.into_inner()).fix(
+                buffer.pts(),
+                buffer.dts(),
+                frame,
+            );
             if derived {
                 stats.derived_pts.fetch_add(1, Ordering::Relaxed);
                 buffer.make_mut().set_pts(pts);
             }
-            match video_verdict(pts, &range, stop.load(Ordering::Relaxed), frame) {
+            let time = running_time(pad, pts);
+            match video_verdict(time, &range, stop.load(Ordering::Relaxed), frame) {
                 Verdict::Pass => gst::PadProbeReturn::Ok,
                 Verdict::Drop => gst::PadProbeReturn::Drop,
                 Verdict::End => {
-                    stats.video_cut.store(pts.nseconds(), Ordering::Relaxed);
+                    stats.video_cut.store(time.nseconds(), Ordering::Relaxed);
                     // Into the queue after the frames it holds: they are still written.
                     branch.end();
                     gst::PadProbeReturn::Drop
@@ -624,17 +662,15 @@ fn gate_video(
 /// The gate of an audio or subtitle stream, ahead of its queue.
 fn gate_follower(
     pad: &gst::Pad,
-    queue: &gst::Element,
+    branch: Branch,
     stats: &Arc<Stats>,
     range: Range,
     stop: &Arc<AtomicBool>,
 ) {
-    let branch = Branch::new(queue.static_pad("sink").expect("queue has a sink pad"));
-    stats.add_branch(&branch);
     let (stats, stop) = (stats.clone(), stop.clone());
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-        move |_, info| {
+        move |pad, info| {
             if branch.has_ended() {
                 return gst::PadProbeReturn::Drop;
             }
@@ -642,7 +678,7 @@ fn gate_follower(
                 return gst::PadProbeReturn::Ok;
             };
             let verdict = follower_verdict(
-                buffer.pts(),
+                buffer.pts().map(|pts| running_time(pad, pts)),
                 &range,
                 stop.load(Ordering::Relaxed),
                 stats.video_cut(),
@@ -678,10 +714,9 @@ fn keep_caps_fields(
         }
     }
     let input_yuv = gst_video::VideoInfo::from_caps(caps).is_ok_and(|i| i.is_yuv());
-    let output_yuv = gst_video::VideoFormatInfo::from_format(gst_video::VideoFormat::from_string(
-        raw_format,
-    ))
-    .is_yuv();
+    let output_yuv =
+        gst_video::VideoFormatInfo::from_format(gst_video::VideoFormat::from_string(raw_format))
+            .is_yuv();
     let mut out = gst::Caps::builder("video/x-raw").field("format", raw_format);
     if input_yuv && output_yuv {
         for field in ["colorimetry", "chroma-site"] {
@@ -691,6 +726,21 @@ fn keep_caps_fields(
         }
     }
     filter.set_property("caps", out.build());
+}
+
+/// A buffer's running time: the clock every stream shares (a demuxer may express an edit
+/// list as a segment; PTS alone would put audio and video apart). Ranges and cuts are in
+/// running time.
+fn running_time(pad: &gst::Pad, pts: gst::ClockTime) -> gst::ClockTime {
+    pad.sticky_event::<gst::event::Segment>(0)
+        .and_then(|event| {
+            let segment = event.segment().downcast_ref::<gst::ClockTime>()?.clone();
+            match segment.to_running_time_full(pts)? {
+                gst::Signed::Positive(t) => Some(t),
+                gst::Signed::Negative(_) => Some(gst::ClockTime::ZERO),
+            }
+        })
+        .unwrap_or(pts)
 }
 
 /// A stream's codec in words, for the notes.
@@ -753,14 +803,32 @@ mod tests {
         let all = Range::default();
         assert_eq!(video_verdict(ms(0), &all, false, frame), Verdict::Pass);
 
-        assert_eq!(follower_verdict(Some(ms(999)), &range, false, None), Verdict::Drop);
-        assert_eq!(follower_verdict(Some(ms(1000)), &range, false, None), Verdict::Pass);
-        assert_eq!(follower_verdict(Some(ms(2000)), &range, false, None), Verdict::End);
+        assert_eq!(
+            follower_verdict(Some(ms(999)), &range, false, None),
+            Verdict::Drop
+        );
+        assert_eq!(
+            follower_verdict(Some(ms(1000)), &range, false, None),
+            Verdict::Pass
+        );
+        assert_eq!(
+            follower_verdict(Some(ms(2000)), &range, false, None),
+            Verdict::End
+        );
         assert_eq!(follower_verdict(None, &range, false, None), Verdict::Pass);
         // Interrupted: audio runs up to the first video frame not kept.
         let cut = Some(ms(1500));
-        assert_eq!(follower_verdict(Some(ms(1400)), &range, true, cut), Verdict::Pass);
-        assert_eq!(follower_verdict(Some(ms(1500)), &range, true, cut), Verdict::End);
-        assert_eq!(follower_verdict(Some(ms(1500)), &range, true, None), Verdict::Pass);
+        assert_eq!(
+            follower_verdict(Some(ms(1400)), &range, true, cut),
+            Verdict::Pass
+        );
+        assert_eq!(
+            follower_verdict(Some(ms(1500)), &range, true, cut),
+            Verdict::End
+        );
+        assert_eq!(
+            follower_verdict(Some(ms(1500)), &range, true, None),
+            Verdict::Pass
+        );
     }
 }

@@ -78,16 +78,21 @@ pub fn probe(path: &Path, full: bool) -> Result<MediaInfo> {
             });
             streams.len() - 1
         };
-        let Ok(sink) = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
-            .build()
-        else {
+        // A queue per stream: a prerolled sink blocks its thread, and the demuxer must
+        // still reach the other streams' first packets.
+        let (Ok(queue), Ok(sink)) = (
+            gst::ElementFactory::make("queue").build(),
+            gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .build(),
+        ) else {
             return;
         };
-        if pipeline.add(&sink).is_err() {
+        if pipeline.add_many([&queue, &sink]).is_err() || queue.link(&sink).is_err() {
             return;
         }
         let _ = sink.sync_state_with_parent();
+        let _ = queue.sync_state_with_parent();
         let record = found.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let Some(buffer) = info.buffer() {
@@ -103,7 +108,7 @@ pub fn probe(path: &Path, full: bool) -> Result<MediaInfo> {
             }
             gst::PadProbeReturn::Ok
         });
-        let _ = pad.link(&sink.static_pad("sink").expect("fakesink has a sink pad"));
+        let _ = pad.link(&queue.static_pad("sink").expect("queue has a sink pad"));
     });
 
     let bus = pipeline.bus().expect("a pipeline has a bus");
@@ -136,7 +141,7 @@ fn run(pipeline: &gst::Pipeline, bus: &gst::Bus, full: bool) -> Result<()> {
         gst::ClockTime::NONE
     } else {
         Some(gst::ClockTime::from_nseconds(
-            PREROLL_TIMEOUT.as_nanos() as u64,
+            PREROLL_TIMEOUT.as_nanos() as u64
         ))
     };
     match bus.timed_pop_filtered(timeout, &[done, gst::MessageType::Error]) {
