@@ -412,3 +412,96 @@ fn an_input_without_video_fails_within_seconds() {
     assert!(temp_files(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// MPEG-4 part 2 with B-frames in AVI: the container has no PTS, and the decoder repeats
+/// some; before issue 16 the muxer refused the frames ("Buffer has no PTS").
+#[test]
+fn frames_without_a_pts_get_one_derived() {
+    if common::asset("models/multistyle26.onnx").is_none() {
+        return;
+    }
+    let dir = common::scratch("nopts");
+    let avi = dir.join("camera.avi");
+    gst_run(&format!(
+        "videotestsrc num-buffers=30 pattern=ball ! \
+         video/x-raw,width=160,height=120,framerate=25/1 ! avenc_mpeg4 max-bframes=2 ! \
+         avimux ! filesink location=\"{}\"",
+        avi.display()
+    ));
+    let ts = dir.join("broadcast.ts");
+    gst_run(&format!(
+        "videotestsrc num-buffers=30 pattern=ball ! \
+         video/x-raw,width=160,height=120,framerate=25/1 ! x264enc ! mpegtsmux ! \
+         filesink location=\"{}\"",
+        ts.display()
+    ));
+    for input in [&avi, &ts] {
+        let output = dir.join(format!(
+            "{}.mp4",
+            input.file_stem().unwrap().to_string_lossy()
+        ));
+        let out = file_cmd().arg(input).arg(&output).output().unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success(), "{}: {err}", input.display());
+        assert!(err.contains("stylized 30 frames"), "{err}");
+        let (pts, _) = common::decoded_frames(&output);
+        assert_eq!(pts.len(), 30, "{}", input.display());
+        // Strictly increasing, one frame apart: 30 frames at 25 fps span 1.16 s.
+        assert!(pts.windows(2).all(|w| w[1] > w[0]), "{pts:?}");
+        assert_eq!(pts[29] - pts[0], gst::ClockTime::from_mseconds(1160), "{pts:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A corrupt region mid-file is skipped with warnings (as gst-launch does); a truncated
+/// file ends with a warning naming where it stops.
+#[test]
+fn corrupt_and_truncated_inputs_finish_with_warnings() {
+    if common::asset("models/multistyle26.onnx").is_none() {
+        return;
+    }
+    let dir = common::scratch("corrupt");
+    let clean = dir.join("clean.ts");
+    gst_run(&format!(
+        "videotestsrc num-buffers=100 pattern=ball ! \
+         video/x-raw,width=160,height=120,framerate=25/1 ! x264enc key-int-max=25 ! \
+         mpegtsmux ! filesink location=\"{}\"",
+        clean.display()
+    ));
+    // Scramble the middle tenth (deterministic bytes, no RNG crate needed).
+    let mut bytes = std::fs::read(&clean).unwrap();
+    let n = bytes.len();
+    let mut x: u32 = 12345;
+    for b in &mut bytes[n * 4 / 10..n / 2] {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (x >> 16) as u8;
+    }
+    let corrupt = dir.join("corrupt.ts");
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let output = dir.join("corrupt.mp4");
+    let out = file_cmd().arg(&corrupt).arg(&output).output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning"), "{err}");
+    let (pts, _) = common::decoded_frames(&output);
+    assert!(pts.len() > 50 && pts.len() < 100, "{} frames", pts.len());
+
+    // Matroska keeps its stated duration in the header: cut the file at 60 %.
+    let mkv = dir.join("full.mkv");
+    gst_run(&format!(
+        "videotestsrc num-buffers=100 pattern=ball ! \
+         video/x-raw,width=160,height=120,framerate=25/1 ! x264enc ! matroskamux ! \
+         filesink location=\"{}\"",
+        mkv.display()
+    ));
+    let bytes = std::fs::read(&mkv).unwrap();
+    let cut = dir.join("cut.mkv");
+    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let output = dir.join("cut.mp4");
+    let out = file_cmd().arg(&cut).arg(&output).output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("the input ends at 0:00:0"), "{err}");
+    assert!(err.contains("before its stated duration 0:00:04.000"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
