@@ -58,6 +58,11 @@ pub struct Settings<'a> {
 
 const UNSET: u64 = u64::MAX;
 
+/// What a probe returns for a buffer or event it removes from the stream. `Handled`, not
+/// `Drop`: gstreamer-rs takes ownership of the data either way, and with `Drop`
+/// GStreamer 1.22 then unrefs a NULL pointer (a CRITICAL per buffer).
+const SWALLOW: gst::PadProbeReturn = gst::PadProbeReturn::Handled;
+
 /// Counters and notes shared with the pad probes.
 pub struct Stats {
     /// Frames into and out of the stylizer (warm-up frames included): must match.
@@ -391,7 +396,7 @@ fn count_stylized(stylize: &gst::Element, stats: &Arc<Stats>, range: Range) {
                 .start
                 .is_some_and(|start| running_time(pad, pts) < start)
             {
-                return gst::PadProbeReturn::Drop;
+                return SWALLOW;
             }
             st.written.fetch_add(1, Ordering::Relaxed);
             st.first_pts.fetch_min(pts.nseconds(), Ordering::Relaxed);
@@ -600,7 +605,7 @@ fn plan_follower(
 fn drop_stream(pad: &gst::Pad) {
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-        |_, _| gst::PadProbeReturn::Drop,
+        |_, _| SWALLOW,
     );
 }
 
@@ -623,7 +628,7 @@ fn gate_video(
         move |pad, info| {
             if branch.has_ended() {
                 // After our end of stream, nothing more (the input's own EOS included).
-                return gst::PadProbeReturn::Drop;
+                return SWALLOW;
             }
             if let Some(event) = info.event() {
                 if let gst::EventView::Caps(c) = event.view() {
@@ -647,12 +652,12 @@ fn gate_video(
             let time = running_time(pad, pts);
             match video_verdict(time, &range, stop.load(Ordering::Relaxed), frame) {
                 Verdict::Pass => gst::PadProbeReturn::Ok,
-                Verdict::Drop => gst::PadProbeReturn::Drop,
+                Verdict::Drop => SWALLOW,
                 Verdict::End => {
                     stats.video_cut.store(time.nseconds(), Ordering::Relaxed);
                     // Into the queue after the frames it holds: they are still written.
                     branch.end();
-                    gst::PadProbeReturn::Drop
+                    SWALLOW
                 }
             }
         },
@@ -672,7 +677,7 @@ fn gate_follower(
         gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
         move |pad, info| {
             if branch.has_ended() {
-                return gst::PadProbeReturn::Drop;
+                return SWALLOW;
             }
             let Some(buffer) = info.buffer() else {
                 return gst::PadProbeReturn::Ok;
@@ -685,10 +690,10 @@ fn gate_follower(
             );
             match verdict {
                 Verdict::Pass => gst::PadProbeReturn::Ok,
-                Verdict::Drop => gst::PadProbeReturn::Drop,
+                Verdict::Drop => SWALLOW,
                 Verdict::End => {
                     branch.end();
-                    gst::PadProbeReturn::Drop
+                    SWALLOW
                 }
             }
         },
