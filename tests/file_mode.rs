@@ -505,3 +505,73 @@ fn corrupt_and_truncated_inputs_finish_with_warnings() {
     assert!(err.contains("before its stated duration 0:00:04.000"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Start `stylize file` on the 132-frame clip and wait until it has written something.
+fn start_and_wait_for_output(input: &Path, output: &Path) -> std::process::Child {
+    let child = file_cmd()
+        .arg(input)
+        .arg(output)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = output.parent().unwrap();
+    let started = std::time::Instant::now();
+    while !temp_files(dir)
+        .iter()
+        .any(|t| std::fs::metadata(t).is_ok_and(|m| m.len() > 0))
+    {
+        assert!(started.elapsed().as_secs() < 120, "no output after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn the_first_signal_keeps_a_playable_file_and_a_second_aborts() {
+    let (Some(video), Some(_)) = (
+        common::asset("media/bigbuckbunny.mp4"),
+        common::asset("models/multistyle26.onnx"),
+    ) else {
+        return;
+    };
+    let dir = common::scratch("interrupt");
+    let output = dir.join("out.mp4");
+    let child = start_and_wait_for_output(&video, &output);
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let kept: usize = err
+        .split("interrupted: kept the ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no frame count in: {err}"));
+    assert!(kept > 0 && kept < 132, "{err}");
+    // A finalised container: it decodes, with every frame said to be kept.
+    let (pts, size) = common::decoded_frames(&output);
+    assert_eq!(pts.len(), kept);
+    assert_eq!(size, (1280, 720));
+    let streams = packets(&output);
+    assert!(!stream(&streams, "audio").pts.is_empty());
+    assert!(temp_files(&dir).is_empty());
+
+    // Stop, then abort: nothing is left but what was there before.
+    let aborted = dir.join("aborted.mp4");
+    let child = start_and_wait_for_output(&video, &aborted);
+    signal(&child, libc::SIGINT);
+    signal(&child, libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("aborted"), "{err}");
+    assert!(!aborted.exists());
+    assert!(temp_files(&dir).is_empty());
+    assert_eq!(common::decoded_frames(&output).0.len(), kept, "the first output is intact");
+    let _ = std::fs::remove_dir_all(&dir);
+}
