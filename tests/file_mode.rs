@@ -575,3 +575,131 @@ fn the_first_signal_keeps_a_playable_file_and_a_second_aborts() {
     assert_eq!(common::decoded_frames(&output).0.len(), kept, "the first output is intact");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The decoded video caps of a file and its parsed (encoded) video caps name.
+fn video_caps(path: &Path) -> (gst::Caps, String) {
+    common::init_gst();
+    let decoded = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! video/x-raw ! fakesink name=sink",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    decoded.set_state(gst::State::Paused).unwrap();
+    let (ok, _, _) = decoded.state(gst::ClockTime::from_seconds(30));
+    ok.unwrap();
+    let caps = decoded
+        .by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .current_caps()
+        .unwrap();
+    decoded.set_state(gst::State::Null).unwrap();
+    let codec = packets_caps(path);
+    (caps, codec)
+}
+
+/// The name of the first video stream's encoded caps (video/x-h264, ...).
+fn packets_caps(path: &Path) -> String {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! parsebin ! video/x-h264;video/x-h265;video/x-vp9;\
+         video/x-ffv;video/x-prores ! fakesink name=sink",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (ok, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
+    ok.unwrap();
+    let caps = pipeline
+        .by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .current_caps()
+        .unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    caps.structure(0).unwrap().name().to_string()
+}
+
+#[test]
+fn the_extension_picks_container_and_codec_and_the_picture_is_kept() {
+    if common::asset("models/multistyle26.onnx").is_none() {
+        return;
+    }
+    let dir = common::scratch("formats");
+    let input = dir.join("in.mp4");
+    // NTSC rate, non-square pixels, BT.709 on an SD size (not what a converter would guess).
+    gst_run(&format!(
+        "videotestsrc num-buffers=12 pattern=ball ! \
+         video/x-raw,width=160,height=120,framerate=30000/1001,pixel-aspect-ratio=4/3,\
+         colorimetry=bt709 ! x264enc ! mp4mux ! filesink location=\"{}\"",
+        input.display()
+    ));
+    let (caps_in, _) = video_caps(&input);
+    let s_in = caps_in.structure(0).unwrap();
+    let (pts_in, _) = common::decoded_frames(&input);
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("out.mp4", &[], "video/x-h264"),
+        ("out.mov", &[], "video/x-h264"),
+        ("out.mkv", &[], "video/x-h264"),
+        ("out.webm", &[], "video/x-vp9"),
+        ("h265.mp4", &["--codec", "h265"], "video/x-h265"),
+        ("lossless.mkv", &["--codec", "ffv1"], "video/x-ffv"),
+        ("edit.mov", &["--codec", "prores", "--quality", "high"], "video/x-prores"),
+    ];
+    for (name, args, codec) in cases {
+        let output = dir.join(name);
+        let out = file_cmd().args(*args).arg(&input).arg(&output).output().unwrap();
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let (caps, parsed) = video_caps(&output);
+        assert_eq!(parsed, *codec, "{name}");
+        let s = caps.structure(0).unwrap();
+        // Matroska stores a display size in whole pixels: 4/3 reads back as 213/160.
+        let par = |s: &gst::StructureRef| {
+            let f = s.get::<gst::Fraction>("pixel-aspect-ratio").unwrap();
+            f.numer() as f64 / f.denom() as f64
+        };
+        assert!((par(s) / par(s_in) - 1.0).abs() < 0.01, "{name}: {caps:?}");
+        for field in ["width", "height", "framerate"] {
+            assert_eq!(
+                s.value(field).unwrap().serialize().unwrap(),
+                s_in.value(field).unwrap().serialize().unwrap(),
+                "{name}: {field}"
+            );
+        }
+        if *codec != "video/x-ffv" {
+            // FFV1 carries the stylized RGB as it is; the others are YUV like the input.
+            assert_eq!(
+                s.get::<String>("colorimetry").unwrap(),
+                s_in.get::<String>("colorimetry").unwrap(),
+                "{name}"
+            );
+        }
+        let (pts, _) = common::decoded_frames(&output);
+        // The same timestamps, to the container's time scale (Matroska: milliseconds).
+        let scale = if name.ends_with(".mkv") || name.ends_with(".webm") {
+            gst::ClockTime::from_useconds(500)
+        } else {
+            gst::ClockTime::from_useconds(1)
+        };
+        assert_eq!(pts.len(), pts_in.len(), "{name}");
+        for (a, b) in pts.iter().zip(&pts_in) {
+            let (a, b) = (*a - pts[0], *b - pts_in[0]);
+            assert!(diff(a, b) <= scale, "{name}: {a} vs {b}");
+        }
+    }
+    let err = stderr(
+        &file_cmd()
+            .args(["--codec", "h264"])
+            .arg(&input)
+            .arg(dir.join("x.webm"))
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("WebM does not take H.264"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
