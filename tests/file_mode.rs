@@ -448,7 +448,11 @@ fn frames_without_a_pts_get_one_derived() {
         assert_eq!(pts.len(), 30, "{}", input.display());
         // Strictly increasing, one frame apart: 30 frames at 25 fps span 1.16 s.
         assert!(pts.windows(2).all(|w| w[1] > w[0]), "{pts:?}");
-        assert_eq!(pts[29] - pts[0], gst::ClockTime::from_mseconds(1160), "{pts:?}");
+        assert_eq!(
+            pts[29] - pts[0],
+            gst::ClockTime::from_mseconds(1160),
+            "{pts:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -502,7 +506,10 @@ fn corrupt_and_truncated_inputs_finish_with_warnings() {
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("the input ends at 0:00:0"), "{err}");
-    assert!(err.contains("before its stated duration 0:00:04.000"), "{err}");
+    assert!(
+        err.contains("before its stated duration 0:00:04.000"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -572,7 +579,11 @@ fn the_first_signal_keeps_a_playable_file_and_a_second_aborts() {
     assert!(err.contains("aborted"), "{err}");
     assert!(!aborted.exists());
     assert!(temp_files(&dir).is_empty());
-    assert_eq!(common::decoded_frames(&output).0.len(), kept, "the first output is intact");
+    assert_eq!(
+        common::decoded_frames(&output).0.len(),
+        kept,
+        "the first output is intact"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -649,11 +660,20 @@ fn the_extension_picks_container_and_codec_and_the_picture_is_kept() {
         ("out.webm", &[], "video/x-vp9"),
         ("h265.mp4", &["--codec", "h265"], "video/x-h265"),
         ("lossless.mkv", &["--codec", "ffv1"], "video/x-ffv"),
-        ("edit.mov", &["--codec", "prores", "--quality", "high"], "video/x-prores"),
+        (
+            "edit.mov",
+            &["--codec", "prores", "--quality", "high"],
+            "video/x-prores",
+        ),
     ];
     for (name, args, codec) in cases {
         let output = dir.join(name);
-        let out = file_cmd().args(*args).arg(&input).arg(&output).output().unwrap();
+        let out = file_cmd()
+            .args(*args)
+            .arg(&input)
+            .arg(&output)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let (caps, parsed) = video_caps(&output);
         assert_eq!(parsed, *codec, "{name}");
@@ -701,5 +721,91 @@ fn the_extension_picks_container_and_codec_and_the_picture_is_kept() {
             .unwrap(),
     );
     assert!(err.contains("WebM does not take H.264"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A long job cut in N segments (on N machines) and joined equals the whole-file run:
+/// the same frames at the same times, every audio packet once.
+#[test]
+fn segments_joined_equal_the_whole_run() {
+    if common::asset("models/multistyle26.onnx").is_none() {
+        return;
+    }
+    let dir = common::scratch("segments");
+    let input = dir.join("in.mp4");
+    clip_with_audio(&input);
+    let whole = dir.join("whole.mp4");
+    let out = file_cmd().arg(&input).arg(&whole).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let n = 3;
+    let mut segments = Vec::new();
+    let mut frames = 0;
+    for k in 1..=n {
+        let seg = dir.join(format!("part{k}.mp4"));
+        let out = file_cmd()
+            .args(["--segment", &format!("{k}/{n}")])
+            .arg(&input)
+            .arg(&seg)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        let done: usize = err
+            .split("stylized ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(done > 0 && done < 50, "segment {k}: {done} frames");
+        frames += done;
+        segments.push(seg);
+    }
+    assert_eq!(frames, 50, "each frame in exactly one segment");
+    let joined = dir.join("joined.mp4");
+    let out = stylize()
+        .arg("join")
+        .arg(&joined)
+        .args(&segments)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("joined 3 segments, 50 video frames"), "{err}");
+
+    let (pts_whole, _) = common::decoded_frames(&whole);
+    let (pts_joined, _) = common::decoded_frames(&joined);
+    assert_eq!(pts_joined, pts_whole, "same frames at the same timestamps");
+    let (w, j) = (packets(&whole), packets(&joined));
+    let (aw, aj) = (stream(&w, "audio"), stream(&j, "audio"));
+    assert_eq!(aj.pts.len(), aw.pts.len(), "every audio packet once");
+    for (a, b) in aw.pts.iter().zip(&aj.pts) {
+        assert!(
+            diff(*a, *b) < gst::ClockTime::from_mseconds(1),
+            "{a} vs {b}"
+        );
+    }
+
+    // A segment of another job (other settings) is refused; the output is untouched.
+    let other = dir.join("other.mp4");
+    let out = file_cmd()
+        .args(["--segment", "2/3", "--quality", "draft"])
+        .arg(&input)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let refused = dir.join("refused.mp4");
+    let out = stylize()
+        .arg("join")
+        .arg(&refused)
+        .args([&segments[0], &other, &segments[2]])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("encoded differently"),
+        "{err}"
+    );
+    assert!(!refused.exists() && temp_files(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

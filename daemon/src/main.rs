@@ -10,6 +10,7 @@ mod control;
 mod ctl;
 mod file;
 mod generate;
+mod join;
 mod latency;
 mod options;
 mod plot;
@@ -143,6 +144,9 @@ enum Command {
     /// Stylize video files: every frame, timestamps and other streams kept; MP4, MOV, MKV
     /// or WebM by the output's extension.
     File(file::FileArgs),
+    /// Join the segments of a `stylize file --segment K/N` job into one file, without
+    /// re-encoding.
+    Join(join::JoinArgs),
     /// Measure per-frame latency of the engine, the element pipeline and ONNX Runtime in
     /// Python on the same model and input; writes JSON. `bench latency`: per-stage latency
     /// of the webcam pipeline and the element, as JSON and PNG.
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::File(args) => file::run(&args),
+        Command::Join(args) => join::run(&args),
         Command::Bench(args) => latency::run(&args),
         Command::Webcam(args) => webcam::run(&args),
         Command::Ctl(args) => ctl::run(&args),

@@ -89,13 +89,34 @@ pub fn parse_quantizer(s: &str) -> Result<u32, String> {
 }
 
 /// A whole number within `min..=max` (counts, frame rates, overlaps).
-#[allow(dead_code)] // used by the segment options
 pub fn parse_u32_in(s: &str, min: u32, max: u32) -> Result<u32, String> {
     let v = parse_u32(s)?;
     if !(min..=max).contains(&v) {
         return Err(format!("{v} is outside {min} to {max}"));
     }
     Ok(v)
+}
+
+/// Most segments a job may be cut into.
+pub const MAX_SEGMENTS: u32 = 10_000;
+
+/// `K/N`: the K-th (from 1) of N equal parts, N at most [`MAX_SEGMENTS`].
+pub fn parse_segment(s: &str) -> Result<(u32, u32), String> {
+    let (k, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` is not K/N (e.g. 3/8: the third of eight parts)"))?;
+    let (k, n) = (parse_u32(k)?, parse_u32(n)?);
+    if !(1..=MAX_SEGMENTS).contains(&n) || !(1..=n).contains(&k) {
+        return Err(format!(
+            "`{s}`: K/N needs 1 <= K <= N <= {MAX_SEGMENTS} (K counts from 1)"
+        ));
+    }
+    Ok((k, n))
+}
+
+/// Warm-up frames before a segment's cut: 0 to 250.
+pub fn parse_overlap(s: &str) -> Result<u32, String> {
+    parse_u32_in(s, 0, 250)
 }
 
 #[cfg(test)]
@@ -133,5 +154,13 @@ mod tests {
         assert_eq!(parse_quantizer("0"), Ok(0));
         assert!(parse_quantizer("1000").unwrap_err().contains("0 to 50"));
         assert!(parse_u32_in("0", 1, 8).unwrap_err().contains("1 to 8"));
+        assert_eq!(parse_segment("3/8"), Ok((3, 8)));
+        assert!(parse_segment("0/8")
+            .unwrap_err()
+            .contains("K counts from 1"));
+        assert!(parse_segment("9/8").is_err());
+        assert!(parse_segment("1/0").is_err());
+        assert!(parse_segment("3").unwrap_err().contains("not K/N"));
+        assert!(parse_overlap("251").is_err());
     }
 }

@@ -17,14 +17,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Other subcommands take their sizes from here.
 pub use crate::options::parse_size;
-use crate::options::{parse_inference_size, parse_quantizer, parse_scale, parse_unit};
+use crate::options::{
+    parse_inference_size, parse_overlap, parse_quantizer, parse_scale, parse_segment, parse_unit,
+};
 use crate::StyleArgs;
 
-mod format;
+pub(crate) mod format;
 mod interrupt;
-mod output;
-mod pipeline;
-mod probe;
+pub(crate) mod output;
+pub(crate) mod pipeline;
+pub(crate) mod probe;
 
 use format::OutputFormat;
 pub use format::{Codec, Quality};
@@ -80,9 +82,32 @@ pub struct FileArgs {
     /// does not take it).
     #[arg(long)]
     pub no_audio: bool,
+    /// Stylize only the K-th of N equal time ranges (K from 1), for jobs spread over
+    /// machines; `stylize join OUT SEG...` puts the parts together without re-encoding.
+    #[arg(long, value_name = "K/N", value_parser = parse_segment, conflicts_with = "out_dir")]
+    pub segment: Option<(u32, u32)>,
+    /// Frames before a segment's cut run through the stylizer and are dropped, so temporal
+    /// smoothing starts warm: 0 to 250.
+    #[arg(long, default_value_t = 8, value_parser = parse_overlap)]
+    pub overlap: u32,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// The time range of segment `k` of `n` (from 1) of an input lasting `duration`: the
+/// cuts are the same on every machine, so each frame lands in exactly one segment.
+fn segment_range(k: u32, n: u32, duration: gst::ClockTime, overlap: u32) -> Range {
+    let cut = |i: u32| {
+        gst::ClockTime::from_nseconds(
+            (duration.nseconds() as u128 * u128::from(i) / u128::from(n)) as u64,
+        )
+    };
+    Range {
+        start: (k > 1).then(|| cut(k - 1)),
+        end: (k < n).then(|| cut(k)),
+        warmup: overlap,
+    }
 }
 
 /// One input and where it goes.
@@ -219,6 +244,13 @@ pub fn run(args: &FileArgs) -> Result<()> {
     }
     let interrupt = Interrupt::install()?;
     let bar = progress_bar(args.quiet);
+    // One bar for every file, in milliseconds of input, when every duration is known.
+    let total_ms: Option<u64> = infos.iter().map(|i| i.duration.map(|d| d.mseconds())).sum();
+    if let Some(total) = total_ms.filter(|t| *t > 0) {
+        bar.set_length(total);
+        bar.set_style(bar_style());
+    }
+    let mut done_ms = 0;
     let started = Instant::now();
     let mut total_frames = 0;
     for (index, (job, info)) in jobs.iter().zip(&infos).enumerate() {
@@ -233,6 +265,25 @@ pub fn run(args: &FileArgs) -> Result<()> {
         };
         let out = OutputFile::create(&job.output, &inputs, existing)?;
         interrupt.set_temp(Some(out.temp_path().to_path_buf()));
+        let range = match args.segment {
+            None => Range::default(),
+            Some((k, n)) => {
+                let duration = info.duration.ok_or_else(|| {
+                    anyhow!(
+                        "{} states no duration: it cannot be cut into segments",
+                        job.input.display()
+                    )
+                })?;
+                let range = segment_range(k, n, duration, args.overlap);
+                let show = |t: Option<gst::ClockTime>, default| t.unwrap_or(default);
+                eprintln!(
+                    "stylize: segment {k}/{n}: {:.3} to {:.3}",
+                    show(range.start, gst::ClockTime::ZERO),
+                    show(range.end, duration)
+                );
+                range
+            }
+        };
         let settings = Settings {
             input: &job.input,
             output: out.temp_path(),
@@ -243,10 +294,11 @@ pub fn run(args: &FileArgs) -> Result<()> {
             stability: args.stability,
             audio: !args.no_audio,
             streams: &info.streams,
-            range: Range::default(),
+            range,
             stop: interrupt.stop.clone(),
         };
-        let result = transcode(&settings, &bar, &prefix);
+        let result = transcode(&settings, &bar, &prefix, done_ms);
+        done_ms += info.duration.map_or(0, |d| d.mseconds());
         if result.is_err() {
             bar.abandon();
         }
@@ -322,7 +374,7 @@ impl Done {
 }
 
 /// Run one file's pipeline to the end (or to an interruption's end).
-fn transcode(settings: &Settings, bar: &ProgressBar, prefix: &str) -> Result<Done> {
+fn transcode(settings: &Settings, bar: &ProgressBar, prefix: &str, done_ms: u64) -> Result<Done> {
     let pipeline::Transcode { pipeline, stats } = pipeline::build(settings)?;
     let bus = pipeline.bus().expect("a pipeline has a bus");
     let started = Instant::now();
@@ -330,15 +382,12 @@ fn transcode(settings: &Settings, bar: &ProgressBar, prefix: &str) -> Result<Don
         .set_state(gst::State::Playing)
         .map_err(|_| start_error(&bus))
         .and_then(|_| {
-            wait(
-                &pipeline,
-                &bus,
-                &stats,
-                &settings.stop,
+            let progress = Progress {
                 bar,
                 prefix,
-                &started,
-            )
+                done_ms,
+            };
+            wait(&pipeline, &bus, &stats, &settings.stop, &progress, &started)
         });
     let _ = pipeline.set_state(gst::State::Null);
     let outcome = result?;
@@ -353,13 +402,14 @@ fn transcode(settings: &Settings, bar: &ProgressBar, prefix: &str) -> Result<Don
         if settings.stop.load(Ordering::Relaxed) {
             bail!("interrupted before any frame was done: nothing kept");
         }
+        if !settings.range.is_all() {
+            bail!("this segment holds no frames (more segments than frames?)");
+        }
         bail!("{} has no video frames", settings.input.display());
     }
     let interrupted = settings.stop.load(Ordering::Relaxed);
     let truncated = match (outcome.duration, stats.first_pts(), stats.last_end()) {
-        (Some(duration), Some(first), Some(end))
-            if !interrupted && settings.range == Range::default() =>
-        {
+        (Some(duration), Some(first), Some(end)) if !interrupted && settings.range.is_all() => {
             let span = end.saturating_sub(first);
             let slack = gst::ClockTime::from_seconds(1).max(stats.frame_duration() * 3);
             (span + slack < duration).then_some((end, duration))
@@ -489,20 +539,31 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Warnings shown in full before they are only counted.
 const WARNINGS_SHOWN: u64 = 5;
 
+/// Where one file's progress goes on the overall bar.
+struct Progress<'a> {
+    bar: &'a ProgressBar,
+    /// "[2/5] " with several files.
+    prefix: &'a str,
+    /// Input milliseconds of the files before this one.
+    done_ms: u64,
+}
+
 fn wait(
     pipeline: &gst::Pipeline,
     bus: &gst::Bus,
     stats: &Stats,
     stop: &AtomicBool,
-    bar: &ProgressBar,
-    prefix: &str,
+    progress: &Progress,
     started: &Instant,
 ) -> Result<Outcome> {
+    let Progress {
+        bar,
+        prefix,
+        done_ms,
+    } = *progress;
     let mut duration = None;
     let mut warnings = 0;
     let mut stop_seen: Option<Instant> = None;
-    bar.reset();
-    bar.set_style(spinner_style());
     loop {
         // The gates end each branch at its next buffer; when none comes (the model still
         // loading, a stalled input), end them from here.
@@ -535,15 +596,11 @@ fn wait(
         }
         let frames = stats.written.load(Ordering::Relaxed);
         if duration.is_none() {
+            // Streams without a duration (some AVI/WebM/TS) keep the spinner: no ETA to
+            // give, only frames and speed.
             duration = pipeline
                 .query_duration::<gst::ClockTime>()
                 .filter(|d| !d.is_zero());
-            // Streams without a duration (some AVI/WebM/TS) keep the spinner: no ETA to
-            // give, only frames and speed.
-            if let Some(d) = duration {
-                bar.set_length(d.mseconds());
-                bar.set_style(bar_style());
-            }
         }
         if frames == 0 {
             continue;
@@ -551,7 +608,7 @@ fn wait(
         let (Some(first), Some(last)) = (stats.first_pts(), stats.last_pts()) else {
             continue;
         };
-        bar.set_position(last.saturating_sub(first).mseconds());
+        bar.set_position(done_ms + last.saturating_sub(first).mseconds());
         let fps = frames as f64 / started.elapsed().as_secs_f64().max(1e-3);
         let total = expected_frames(
             duration.map(Duration::from),
@@ -565,6 +622,25 @@ fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_cover_the_input_once() {
+        let d = gst::ClockTime::from_mseconds(5280);
+        let ranges: Vec<_> = (1..=4).map(|k| segment_range(k, 4, d, 8)).collect();
+        assert_eq!(ranges[0].start, None);
+        assert_eq!(ranges[3].end, None);
+        for pair in ranges.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start, "adjacent, no gap, no overlap");
+        }
+        assert_eq!(ranges[1].start, Some(gst::ClockTime::from_mseconds(1320)));
+        assert_eq!(
+            segment_range(1, 1, d, 8),
+            Range {
+                warmup: 8,
+                ..Range::default()
+            }
+        );
+    }
 
     #[test]
     fn progress_counts_frames_against_the_expected_total() {

@@ -36,6 +36,13 @@ pub struct Range {
     pub warmup: u32,
 }
 
+impl Range {
+    /// The whole input.
+    pub fn is_all(&self) -> bool {
+        self.start.is_none() && self.end.is_none()
+    }
+}
+
 /// Everything one file's pipeline needs.
 pub struct Settings<'a> {
     pub input: &'a Path,
@@ -736,7 +743,7 @@ fn keep_caps_fields(
 /// A buffer's running time: the clock every stream shares (a demuxer may express an edit
 /// list as a segment; PTS alone would put audio and video apart). Ranges and cuts are in
 /// running time.
-fn running_time(pad: &gst::Pad, pts: gst::ClockTime) -> gst::ClockTime {
+pub fn running_time(pad: &gst::Pad, pts: gst::ClockTime) -> gst::ClockTime {
     pad.sticky_event::<gst::event::Segment>(0)
         .and_then(|event| {
             let segment = event.segment().downcast_ref::<gst::ClockTime>()?.clone();

@@ -10,12 +10,14 @@ use anyhow::{anyhow, bail, Result};
 use gst::prelude::*;
 
 use super::format::make;
+use super::pipeline::running_time;
 
 /// One elementary stream.
 #[derive(Debug, Clone)]
 pub struct Stream {
     pub caps: gst::Caps,
-    /// First and last packet PTS (with a full scan), and the end of the last packet.
+    /// First and last packet time (with a full scan), and the end of the last packet; in
+    /// running time, which puts streams with an edit list where they play.
     pub first_pts: Option<gst::ClockTime>,
     pub last_pts: Option<gst::ClockTime>,
     pub end: Option<gst::ClockTime>,
@@ -94,12 +96,12 @@ pub fn probe(path: &Path, full: bool) -> Result<MediaInfo> {
         let _ = sink.sync_state_with_parent();
         let _ = queue.sync_state_with_parent();
         let record = found.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
             if let Some(buffer) = info.buffer() {
                 let mut streams = record.lock().unwrap_or_else(|e| e.into_inner());
                 let s = &mut streams[index];
                 s.packets += 1;
-                if let Some(pts) = buffer.pts() {
+                if let Some(pts) = buffer.pts().map(|pts| running_time(pad, pts)) {
                     s.first_pts = Some(s.first_pts.map_or(pts, |f| f.min(pts)));
                     s.last_pts = Some(s.last_pts.map_or(pts, |l| l.max(pts)));
                     let end = pts + buffer.duration().unwrap_or_default();
