@@ -539,7 +539,7 @@ fn signal(child: &std::process::Child, sig: i32) {
 }
 
 #[test]
-fn the_first_signal_keeps_a_playable_file_and_a_second_aborts() {
+fn interruptions_keep_a_playable_file_resume_finishes_it_and_a_second_signal_aborts() {
     let (Some(video), Some(_)) = (
         common::asset("media/bigbuckbunny.mp4"),
         common::asset("models/multistyle26.onnx"),
@@ -567,6 +567,32 @@ fn the_first_signal_keeps_a_playable_file_and_a_second_aborts() {
     let streams = packets(&output);
     assert!(!stream(&streams, "audio").pts.is_empty());
     assert!(temp_files(&dir).is_empty());
+
+    // --resume finishes the job: the two parts joined are the whole input, frame for
+    // frame and packet for packet.
+    let out = file_cmd()
+        .arg("--resume")
+        .arg(&video)
+        .arg(&output)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("({kept} frames kept)")), "{err}");
+    assert!(
+        err.contains(&format!("stylized {} frames", 132 - kept)),
+        "{err}"
+    );
+    assert_eq!(
+        common::decoded_frames(&output).0,
+        common::decoded_frames(&video).0
+    );
+    let (whole, input) = (packets(&output), packets(&video));
+    assert_eq!(
+        stream(&whole, "audio").pts.len(),
+        stream(&input, "audio").pts.len()
+    );
+    let kept = 132;
 
     // Stop, then abort: nothing is left but what was there before.
     let aborted = dir.join("aborted.mp4");

@@ -17,8 +17,8 @@ pub struct Interrupt {
     /// Read by the pipeline's gates.
     pub stop: Arc<AtomicBool>,
     signal: AtomicI32,
-    /// The temporary file a second signal removes.
-    temp: Mutex<Option<PathBuf>>,
+    /// The temporary files a second signal removes.
+    temps: Mutex<Vec<PathBuf>>,
 }
 
 impl Interrupt {
@@ -27,7 +27,7 @@ impl Interrupt {
         let this = Arc::new(Self {
             stop: Arc::new(AtomicBool::new(false)),
             signal: AtomicI32::new(0),
-            temp: Mutex::new(None),
+            temps: Mutex::new(Vec::new()),
         });
         let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
         let shared = this.clone();
@@ -52,7 +52,12 @@ impl Interrupt {
             return;
         }
         eprintln!("\nstylize: aborted");
-        if let Some(temp) = self.temp.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        for temp in self
+            .temps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = std::fs::remove_file(temp);
         }
         std::process::exit(128 + signal);
@@ -68,9 +73,10 @@ impl Interrupt {
         (128 + self.signal.load(Ordering::SeqCst).clamp(0, 127)) as u8
     }
 
-    /// Register the temporary file in progress (None once it is renamed or removed).
-    pub fn set_temp(&self, temp: Option<PathBuf>) {
-        *self.temp.lock().unwrap_or_else(|e| e.into_inner()) = temp;
+    /// Register the temporary files in progress (none once renamed or removed).
+    pub fn set_temps(&self, temps: &[&std::path::Path]) {
+        *self.temps.lock().unwrap_or_else(|e| e.into_inner()) =
+            temps.iter().map(|t| t.to_path_buf()).collect();
     }
 }
 

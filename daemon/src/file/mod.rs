@@ -86,6 +86,10 @@ pub struct FileArgs {
     /// machines; `stylize join OUT SEG...` puts the parts together without re-encoding.
     #[arg(long, value_name = "K/N", value_parser = parse_segment, conflicts_with = "out_dir")]
     pub segment: Option<(u32, u32)>,
+    /// Continue an interrupted job: keep the existing output and stylize only what comes
+    /// after its last frame (same options as the first run), then join the two.
+    #[arg(long, conflicts_with_all = ["segment", "overwrite"])]
+    pub resume: bool,
     /// Frames before a segment's cut run through the stylizer and are dropped, so temporal
     /// smoothing starts warm: 0 to 250.
     #[arg(long, default_value_t = 8, value_parser = parse_overlap)]
@@ -212,7 +216,8 @@ fn videos_in(dir: &Path) -> Result<Vec<PathBuf>> {
 
 pub fn run(args: &FileArgs) -> Result<()> {
     let jobs = plan(args)?;
-    let existing = if args.overwrite {
+    // --resume replaces its own earlier output (only once the joined file is complete).
+    let existing = if args.overwrite || args.resume {
         Existing::Replace
     } else {
         Existing::Refuse
@@ -263,9 +268,35 @@ pub fn run(args: &FileArgs) -> Result<()> {
         } else {
             String::new()
         };
+        // --resume: the existing output is the first part; the rest goes to a temporary
+        // part, then both are joined over the output.
+        let resume_at = if args.resume && job.output.exists() {
+            match resume_point(&job.input, &job.output)? {
+                Some(at) => Some(at),
+                None => {
+                    eprintln!(
+                        "stylize: {} is complete: nothing to resume",
+                        job.output.display()
+                    );
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let existing = if resume_at.is_some() {
+            Existing::Replace
+        } else {
+            existing
+        };
         let out = OutputFile::create(&job.output, &inputs, existing)?;
-        interrupt.set_temp(Some(out.temp_path().to_path_buf()));
+        interrupt.set_temps(&[out.temp_path()]);
         let range = match args.segment {
+            None if resume_at.is_some() => Range {
+                start: resume_at,
+                end: None,
+                warmup: args.overlap,
+            },
             None => Range::default(),
             Some((k, n)) => {
                 let duration = info.duration.ok_or_else(|| {
@@ -303,8 +334,16 @@ pub fn run(args: &FileArgs) -> Result<()> {
             bar.abandon();
         }
         let done = result?;
-        let dest = out.commit()?;
-        interrupt.set_temp(None);
+        let dest = if resume_at.is_some() {
+            let joined = OutputFile::create(&job.output, &inputs, Existing::Replace)?;
+            interrupt.set_temps(&[out.temp_path(), joined.temp_path()]);
+            let parts = [job.output.clone(), out.temp_path().to_path_buf()];
+            crate::join::join(&parts, joined.temp_path(), job.format.container)?;
+            joined.commit()?
+        } else {
+            out.commit()?
+        };
+        interrupt.set_temps(&[]);
         total_frames += done.frames;
         bar.suspend(|| done.report(&prefix, &dest, interrupt.requested()));
         println!("{}", absolute(&dest).display());
@@ -324,6 +363,36 @@ pub fn run(args: &FileArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Where an interrupted output stops, in the input's running time (half a frame early,
+/// so rounding in the container cannot skip a frame); None when it is complete.
+fn resume_point(input: &Path, output: &Path) -> Result<Option<gst::ClockTime>> {
+    let done = probe::probe(output, true)
+        .map_err(|e| anyhow!("cannot resume from {}: {e:#}", output.display()))?;
+    let video = done
+        .video()
+        .ok_or_else(|| anyhow!("cannot resume: {} has no video", output.display()))?;
+    let (Some(first_out), Some(last_out), Some(end_out)) =
+        (video.first_pts, video.last_pts, video.end)
+    else {
+        bail!("cannot resume: {} has no video frames", output.display());
+    };
+    let source = probe::probe(input, true)?;
+    let Some((Some(first_in), Some(end_in))) = source.video().map(|v| (v.first_pts, v.end)) else {
+        bail!("{} has no video frames", input.display());
+    };
+    let at = first_in + end_out.saturating_sub(first_out);
+    if at >= end_in {
+        return Ok(None);
+    }
+    let half_frame = end_out.saturating_sub(last_out) / 2;
+    eprintln!(
+        "stylize: resuming {} at {at:.3} ({} frames kept)",
+        output.display(),
+        video.packets
+    );
+    Ok(Some(at.saturating_sub(half_frame)))
 }
 
 /// What one finished file holds.
