@@ -835,3 +835,48 @@ fn segments_joined_equal_the_whole_run() {
     assert!(!refused.exists() && temp_files(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn several_inputs_and_folders_go_to_an_out_dir() {
+    if common::asset("models/multistyle26.onnx").is_none() {
+        return;
+    }
+    let dir = common::scratch("batch");
+    let shots = dir.join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    h264_clip(&shots.join("a.mp4"), 5);
+    h264_clip(&shots.join("b.mp4"), 7);
+    std::fs::write(shots.join("notes.txt"), "not a video").unwrap();
+    let single = dir.join("c.mp4");
+    h264_clip(&single, 3);
+    let out_dir = dir.join("styled");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // An existing output refuses the whole batch before any work.
+    std::fs::write(out_dir.join("c.mkv"), b"keep me").unwrap();
+    let run = || {
+        file_cmd()
+            .arg(&shots)
+            .arg(&single)
+            .arg("--out-dir")
+            .arg(&out_dir)
+            .args(["--ext", "mkv"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("c.mkv exists"), "{err}");
+    assert!(!out_dir.join("a.mkv").exists());
+    assert_intact(&out_dir.join("c.mkv"), b"keep me", "existing output");
+    std::fs::remove_file(out_dir.join("c.mkv")).unwrap();
+
+    let out = run();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("stylized 3 files, 15 frames"), "{err}");
+    for (name, frames) in [("a", 5), ("b", 7), ("c", 3)] {
+        let (pts, _) = common::decoded_frames(&out_dir.join(format!("{name}.mkv")));
+        assert_eq!(pts.len(), frames, "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
