@@ -751,7 +751,8 @@ fn the_extension_picks_container_and_codec_and_the_picture_is_kept() {
 }
 
 /// A long job cut in N segments (on N machines) and joined equals the whole-file run:
-/// the same frames at the same times, every audio packet once.
+/// the same frames at the same times, every audio packet once. The segments run through
+/// the cluster task scripts of deploy/ as Kubernetes and Slurm would start them.
 #[test]
 fn segments_joined_equal_the_whole_run() {
     if common::asset("models/multistyle26.onnx").is_none() {
@@ -763,35 +764,49 @@ fn segments_joined_equal_the_whole_run() {
     let whole = dir.join("whole.mp4");
     let out = file_cmd().arg(&input).arg(&whole).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let n = 3;
-    let mut segments = Vec::new();
+
+    let deploy = common::repo().join("deploy");
+    let parts = dir.join("parts");
+    let quick = ["--threads", "2", "--stability", "0", "--inference-size", "64x0"];
+    // (scheduler variable, its value, the script a task runs) for segments 1, 2, 3.
+    let tasks = [
+        ("JOB_COMPLETION_INDEX", "0", deploy.join("stylize-segment")),
+        ("SLURM_ARRAY_TASK_ID", "2", deploy.join("slurm/segments.sbatch")),
+        ("JOB_COMPLETION_INDEX", "2", deploy.join("stylize-segment")),
+    ];
     let mut frames = 0;
-    for k in 1..=n {
-        let seg = dir.join(format!("part{k}.mp4"));
-        let out = file_cmd()
-            .args(["--segment", &format!("{k}/{n}")])
+    for (var, value, script) in &tasks {
+        let out = Command::new(script)
             .arg(&input)
-            .arg(&seg)
+            .arg(&parts)
+            .arg("3")
+            .args(quick)
+            .env(var, value)
+            .env("STYLIZE", env!("CARGO_BIN_EXE_stylize"))
+            .env("STYLIZE_DEPLOY", &deploy)
             .output()
             .unwrap();
         let err = stderr(&out);
-        assert!(out.status.success(), "{err}");
+        assert!(out.status.success(), "{var}={value}: {err}");
         let done: usize = err
             .split("stylized ")
             .nth(1)
             .and_then(|r| r.split(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{err}"));
-        assert!(done > 0 && done < 50, "segment {k}: {done} frames");
+        assert!(done > 0 && done < 50, "{var}={value}: {done} frames");
         frames += done;
-        segments.push(seg);
     }
     assert_eq!(frames, 50, "each frame in exactly one segment");
+    let segments: Vec<PathBuf> = (1..=3)
+        .map(|k| parts.join(format!("part-{k:05}-of-00003.mp4")))
+        .collect();
     let joined = dir.join("joined.mp4");
-    let out = stylize()
-        .arg("join")
+    let out = Command::new(deploy.join("stylize-join"))
         .arg(&joined)
-        .args(&segments)
+        .arg(&parts)
+        .arg("3")
+        .env("STYLIZE", env!("CARGO_BIN_EXE_stylize"))
         .output()
         .unwrap();
     let err = stderr(&out);
@@ -805,13 +820,20 @@ fn segments_joined_equal_the_whole_run() {
     let (aw, aj) = (stream(&w, "audio"), stream(&j, "audio"));
     assert_eq!(aj.pts.len(), aw.pts.len(), "every audio packet once");
     for (a, b) in aw.pts.iter().zip(&aj.pts) {
-        assert!(
-            diff(*a, *b) < gst::ClockTime::from_mseconds(1),
-            "{a} vs {b}"
-        );
+        assert!(diff(*a, *b) < gst::ClockTime::from_mseconds(1), "{a} vs {b}");
     }
 
-    // A segment of another job (other settings) is refused; the output is untouched.
+    // The join script refuses while a part is missing; `stylize join` refuses a segment
+    // of another job (other settings). Neither leaves anything behind.
+    let out = Command::new(deploy.join("stylize-join"))
+        .arg(dir.join("early.mp4"))
+        .arg(&parts)
+        .arg("4")
+        .env("STYLIZE", env!("CARGO_BIN_EXE_stylize"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("4 of 4 segments missing"), "{err}");
     let other = dir.join("other.mp4");
     let out = file_cmd()
         .args(["--segment", "2/3", "--quality", "draft"])
@@ -828,10 +850,7 @@ fn segments_joined_equal_the_whole_run() {
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert!(
-        !out.status.success() && err.contains("encoded differently"),
-        "{err}"
-    );
+    assert!(!out.status.success() && err.contains("encoded differently"), "{err}");
     assert!(!refused.exists() && temp_files(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
