@@ -531,7 +531,12 @@ fn plan_follower(
     stream: &Stream,
     stats: &Stats,
 ) -> Result<Option<Follower>> {
-    let (kind, caps) = (stream.kind(), &stream.caps);
+    let caps = &stream.caps;
+    let kind = if stream.kind() == "audio" {
+        "audio"
+    } else {
+        "subtitle"
+    };
     let what = describe(caps);
     let template_name = if kind == "audio" {
         "audio_%u"
@@ -770,7 +775,10 @@ fn describe(caps: &gst::Caps) -> String {
         ("audio/x-ac3", _) => "AC-3".into(),
         ("audio/x-eac3", _) => "E-AC-3".into(),
         ("audio/x-raw", _) => "PCM".into(),
-        ("text/x-raw", _) => "text".into(),
+        ("text/x-raw", _) => match s.get::<String>("format") {
+            Ok(format) => format!("text ({format})"),
+            Err(_) => "text".into(),
+        },
         (name, _) => name.to_string(),
     }
 }
