@@ -767,11 +767,22 @@ fn segments_joined_equal_the_whole_run() {
 
     let deploy = common::repo().join("deploy");
     let parts = dir.join("parts");
-    let quick = ["--threads", "2", "--stability", "0", "--inference-size", "64x0"];
+    let quick = [
+        "--threads",
+        "2",
+        "--stability",
+        "0",
+        "--inference-size",
+        "64x0",
+    ];
     // (scheduler variable, its value, the script a task runs) for segments 1, 2, 3.
     let tasks = [
         ("JOB_COMPLETION_INDEX", "0", deploy.join("stylize-segment")),
-        ("SLURM_ARRAY_TASK_ID", "2", deploy.join("slurm/segments.sbatch")),
+        (
+            "SLURM_ARRAY_TASK_ID",
+            "2",
+            deploy.join("slurm/segments.sbatch"),
+        ),
         ("JOB_COMPLETION_INDEX", "2", deploy.join("stylize-segment")),
     ];
     let mut frames = 0;
@@ -820,7 +831,10 @@ fn segments_joined_equal_the_whole_run() {
     let (aw, aj) = (stream(&w, "audio"), stream(&j, "audio"));
     assert_eq!(aj.pts.len(), aw.pts.len(), "every audio packet once");
     for (a, b) in aw.pts.iter().zip(&aj.pts) {
-        assert!(diff(*a, *b) < gst::ClockTime::from_mseconds(1), "{a} vs {b}");
+        assert!(
+            diff(*a, *b) < gst::ClockTime::from_mseconds(1),
+            "{a} vs {b}"
+        );
     }
 
     // The join script refuses while a part is missing; `stylize join` refuses a segment
@@ -833,7 +847,10 @@ fn segments_joined_equal_the_whole_run() {
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert!(!out.status.success() && err.contains("4 of 4 segments missing"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("4 of 4 segments missing"),
+        "{err}"
+    );
     let other = dir.join("other.mp4");
     let out = file_cmd()
         .args(["--segment", "2/3", "--quality", "draft"])
@@ -850,7 +867,10 @@ fn segments_joined_equal_the_whole_run() {
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert!(!out.status.success() && err.contains("encoded differently"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("encoded differently"),
+        "{err}"
+    );
     assert!(!refused.exists() && temp_files(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -884,7 +904,10 @@ fn several_inputs_and_folders_go_to_an_out_dir() {
     };
     let out = run();
     let err = stderr(&out);
-    assert!(!out.status.success() && err.contains("c.mkv exists"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("c.mkv exists"),
+        "{err}"
+    );
     assert!(!out_dir.join("a.mkv").exists());
     assert_intact(&out_dir.join("c.mkv"), b"keep me", "existing output");
     std::fs::remove_file(out_dir.join("c.mkv")).unwrap();
