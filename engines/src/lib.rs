@@ -9,6 +9,7 @@ pub mod clip;
 pub mod embedding;
 pub mod error;
 pub mod frame;
+pub mod frame_path;
 pub mod generate;
 pub mod image_io;
 pub mod library;
