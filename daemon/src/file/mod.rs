@@ -15,11 +15,11 @@ use clap::Args;
 use gst::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Other subcommands take their sizes and stabilities from here.
-pub use crate::options::{parse_size, parse_unit as parse_stability};
 use crate::options::{
     parse_inference_size, parse_overlap, parse_quantizer, parse_scale, parse_segment, parse_unit,
 };
+/// Other subcommands take their sizes and stabilities from here.
+pub use crate::options::{parse_size, parse_unit as parse_stability};
 use crate::StyleArgs;
 
 pub(crate) mod format;
