@@ -250,7 +250,12 @@ pub fn run(args: &FileArgs) -> Result<()> {
     let interrupt = Interrupt::install()?;
     let bar = progress_bar(args.quiet);
     // One bar for every file, in milliseconds of input, when every duration is known.
-    let total_ms: Option<u64> = infos.iter().map(|i| i.duration.map(|d| d.mseconds())).sum();
+    // A segment covers 1/N of its input.
+    let share = args.segment.map_or(1, |(_, n)| u64::from(n));
+    let total_ms: Option<u64> = infos
+        .iter()
+        .map(|i| i.duration.map(|d| d.mseconds() / share))
+        .sum();
     if let Some(total) = total_ms.filter(|t| *t > 0) {
         bar.set_length(total);
         bar.set_style(bar_style());
