@@ -329,15 +329,25 @@ def cmd_train(a):
             {"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": spent,
              "arch": ARCH, "n_styles": n_styles}, tmp))
 
+    # SIGTERM/SIGINT: finish the step, save and stop (resume continues from there).
+    import signal
+
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
     running = {}
-    while step < a.steps:
+    while step < a.steps and not stop:
         lr = learning_rate(a, step)
         for group in opt.param_groups:
             group["lr"] = float(lr)
         rng = np.random.default_rng([a.seed, 1 << 20, step])  # batch of step k is fixed
         idx = rng.choice(len(xs), size=a.batch, replace=False)
-        x = torch.from_numpy(xs[idx]).permute(0, 3, 1, 2).float() / 255.0
-        y = torch.from_numpy(ys[idx]).permute(0, 3, 1, 2).float() / 255.0
+        # The same random --train-crop window of content and teacher output: a smaller window
+        # makes a step cheaper (CPU time is the budget); the teacher still saw the whole crop.
+        c = a.train_crop
+        oy, ox = rng.integers(0, xs.shape[1] - c + 1, size=2) // 4 * 4
+        x = torch.from_numpy(xs[idx, oy:oy + c, ox:ox + c]).permute(0, 3, 1, 2).float() / 255.0
+        y = torch.from_numpy(ys[idx, oy:oy + c, ox:ox + c]).permute(0, 3, 1, 2).float() / 255.0
         w = torch.from_numpy(ws[idx])
         t0 = time.time()
         out = net(x, w)
@@ -352,9 +362,9 @@ def cmd_train(a):
         if step % a.log_every == 0 or step == a.steps:
             log(f"step {step}/{a.steps} lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
                 + f" | {spent:.0f} s, ETA {(a.steps - step) * spent / step / 60:.1f} min")
-        if step % a.ckpt_every == 0 or step == a.steps:
+        if step % a.ckpt_every == 0 or step == a.steps or stop:
             save()
-    log(f"trained {step} steps in {spent / 60:.1f} min of compute")
+    log(f"{'stopped at' if stop else 'trained'} {step} steps, {spent / 60:.1f} min of compute")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,13 +665,14 @@ def main():
     p.add_argument("--samples", type=int, default=6000)
     p.add_argument("--crop", type=int, default=192)
     p.add_argument("--chunk", type=int, default=250)
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--train-crop", type=int, default=128)
+    p.add_argument("--steps", type=int, default=1600)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--w-detail", type=float, default=2.0)
     p.add_argument("--w-colour", type=float, default=0.5)
     p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--ckpt-every", type=int, default=50)
     p.add_argument("--eval-size", type=int, nargs=2, default=[480, 360], metavar=("W", "H"))
     p.add_argument("--eval-frames", type=int, default=30)
     p.add_argument("--styles", default="all")
