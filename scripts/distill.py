@@ -503,6 +503,22 @@ def cmd_export(a):
         sys.exit(f"ONNX export differs from the torch student by {err}")
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     atomic_write(a.out, lambda tmp: onnx.save(model, tmp))
+    if a.report:  # provenance, kept by `eval` when it rewrites the report
+        training = {
+            "teacher": os.path.basename(a.teacher), "teacher_sha256": sha256(a.teacher),
+            "student_sha256": sha256(a.out), "arch": state["arch"],
+            "parameters": int(sum(v.size for v in params.values())),
+            "steps": state["step"], "compute_minutes": round(state["seconds"] / 60, 1),
+            "seed": a.seed, "samples": a.samples, "crop": a.crop, "train_crop": a.train_crop,
+            "batch": a.batch, "lr": a.lr, "w_detail": a.w_detail, "w_colour": a.w_colour,
+            "data": TRAIN_CLIPS + TRAIN_PHOTOS, "held_out": HELD_OUT_CLIP,
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "onnx": onnx.__version__, "onnxruntime": ort.__version__,
+                         "numpy": np.__version__, "opencv": cv2.__version__},
+        }
+        report = json.load(open(a.report)) if os.path.exists(a.report) else {}
+        report["training"] = training
+        atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
     log(f"wrote {a.out} ({os.path.getsize(a.out) / 1024:.0f} KiB), ONNX vs torch max |diff| {err:.1e}")
 
 
