@@ -549,20 +549,20 @@ def rgb_ssim(a, b):
     return float(np.mean([ssim(a8[..., c], b8[..., c]) for c in range(3)]))
 
 
-def bench(models, shape, threads, iterations, weights):
-    """Median session.run ms per model at `shape` (H, W), runs interleaved so every model
+def bench(runs, threads, iterations, weights):
+    """Median session.run ms per (name -> (model, (H, W))), runs interleaved so every model
     sees the same machine load."""
-    h, w = shape
-    x = np.random.default_rng(0).uniform(size=(1, 3, h, w)).astype(np.float32)
-    sessions = {k: session(p, threads) for k, p in models.items()}
-    times = {k: [] for k in models}
+    rng = np.random.default_rng(0)
+    feeds = {k: rng.uniform(size=(1, 3) + shape).astype(np.float32) for k, (_, shape) in runs.items()}
+    sessions = {k: session(p, threads) for k, (p, _) in runs.items()}
+    times = {k: [] for k in runs}
     for _ in range(2):
-        for s in sessions.values():
-            s.run(["stylized"], {"content": x, "style_weights": weights})
+        for k, s in sessions.items():
+            s.run(["stylized"], {"content": feeds[k], "style_weights": weights})
     for _ in range(iterations):
         for k, s in sessions.items():
             t = time.perf_counter()
-            s.run(["stylized"], {"content": x, "style_weights": weights})
+            s.run(["stylized"], {"content": feeds[k], "style_weights": weights})
             times[k].append((time.perf_counter() - t) * 1e3)
     return {k: {"median_ms": float(np.median(v)), "min_ms": float(np.min(v))} for k, v in times.items()}
 
@@ -626,7 +626,8 @@ def cmd_eval(a):
             bgr = cv2.cvtColor(np.clip(np.rint(img * 255), 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
             atomic_write(path, lambda tmp: cv2.imwrite(tmp + ".png", bgr) and os.replace(tmp + ".png", tmp))
     one_hot = np.eye(len(names), dtype=np.float32)[19]
-    speed = bench({"teacher": a.teacher, "student": a.out}, (360, 640), a.threads, a.bench_iterations, one_hot)
+    speed = bench({"teacher": (a.teacher, (360, 640)), "student": (a.out, (360, 640)),
+                   "teacher_half": (a.teacher, (180, 320))}, a.threads, a.bench_iterations, one_hot)
     summary = {}
     for k in ("student", "teacher_half"):
         summary[k] = {m: float(np.median([r[k][m] for r in per_style.values()]))

@@ -71,7 +71,10 @@ fn fast_student_stylizes_a_style_and_a_blend_at_the_frame_size() {
         let weights = style::resolve(st.info(), style, blend).unwrap();
         let out = st.run_tensor(&input, &weights).unwrap();
         assert_eq!(out.shape(), [1, 3, 90, 134]);
-        assert!(out.data.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
+        assert!(out
+            .data
+            .iter()
+            .all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
         out
     };
     let starry = run(&mut st, Some("starry-swirls"), None);
