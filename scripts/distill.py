@@ -683,7 +683,7 @@ def main():
     p.add_argument("--crop", type=int, default=192)
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--train-crop", type=int, default=128)
-    p.add_argument("--steps", type=int, default=1600)
+    p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--w-detail", type=float, default=2.0)
