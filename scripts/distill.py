@@ -279,9 +279,10 @@ def laplacian(x):
     return p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:] - 4 * x
 
 
-def losses(student, teacher, a):
+def losses(student, teacher, a, polish=False):
     """L1 + local high-pass energy (mean |Laplacian| in 4x4 and 8x8 cells: a blurred student
-    cannot match it) + per-channel mean/std (colour)."""
+    cannot match it) + per-channel mean/std (colour); in the polish phase also the colour
+    layout (8x8-cell means)."""
     import torch.nn.functional as F
 
     l1 = (student - teacher).abs().mean()
@@ -291,7 +292,12 @@ def losses(student, teacher, a):
     ss, st = student.std((2, 3)), teacher.std((2, 3))
     stat = (ms - mt).abs().mean() + (ss - st).abs().mean()
     total = l1 + a.w_detail * hp + a.w_colour * stat
-    return total, {"l1": l1.item(), "detail": hp.item(), "colour": stat.item()}
+    parts = {"l1": l1.item(), "detail": hp.item(), "colour": stat.item()}
+    if polish:  # colour layout: L1 between 8x8-cell means
+        layout = (F.avg_pool2d(student, 8) - F.avg_pool2d(teacher, 8)).abs().mean()
+        total = total + a.w_layout * layout
+        parts["layout"] = layout.item()
+    return total, parts
 
 
 def learning_rate(a, step):
@@ -336,22 +342,29 @@ def cmd_train(a):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.append(True))
     running = {}
-    while step < a.steps and not stop:
-        lr = learning_rate(a, step)
+    total_steps = a.steps + a.polish_steps
+    while step < total_steps and not stop:
+        # Polish phase (after --steps): whole crops, so the student's instance-norm statistics
+        # are the teacher's, plus the colour-layout term, at a low, decaying learning rate.
+        polish = step >= a.steps
+        if polish:
+            lr = a.lr * 0.2 * (1 - 0.95 * (step - a.steps) / a.polish_steps)
+        else:
+            lr = learning_rate(a, step)
         for group in opt.param_groups:
             group["lr"] = float(lr)
         rng = np.random.default_rng([a.seed, 1 << 20, step])  # batch of step k is fixed
         idx = rng.choice(len(xs), size=a.batch, replace=False)
         # The same random --train-crop window of content and teacher output: a smaller window
         # makes a step cheaper (CPU time is the budget); the teacher still saw the whole crop.
-        c = a.train_crop
+        c = xs.shape[1] if polish else a.train_crop
         oy, ox = rng.integers(0, xs.shape[1] - c + 1, size=2) // 4 * 4
         x = torch.from_numpy(xs[idx, oy:oy + c, ox:ox + c]).permute(0, 3, 1, 2).float() / 255.0
         y = torch.from_numpy(ys[idx, oy:oy + c, ox:ox + c]).permute(0, 3, 1, 2).float() / 255.0
         w = torch.from_numpy(ws[idx])
         t0 = time.time()
         out = net(x, w)
-        loss, parts = losses(out, y, a)
+        loss, parts = losses(out, y, a, polish)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -359,10 +372,10 @@ def cmd_train(a):
         step += 1
         for k, v in parts.items():
             running[k] = running.get(k, v) * 0.95 + v * 0.05
-        if step % a.log_every == 0 or step == a.steps:
-            log(f"step {step}/{a.steps} lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
-                + f" | {spent:.0f} s, ETA {(a.steps - step) * spent / step / 60:.1f} min")
-        if step % a.ckpt_every == 0 or step == a.steps or stop:
+        if step % a.log_every == 0 or step == total_steps:
+            log(f"step {step}/{total_steps} lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
+                + f" | {spent:.0f} s, ETA {(total_steps - step) * spent / step / 60:.1f} min")
+        if step % a.ckpt_every == 0 or step == total_steps or stop:
             save()
     log(f"{'stopped at' if stop else 'trained'} {step} steps, {spent / 60:.1f} min of compute")
 
@@ -510,6 +523,7 @@ def cmd_export(a):
             "parameters": int(sum(v.size for v in params.values())),
             "steps": state["step"], "compute_minutes": round(state["seconds"] / 60, 1),
             "seed": a.seed, "samples": a.samples, "crop": a.crop, "train_crop": a.train_crop,
+            "polish_steps": a.polish_steps, "w_layout": a.w_layout,
             "batch": a.batch, "lr": a.lr, "w_detail": a.w_detail, "w_colour": a.w_colour,
             "data": TRAIN_CLIPS + TRAIN_PHOTOS, "held_out": HELD_OUT_CLIP,
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
@@ -622,9 +636,9 @@ def cmd_eval(a):
     if sheets and a.sheets:
         os.makedirs(a.sheets, exist_ok=True)
         for label, img in sheets:
-            path = os.path.join(a.sheets, f"{label}.png")
+            path = os.path.join(a.sheets, label.replace(":", "-").replace("+", "-") + ".png")
             bgr = cv2.cvtColor(np.clip(np.rint(img * 255), 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
-            atomic_write(path, lambda tmp: cv2.imwrite(tmp + ".png", bgr) and os.replace(tmp + ".png", tmp))
+            atomic_write(path, lambda tmp: cv2.imwrite(tmp + ".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 9]) and os.replace(tmp + ".png", tmp))
     one_hot = np.eye(len(names), dtype=np.float32)[19]
     speed = bench({"teacher": (a.teacher, (360, 640)), "student": (a.out, (360, 640)),
                    "teacher_half": (a.teacher, (180, 320))}, a.threads, a.bench_iterations, one_hot)
@@ -684,6 +698,8 @@ def main():
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--train-crop", type=int, default=128)
     p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--polish-steps", type=int, default=0)
+    p.add_argument("--w-layout", type=float, default=2.0)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--w-detail", type=float, default=2.0)
