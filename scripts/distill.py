@@ -11,7 +11,7 @@ Stages (each resumable; `all` runs them in order, skipping what is already done)
   train   student on the cache, checkpoint every --ckpt-every steps    -> CACHE/student.pt
   export  ONNX with dynamic H/W, teacher metadata + provenance         -> --out
   eval    fidelity on the held-out clip vs the teacher and the half-size teacher -> --report
-  bench   ONNX Runtime latency, teacher vs student interleaved (part of eval)
+  bench   ONNX Runtime latency, teacher vs student interleaved (also in eval) -> --report
 
 One command re-trains the shipped model (see docs/distill.md):
   /work/torch-venv/bin/python scripts/distill.py all --teacher assets/models/multistyle26.onnx \
