@@ -86,16 +86,19 @@ fn file_mode_bad_input_fails_clearly_and_leaves_no_output() {
 
 #[test]
 fn bench_interleaves_engine_element_and_peer_and_writes_intervals() {
-    if common::asset("models/multistyle26.onnx").is_none()
-        || common::asset("venv/bin/python").is_none()
-    {
+    let (Some(teacher), Some(_)) = (
+        common::asset("models/multistyle26.onnx"),
+        common::asset("venv/bin/python"),
+    ) else {
         return;
-    }
+    };
     let dir = common::scratch("bench");
     let json = dir.join("bench.json");
     let out = stylize()
+        .arg("bench")
+        .arg("--model")
+        .arg(&teacher)
         .args([
-            "bench",
             "--cases",
             "64x48,96x64:48x32",
             "--iterations",
