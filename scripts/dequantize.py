@@ -1,6 +1,6 @@
 """Fold a QDQ (int8) ONNX graph to float32: constant weights are dequantized into float
 initializers, activation Quantize→Dequantize pairs are bypassed. Same I/O as the input.
-(Recipe measured in shared/notes/models.md; used for the float32 arbitrary-style copies.)
+(Recipe measured by this project; used for the float32 arbitrary-style copies.)
 
 python dequantize.py IN.onnx OUT.onnx
 """

@@ -1,4 +1,4 @@
-//! Model families and the contract every model must meet (DESIGN.md, "Model families").
+//! Model families and the contract every model must meet (docs/models.md).
 //!
 //! The check works on plain [`TensorSpec`]s so it is testable without ONNX Runtime; backends
 //! describe their loaded graph with them and call [`check_contract`].

@@ -1,5 +1,5 @@
 //! CLIP's image and text encoders as two ONNX graphs, checked against the contract in
-//! DESIGN.md: `pixel_values` [B,3,224,224] → `image_embeds` [B,D] and `input_ids` [B,77] →
+//! docs/models.md: `pixel_values` [B,3,224,224] → `image_embeds` [B,D] and `input_ids` [B,77] →
 //! `text_embeds` [B,D]. Hugging Face exports of the text model also take `attention_mask`;
 //! when the graph has it we feed 1 up to end-of-text, 0 on the padding.
 
