@@ -32,6 +32,9 @@ def session(model_bytes_or_path, threads):
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.inter_op_num_threads = 1
+    # The engine's session options: no busy-waiting workers between runs (interleaved
+    # sessions on a few cores would otherwise steal each other's cores).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
     return ort.InferenceSession(model_bytes_or_path, opts, providers=["CPUExecutionProvider"])

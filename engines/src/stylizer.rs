@@ -189,6 +189,17 @@ impl Stylizer {
         frame::crop_tensor(&output, content.height, content.width)
     }
 
+    /// The backend alone on a ready tensor (padded to the model's multiple) into a kept
+    /// output: what ONNX Runtime's `session.run` does, for benchmarks.
+    pub fn run_network(
+        &mut self,
+        content: &Tensor,
+        conditioning: &[f32],
+        out: &mut Tensor,
+    ) -> Result<()> {
+        self.backend.run_into(content, conditioning, out)
+    }
+
     /// Stylize an RGB image at the given inference size; the result has the input's size.
     pub fn stylize_image(
         &mut self,

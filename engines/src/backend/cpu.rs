@@ -49,7 +49,13 @@ fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
 /// generators (`generate::graph`), which run graphs outside the style-model contract.
 pub(crate) fn session(path: &Path, threads: usize) -> Result<Session> {
     open_session(path, |builder| {
-        let builder = builder.with_inter_threads(1)?;
+        // No spinning: between runs ONNX Runtime's idle workers would busy-wait on the cores
+        // that the rest of a video pipeline (decoder, encoder, the temporal filter, a second
+        // session) needs; on two cores that doubled every interleaved path's time in
+        // `stylize bench` (docs/performance.md).
+        let builder = builder
+            .with_inter_threads(1)?
+            .with_intra_op_spinning(false)?;
         Ok(if threads > 0 {
             builder.with_intra_threads(threads)?
         } else {
