@@ -26,6 +26,8 @@ pub enum Error {
     },
     #[error("unknown style `{name}`: {available}")]
     UnknownStyle { name: String, available: String },
+    #[error("invalid style name `{name}`: {reason}")]
+    BadStyleName { name: String, reason: String },
     #[error("invalid style blend `{spec}`: {reason}")]
     BadBlend { spec: String, reason: String },
     #[error("cannot read image {path}: {reason}")]
@@ -44,6 +46,9 @@ pub enum Error {
     Io { path: PathBuf, reason: String },
     #[error("{0}")]
     Generate(String),
+    /// A user-controlled size past its documented limit ([`crate::limits`]).
+    #[error("{0}")]
+    Limit(String),
     /// CLIP tokenizer, encoders and prompt tuning.
     #[error("{0}")]
     Clip(String),
