@@ -27,8 +27,9 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_size,
           default_value = "320x180,640x360,1280x720")]
     pub sizes: Vec<(u32, u32)>,
-    /// Timed iterations per size and path.
-    #[arg(long, default_value_t = 5)]
+    /// Timed iterations per size and path (at least 1: no timing is no benchmark).
+    #[arg(long, default_value_t = 5,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub iterations: usize,
     /// Untimed warm-up iterations per size and path.
     #[arg(long, default_value_t = 1)]
