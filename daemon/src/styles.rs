@@ -97,6 +97,8 @@ pub fn run(args: &StylesArgs) -> Result<()> {
             eprintln!("removed {}", entry.name);
         }
         StylesCommand::Add(add) => {
+            // Before any model or image is loaded for it.
+            stylize_engines::library::check_name(&add.name)?;
             let (kind, source, values) = if let Some(image) = &add.image {
                 let path = add.predictor.clone().unwrap_or_else(|| {
                     stylize_engines::runtime::assets_dir().join("models/arbitrary-predict.onnx")
