@@ -85,7 +85,7 @@ fn file_mode_bad_input_fails_clearly_and_leaves_no_output() {
 }
 
 #[test]
-fn bench_writes_json_with_percentiles_and_peer_ratios() {
+fn bench_interleaves_engine_element_and_peer_and_writes_intervals() {
     if common::asset("models/multistyle26.onnx").is_none()
         || common::asset("venv/bin/python").is_none()
     {
@@ -96,10 +96,12 @@ fn bench_writes_json_with_percentiles_and_peer_ratios() {
     let out = stylize()
         .args([
             "bench",
-            "--sizes",
-            "64x48,96x64",
+            "--cases",
+            "64x48,96x64:48x32",
             "--iterations",
             "3",
+            "--warmup",
+            "1",
             "--threads",
             "2",
         ])
@@ -118,31 +120,58 @@ fn bench_writes_json_with_percentiles_and_peer_ratios() {
         .as_str()
         .unwrap()
         .starts_with("onnxruntime 1.32.0"));
+    assert!(report["machine"]["fma_peak_gflops"].as_f64().unwrap() > 0.0);
     let models = report["models"].as_array().unwrap();
     assert_eq!(models.len(), 1);
     assert_eq!(models[0]["family"], "cin");
-    let sizes = models[0]["sizes"].as_array().unwrap();
-    assert_eq!(sizes.len(), 2);
-    for s in sizes {
+    let cases = models[0]["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[1]["frame"], serde_json::json!([96, 64]));
+    assert_eq!(cases[1]["inference"], serde_json::json!([48, 32]));
+    for c in cases {
         for key in [
             "engine_infer_ms",
             "engine_frame_ms",
             "element_ms",
             "ort_python_ms",
         ] {
-            assert_eq!(s[key]["samples"], 3, "{key}");
-            let (p50, p99) = (
-                s[key]["p50"].as_f64().unwrap(),
-                s[key]["p99"].as_f64().unwrap(),
+            assert_eq!(c[key]["samples"], 3, "{key}");
+            let s = &c[key];
+            let (p50, lo, hi) = (
+                s["p50"].as_f64().unwrap(),
+                s["p50_ci95"][0].as_f64().unwrap(),
+                s["p50_ci95"][1].as_f64().unwrap(),
             );
-            assert!(p50 > 0.0 && p99 >= p50, "{key}: {p50} {p99}");
+            assert!(
+                p50 > 0.0 && lo <= p50 && p50 <= hi,
+                "{key}: {p50} [{lo}, {hi}]"
+            );
         }
-        let ratio = s["ratio_engine_infer_vs_python"].as_f64().unwrap();
-        let expected = s["engine_infer_ms"]["p50"].as_f64().unwrap()
-            / s["ort_python_ms"]["p50"].as_f64().unwrap();
+        let ratio = c["engine_vs_python"]["p50"].as_f64().unwrap();
+        let expected = c["engine_infer_ms"]["p50"].as_f64().unwrap()
+            / c["ort_python_ms"]["p50"].as_f64().unwrap();
         assert!((ratio - expected).abs() < 1e-9);
+        let overhead = c["element_overhead"]["p50"].as_f64().unwrap();
+        let expected = c["element_ms"]["p50"].as_f64().unwrap()
+            / c["engine_infer_ms"]["p50"].as_f64().unwrap()
+            - 1.0;
+        assert!((overhead - expected).abs() < 1e-9);
+        // The MAC count comes from the graph: the 26-style net is ~19.4 k MAC per pixel.
+        let per_px = c["macs_per_pixel"].as_f64().unwrap();
+        assert!((15_000.0..25_000.0).contains(&per_px), "{per_px}");
+        assert!(c["smoothing"]["temporal_ms"]["p50"].as_f64().unwrap() > 0.0);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_refuses_zero_iterations() {
+    let out = stylize()
+        .args(["bench", "--iterations", "0", "--no-python"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
 
 #[test]

@@ -22,11 +22,14 @@ fn stderr(out: &Output) -> String {
 /// `stylize webcam` on the test pattern with the small per-style model, plus `extra`.
 fn webcam(model: &Path, extra: &[&str]) -> Command {
     let mut cmd = stylize();
-    cmd.args(["webcam", "--output", "null", "--size", "64x48", "--fps", "30"])
+    cmd.args(["webcam", "--output", "null", "--fps", "30"])
         .args(["--threads", "1", "--frames", "10"])
         .arg("--model")
-        .arg(model)
-        .args(extra);
+        .arg(model);
+    if !extra.contains(&"--size") {
+        cmd.args(["--size", "64x48"]);
+    }
+    cmd.args(extra);
     cmd
 }
 

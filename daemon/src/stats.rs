@@ -7,6 +7,9 @@ pub struct Summary {
     pub samples: usize,
     pub mean: f64,
     pub p50: f64,
+    /// Distribution-free 95 % interval of the median (order statistics; the sample range
+    /// when there are too few samples for one).
+    pub p50_ci95: [f64; 2],
     pub p95: f64,
     pub p99: f64,
     pub min: f64,
@@ -19,6 +22,25 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The ranks n/2 ± 1.96·√n/2 (normal approximation to the binomial): a 95 % interval for
+/// the median whatever the distribution.
+fn median_interval(sorted: &[f64]) -> [f64; 2] {
+    let n = sorted.len() as f64;
+    let half = 1.96 * n.sqrt() / 2.0;
+    let lo = ((n / 2.0 - half).floor() as usize).clamp(1, sorted.len());
+    let hi = ((n / 2.0 + half).ceil() as usize + 1).clamp(1, sorted.len());
+    [sorted[lo - 1], sorted[hi - 1]]
+}
+
+/// The ratio of two medians `a / b` and a conservative 95 % interval for it, from the two
+/// medians' intervals (low of a over high of b, high of a over low of b).
+pub fn ratio_interval(a: &Summary, b: &Summary) -> (f64, [f64; 2]) {
+    (
+        a.p50 / b.p50,
+        [a.p50_ci95[0] / b.p50_ci95[1], a.p50_ci95[1] / b.p50_ci95[0]],
+    )
+}
+
 pub fn summarize(samples: &[f64]) -> Option<Summary> {
     if samples.is_empty() {
         return None;
@@ -29,6 +51,7 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
         samples: sorted.len(),
         mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
         p50: percentile(&sorted, 50.0),
+        p50_ci95: median_interval(&sorted),
         p95: percentile(&sorted, 95.0),
         p99: percentile(&sorted, 99.0),
         min: sorted[0],
@@ -46,7 +69,13 @@ mod tests {
         let s = summarize(&samples).unwrap();
         assert_eq!((s.p50, s.p95, s.p99), (50.0, 95.0, 99.0));
         assert_eq!((s.min, s.max, s.mean), (1.0, 100.0, 50.5));
+        // 100 samples: ranks 40 and 61 bound the median.
+        assert_eq!(s.p50_ci95, [40.0, 61.0]);
+        let (r, [lo, hi]) = ratio_interval(&s, &s);
+        assert_eq!(r, 1.0);
+        assert!(lo < 1.0 && hi > 1.0);
         let one = summarize(&[7.0]).unwrap();
+        assert_eq!(one.p50_ci95, [7.0, 7.0]);
         assert_eq!((one.p50, one.p99), (7.0, 7.0));
         assert!(summarize(&[]).is_none());
     }

@@ -8,6 +8,8 @@
 //! `videoconvert`, which is SIMD-optimised and already in every pipeline.
 
 use fast_image_resize as fr;
+/// The resizer the conversions take (its scratch buffers are reused across calls).
+pub use fast_image_resize::Resizer;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -87,7 +89,7 @@ pub struct FrameLayout {
 }
 
 impl FrameLayout {
-    fn check(&self, len: usize) -> Result<()> {
+    pub(crate) fn check(&self, len: usize) -> Result<()> {
         let row = self.width * self.format.bytes_per_pixel();
         if self.width == 0 || self.height == 0 {
             return Err(Error::Frame("zero-sized frame".into()));
@@ -112,22 +114,42 @@ impl FrameLayout {
 /// Copy the colour channels of a packed frame into an RGB image.
 pub fn read_rgb(data: &[u8], layout: &FrameLayout) -> Result<RgbImage> {
     layout.check(data.len())?;
+    let mut img = RgbImage::new(layout.width, layout.height);
+    read_rgb_into(data, layout, &mut img.data);
+    Ok(img)
+}
+
+/// [`read_rgb`] into a tight RGB buffer of the frame's size (layout already checked).
+pub(crate) fn read_rgb_into(data: &[u8], layout: &FrameLayout, out: &mut [u8]) {
     let bpp = layout.format.bytes_per_pixel();
     let [r, g, b] = layout.format.rgb_offsets();
-    let mut img = RgbImage::new(layout.width, layout.height);
-    for (y, out_row) in img.data.chunks_exact_mut(layout.width * 3).enumerate() {
+    for (y, out_row) in out.chunks_exact_mut(layout.width * 3).enumerate() {
         let row = &data[y * layout.stride..y * layout.stride + layout.width * bpp];
+        if layout.format == PixelFormat::Rgb {
+            out_row.copy_from_slice(row);
+            continue;
+        }
         for (px, out) in row.chunks_exact(bpp).zip(out_row.chunks_exact_mut(3)) {
             out[0] = px[r];
             out[1] = px[g];
             out[2] = px[b];
         }
     }
-    Ok(img)
 }
 
 /// Write an RGB image of the frame's size into a packed frame, leaving alpha/padding bytes.
 pub fn write_rgb(img: &RgbImage, data: &mut [u8], layout: &FrameLayout) -> Result<()> {
+    write_rgb_blend(img, data, layout, 1.0)
+}
+
+/// [`write_rgb`], blended with the frame's own pixels below `strength` 1:
+/// `strength · image + (1 − strength) · frame`.
+pub fn write_rgb_blend(
+    img: &RgbImage,
+    data: &mut [u8],
+    layout: &FrameLayout,
+    strength: f32,
+) -> Result<()> {
     layout.check(data.len())?;
     if img.width != layout.width || img.height != layout.height {
         return Err(Error::Frame(format!(
@@ -137,12 +159,24 @@ pub fn write_rgb(img: &RgbImage, data: &mut [u8], layout: &FrameLayout) -> Resul
     }
     let bpp = layout.format.bytes_per_pixel();
     let [r, g, b] = layout.format.rgb_offsets();
+    let blend =
+        |o: u8, i: u8| (strength * f32::from(i) + (1.0 - strength) * f32::from(o)).round() as u8;
     for (y, in_row) in img.data.chunks_exact(layout.width * 3).enumerate() {
         let row = &mut data[y * layout.stride..y * layout.stride + layout.width * bpp];
+        if strength >= 1.0 && layout.format == PixelFormat::Rgb {
+            row.copy_from_slice(in_row);
+            continue;
+        }
         for (px, src) in row.chunks_exact_mut(bpp).zip(in_row.chunks_exact(3)) {
-            px[r] = src[0];
-            px[g] = src[1];
-            px[b] = src[2];
+            if strength >= 1.0 {
+                px[r] = src[0];
+                px[g] = src[1];
+                px[b] = src[2];
+            } else {
+                px[r] = blend(px[r], src[0]);
+                px[g] = blend(px[g], src[1]);
+                px[b] = blend(px[b], src[2]);
+            }
         }
     }
     Ok(())
@@ -212,21 +246,41 @@ fn reflect(i: usize, n: usize) -> usize {
 /// Planar float tensor of an RGB image, scaled to `scale` (1 or 255), reflect-padded on the
 /// right and bottom to `padded` (height, width).
 pub fn image_to_tensor(img: &RgbImage, padded: (usize, usize), scale: f32) -> Tensor {
+    let mut t = Tensor::zeros(3, 0, 0);
+    image_to_tensor_into(img, padded, scale, &mut t);
+    t
+}
+
+/// [`image_to_tensor`] into an existing tensor, keeping its allocation.
+pub fn image_to_tensor_into(img: &RgbImage, padded: (usize, usize), scale: f32, t: &mut Tensor) {
     let (ph, pw) = padded;
-    let mut t = Tensor::zeros(3, ph, pw);
+    t.reshape(3, ph, pw);
     let k = scale / 255.0;
     let plane = ph * pw;
+    let (w, h) = (img.width, img.height);
+    let (r_plane, rest) = t.data.split_at_mut(plane);
+    let (g_plane, b_plane) = rest.split_at_mut(plane);
     for y in 0..ph {
-        let sy = reflect(y, img.height);
-        let src_row = &img.data[sy * img.width * 3..(sy + 1) * img.width * 3];
-        for x in 0..pw {
-            let sx = reflect(x, img.width);
-            for c in 0..3 {
-                t.data[c * plane + y * pw + x] = f32::from(src_row[sx * 3 + c]) * k;
-            }
+        let sy = reflect(y, h);
+        let src_row = &img.data[sy * w * 3..(sy + 1) * w * 3];
+        let out = y * pw..(y + 1) * pw;
+        let (r, g, b) = (
+            &mut r_plane[out.clone()],
+            &mut g_plane[out.clone()],
+            &mut b_plane[out],
+        );
+        for (x, px) in src_row.chunks_exact(3).enumerate() {
+            r[x] = f32::from(px[0]) * k;
+            g[x] = f32::from(px[1]) * k;
+            b[x] = f32::from(px[2]) * k;
+        }
+        for x in w..pw {
+            let sx = reflect(x, w);
+            r[x] = r[sx];
+            g[x] = g[sx];
+            b[x] = b[sx];
         }
     }
-    t
 }
 
 /// Pad an existing planar tensor the same way (used by tests and reference checks).
@@ -266,16 +320,44 @@ pub fn crop_tensor(t: &Tensor, height: usize, width: usize) -> Result<Tensor> {
 
 /// RGB image from the top-left `height`×`width` of a planar tensor in `scale` units.
 pub fn tensor_to_image(t: &Tensor, height: usize, width: usize, scale: f32) -> Result<RgbImage> {
-    let t = crop_tensor(t, height, width)?;
-    let k = 255.0 / scale;
-    let plane = height * width;
     let mut img = RgbImage::new(width, height);
-    for (i, px) in img.data.chunks_exact_mut(3).enumerate() {
-        for (c, v) in px.iter_mut().enumerate() {
-            *v = (t.data[c * plane + i] * k).round().clamp(0.0, 255.0) as u8;
+    tensor_to_image_into(t, height, width, scale, &mut img)?;
+    Ok(img)
+}
+
+/// [`tensor_to_image`] into an image of `width`×`height`, cropping on the fly.
+pub fn tensor_to_image_into(
+    t: &Tensor,
+    height: usize,
+    width: usize,
+    scale: f32,
+    img: &mut RgbImage,
+) -> Result<()> {
+    if t.channels != 3 || t.height < height || t.width < width {
+        return Err(Error::Inference(format!(
+            "model output is [1,{},{},{}], smaller than the [1,3,{height},{width}] input",
+            t.channels, t.height, t.width
+        )));
+    }
+    if img.width != width || img.height != height || img.data.len() != width * height * 3 {
+        return Err(Error::Frame(format!(
+            "image is {}x{}, expected {width}x{height}",
+            img.width, img.height
+        )));
+    }
+    let k = 255.0 / scale;
+    let to_byte = |v: f32| (v * k).round().clamp(0.0, 255.0) as u8;
+    let (r, g, b) = (t.plane(0), t.plane(1), t.plane(2));
+    for (y, out_row) in img.data.chunks_exact_mut(width * 3).enumerate() {
+        let row = y * t.width..y * t.width + width;
+        let (r, g, b) = (&r[row.clone()], &g[row.clone()], &b[row]);
+        for (x, px) in out_row.chunks_exact_mut(3).enumerate() {
+            px[0] = to_byte(r[x]);
+            px[1] = to_byte(g[x]);
+            px[2] = to_byte(b[x]);
         }
     }
-    Ok(img)
+    Ok(())
 }
 
 #[cfg(test)]

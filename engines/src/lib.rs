@@ -10,6 +10,7 @@ pub mod embedding;
 pub mod error;
 pub mod files;
 pub mod frame;
+pub mod frame_path;
 pub mod generate;
 pub mod image_io;
 pub mod library;

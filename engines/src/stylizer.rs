@@ -10,6 +10,7 @@ use crate::backend::{self, Backend, BackendOptions};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameLayout, RgbImage};
 use crate::limits;
+use crate::frame_path::FramePath;
 use crate::model::{Family, ModelInfo};
 use crate::predictor::{self, StylePredictor};
 use crate::temporal::TemporalFilter;
@@ -86,6 +87,8 @@ fn ms_since(t: Instant) -> f64 {
 pub struct Stylizer {
     backend: Box<dyn Backend>,
     resizer: fr::Resizer,
+    /// Buffers of the packed-frame path, kept across frames.
+    path: FramePath,
     predictor: Option<StylePredictor>,
     /// 1 = full style. Below 1 an arbitrary-style embedding is interpolated toward the frame's
     /// own embedding (Ghiasi et al.); other families blend the output with the input pixels.
@@ -99,6 +102,7 @@ impl Stylizer {
         Self {
             backend,
             resizer: fr::Resizer::new(),
+            path: FramePath::default(),
             predictor: None,
             strength: 1.0,
             temporal: TemporalFilter::new(0.0),
@@ -266,6 +270,47 @@ impl Stylizer {
         if let Some(timings) = self.stylize_on_device(data, layout, inference, conditioning)? {
             return Ok(timings);
         }
+        if self.strength < 1.0 && self.predictor.is_some() {
+            // The frame's own style embedding needs the whole picture: the composed path.
+            return self.stylize_frame_composed(data, layout, inference, conditioning);
+        }
+        let mut timings = Timings::default();
+        let start = Instant::now();
+        let scale = self.info().input_range.scale();
+        let padded = self.padded_size(inference.0, inference.1)?;
+        self.path.read_small(data, layout, inference)?;
+        self.path.small_to_content(padded, scale);
+        timings.convert_in_ms = ms_since(start);
+
+        let start = Instant::now();
+        self.backend
+            .run_into(&self.path.content, conditioning, &mut self.path.output)?;
+        timings.infer_ms = ms_since(start);
+        timings.host_copies = self.backend.host_copies();
+
+        let start = Instant::now();
+        self.path.output_to_styled(inference, scale)?;
+        timings.convert_out_ms = ms_since(start);
+        // Smoothing runs at the inference size (see `stylize_image`).
+        if self.temporal.enabled() {
+            let start = Instant::now();
+            self.temporal.apply(&self.path.small, &mut self.path.styled);
+            timings.temporal_ms = ms_since(start);
+        }
+        let start = Instant::now();
+        self.path.write_styled(data, layout, self.strength)?;
+        timings.convert_out_ms += ms_since(start);
+        Ok(timings)
+    }
+
+    /// A packed frame through [`Stylizer::stylize_image`].
+    fn stylize_frame_composed(
+        &mut self,
+        data: &mut [u8],
+        layout: &FrameLayout,
+        inference: (usize, usize),
+        conditioning: &[f32],
+    ) -> Result<Timings> {
         let start = Instant::now();
         let img = frame::read_rgb(data, layout)?;
         let read_ms = ms_since(start);

@@ -17,6 +17,14 @@ impl Tensor {
         }
     }
 
+    /// Change the shape, keeping the allocation (new elements are 0).
+    pub fn reshape(&mut self, channels: usize, height: usize, width: usize) {
+        self.channels = channels;
+        self.height = height;
+        self.width = width;
+        self.data.resize(channels * height * width, 0.0);
+    }
+
     pub fn shape(&self) -> [usize; 4] {
         [1, self.channels, self.height, self.width]
     }

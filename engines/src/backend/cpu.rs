@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
-use ort::value::{Tensor as OrtTensor, TensorElementType, ValueType};
+use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::{Backend, BackendOptions};
 use crate::error::{Error, Result};
@@ -159,8 +159,17 @@ impl Backend for OrtCpu {
     }
 
     fn run(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor> {
+        let mut out = Tensor::zeros(3, 0, 0);
+        self.run_into(content, conditioning, &mut out)?;
+        Ok(out)
+    }
+
+    /// The input is handed to ONNX Runtime as a view of the caller's tensor and the output
+    /// read from ONNX Runtime's arena straight into the caller's tensor: no other copies.
+    fn run_into(&mut self, content: &Tensor, conditioning: &[f32], out: &mut Tensor) -> Result<()> {
         let fail = |e: ort::Error| Error::Inference(e.to_string());
-        let image = OrtTensor::from_array((content.shape(), content.data.clone())).map_err(fail)?;
+        let image =
+            TensorRef::from_array_view((content.shape(), content.data.as_slice())).map_err(fail)?;
         let outputs = match self.info.family.conditioning_input() {
             None => self
                 .session
@@ -179,7 +188,7 @@ impl Backend for OrtCpu {
                 } else {
                     vec![1, conditioning.len()]
                 };
-                let cond = OrtTensor::from_array((shape, conditioning.to_vec())).map_err(fail)?;
+                let cond = TensorRef::from_array_view((shape, conditioning)).map_err(fail)?;
                 self.session
                     .run(ort::inputs![model::CONTENT => image, name => cond])
                     .map_err(fail)?
@@ -189,12 +198,11 @@ impl Backend for OrtCpu {
             .try_extract_tensor::<f32>()
             .map_err(fail)?;
         match **shape {
-            [1, 3, h, w] if h > 0 && w > 0 => Ok(Tensor {
-                channels: 3,
-                height: h as usize,
-                width: w as usize,
-                data: data.to_vec(),
-            }),
+            [1, 3, h, w] if h > 0 && w > 0 => {
+                out.reshape(3, h as usize, w as usize);
+                out.data.copy_from_slice(data);
+                Ok(())
+            }
             ref other => Err(Error::Inference(format!(
                 "output `{}` has shape {other:?}, expected [1,3,H,W]",
                 model::STYLIZED

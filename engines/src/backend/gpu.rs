@@ -169,6 +169,11 @@ impl Backend for OrtGpu {
         self.inner.run(content, conditioning)
     }
 
+    fn run_into(&mut self, content: &Tensor, conditioning: &[f32], out: &mut Tensor) -> Result<()> {
+        self.copies = 2 + u32::from(!conditioning.is_empty());
+        self.inner.run_into(content, conditioning, out)
+    }
+
     fn host_copies(&self) -> u32 {
         self.copies
     }

@@ -57,6 +57,12 @@ pub trait Backend: Send {
     /// `style_weights` or `style_embedding` vector (empty for per-style models).
     fn run(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor>;
 
+    /// [`Backend::run`] into a tensor kept by the caller, so a frame allocates nothing.
+    fn run_into(&mut self, content: &Tensor, conditioning: &[f32], out: &mut Tensor) -> Result<()> {
+        *out = self.run(content, conditioning)?;
+        Ok(())
+    }
+
     /// Host↔device copies the last [`Backend::run`] made (0 on the CPU).
     fn host_copies(&self) -> u32 {
         0
