@@ -860,3 +860,27 @@ fn style_images_that_never_end_or_block_are_refused_quickly() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_corrupt_style_library_keeps_the_models_own_styles() {
+    let Some(cin) = asset("models/multistyle26.onnx") else {
+        return;
+    };
+    let library = empty_library("corrupt");
+    std::fs::create_dir_all(&library).unwrap();
+    std::fs::write(format!("{library}/styles.toml"), "[[style]\nname = ").unwrap();
+    let (error, warnings, frames) = run_pipeline(&format!(
+        "videotestsrc num-buffers=3 ! video/x-raw,format=RGBx,width=64,height=48 ! \
+         stylize model={} style=mosaic library={library} threads=2 ! fakesink",
+        cin.display()
+    ));
+    assert_eq!(error, None);
+    assert_eq!(frames, 3);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("styles.toml") && w.contains("model's own styles only")),
+        "{warnings:?}"
+    );
+    let _ = std::fs::remove_dir_all(&library);
+}
