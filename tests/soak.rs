@@ -47,7 +47,9 @@ fn sample(pid: u32, start: Instant) -> Option<Sample> {
 /// One request on its own connection; the reply line, if one came.
 fn request(socket: &Path, line: &str) -> Option<serde_json::Value> {
     let mut stream = UnixStream::connect(socket).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     stream.write_all(line.as_bytes()).ok()?;
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply).ok()?;
@@ -77,7 +79,16 @@ fn webcam_memory_and_descriptors_stay_flat() {
     let socket = dir.join("ctl.sock");
     let mut child = Command::new(env!("CARGO_BIN_EXE_stylize"))
         .args(["webcam", "--input", "test:ball", "--output", "null"])
-        .args(["--size", "160x120", "--fps", "30", "--scale", "0.5", "--threads", "1"])
+        .args([
+            "--size",
+            "160x120",
+            "--fps",
+            "30",
+            "--scale",
+            "0.5",
+            "--threads",
+            "1",
+        ])
         .arg("--model")
         .arg(&model)
         .arg("--socket")
@@ -120,7 +131,7 @@ fn webcam_memory_and_descriptors_stay_flat() {
             failed_requests += 1;
         }
         // Now and then a client that connects and leaves without a word.
-        if tick % 5 == 0 {
+        if tick.is_multiple_of(5) {
             drop(UnixStream::connect(&socket));
         }
         if run_start.elapsed().as_secs_f64() >= warm_up {
@@ -178,14 +189,14 @@ fn webcam_memory_and_descriptors_stay_flat() {
     );
     // Flat: no descriptor leaked per request or connection; memory within 10 % + 8 MiB of
     // where it stood after the warm-up (allocator noise, not a trend).
-    assert!(fds_last <= fds_first + 2, "fds grew: {fds_first} → {fds_last}");
+    assert!(
+        fds_last <= fds_first + 2,
+        "fds grew: {fds_first} → {fds_last}"
+    );
     assert!(
         rss_last <= rss_first + rss_first / 10 + 8 * 1024,
         "RSS grew: {rss_first} KiB → {rss_last} KiB"
     );
-    assert!(
-        threads_max <= 32,
-        "threads stay bounded, got {threads_max}"
-    );
+    assert!(threads_max <= 32, "threads stay bounded, got {threads_max}");
     let _ = std::fs::remove_dir_all(&dir);
 }

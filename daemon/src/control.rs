@@ -587,7 +587,10 @@ mod tests {
         let file = base.join("notes.txt");
         std::fs::write(&file, "precious").unwrap();
         let err = stopped_server(&file).err().unwrap().to_string();
-        assert!(err.contains("is a regular file, not a control socket"), "{err}");
+        assert!(
+            err.contains("is a regular file, not a control socket"),
+            "{err}"
+        );
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
 
         let dir = base.join("dir");
@@ -616,10 +619,16 @@ mod tests {
         std::fs::remove_file(&live_path).unwrap();
         std::fs::write(&live_path, "someone else's").unwrap();
         server.join();
-        assert_eq!(std::fs::read_to_string(&live_path).unwrap(), "someone else's");
+        assert_eq!(
+            std::fs::read_to_string(&live_path).unwrap(),
+            "someone else's"
+        );
         let server = stopped_server(&base.join("own.sock")).unwrap();
         server.join();
-        assert!(!base.join("own.sock").exists(), "our socket is removed at exit");
+        assert!(
+            !base.join("own.sock").exists(),
+            "our socket is removed at exit"
+        );
         let _ = std::fs::remove_dir_all(&base);
     }
 
@@ -642,7 +651,10 @@ mod tests {
     fn a_request_ending_at_eof_without_newline_is_answered() {
         let mut r = LineReader::default();
         assert!(r.push(br#"{"cmd":"stats"}"#).is_empty());
-        assert_eq!(r.finish(), Some(Line::Complete(br#"{"cmd":"stats"}"#.to_vec())));
+        assert_eq!(
+            r.finish(),
+            Some(Line::Complete(br#"{"cmd":"stats"}"#.to_vec()))
+        );
         assert_eq!(r.finish(), None);
 
         let dir = std::env::temp_dir().join(format!("stylize-eof-{}", std::process::id()));

@@ -149,9 +149,10 @@ pub fn run(args: &StylesArgs) -> Result<()> {
 /// A `--cin` style must name a style of the multi-style model it will be used with, so a typo
 /// is caught when it is added, not when a stream starts.
 fn check_cin_style(add: &AddArgs, style: &str) -> Result<()> {
-    let model = add.model.clone().unwrap_or_else(|| {
-        stylize_engines::runtime::assets_dir().join("models/multistyle26.onnx")
-    });
+    let model = add
+        .model
+        .clone()
+        .unwrap_or_else(|| stylize_engines::runtime::assets_dir().join("models/multistyle26.onnx"));
     let stylizer = Stylizer::load(&model, &BackendOptions::with_threads(1))
         .with_context(|| format!("checking --cin {style} against {}", model.display()))?;
     let info = stylizer.info();

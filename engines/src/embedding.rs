@@ -84,7 +84,10 @@ pub fn read(path: &Path) -> Result<Vec<f32>> {
 /// embedding; concurrent writers of one path each use their own temporary file.
 pub fn write(path: &Path, embedding: &[f32]) -> Result<()> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let tmp = format!(".{name}.tmp{}-{n}", std::process::id());
     crate::files::write_atomic(path, &tmp, &encode(embedding)).map_err(|e| io_error(path, e))

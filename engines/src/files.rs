@@ -145,8 +145,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn scratch(tag: &str) -> std::path::PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("stylize-files-{tag}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("stylize-files-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir

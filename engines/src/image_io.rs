@@ -113,7 +113,10 @@ mod tests {
 
         // /dev/zero would grow memory without bound; a FIFO would block forever.
         let err = load_rgb(Path::new("/dev/zero")).unwrap_err().to_string();
-        assert!(err.contains("a character device, not a regular file"), "{err}");
+        assert!(
+            err.contains("a character device, not a regular file"),
+            "{err}"
+        );
         let fifo = dir.join("pipe.png");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.

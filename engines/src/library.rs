@@ -595,10 +595,14 @@ mod tests {
             .into_iter()
             .map(|t| t.join().unwrap())
             .collect();
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
-        assert!(results.iter().any(|r| r
-            .as_ref()
-            .is_err_and(|e| e.contains("already exists"))));
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(results
+            .iter()
+            .any(|r| r.as_ref().is_err_and(|e| e.contains("already exists"))));
         let twins = listing(&dir)
             .into_iter()
             .filter(|f| f.starts_with("twin"))
@@ -627,7 +631,10 @@ mod tests {
             StyleKind::Embedding { file } => file,
             _ => unreachable!(),
         };
-        assert!(!dir.join(old_file).exists(), "the replaced embedding is removed");
+        assert!(
+            !dir.join(old_file).exists(),
+            "the replaced embedding is removed"
+        );
         assert_eq!(std::fs::read(dir.join("a.emb")).unwrap(), b"not ours");
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -359,7 +359,8 @@ pub fn check_predictor_contract(
         })?;
     let embedding_len = match output.dims.as_slice() {
         [1, d]
-            if *d > 0 && *d as usize <= MAX_CONDITIONING_LEN
+            if *d > 0
+                && *d as usize <= MAX_CONDITIONING_LEN
                 && output.element_type == "float32" =>
         {
             *d as usize
@@ -513,7 +514,11 @@ mod tests {
             .is_err());
         }
         // A fixed input past the inference limits, a conditioning vector of 10^9 entries.
-        let huge = vec![TensorSpec::new(CONTENT, "float32", &[1, 3, 100_000, 100_000])];
+        let huge = vec![TensorSpec::new(
+            CONTENT,
+            "float32",
+            &[1, 3, 100_000, 100_000],
+        )];
         let err = check_contract(Path::new("m.onnx"), &huge, &out(), &HashMap::new())
             .unwrap_err()
             .to_string();

@@ -9,8 +9,8 @@ use crate::backend::kernels::FramePlan;
 use crate::backend::{self, Backend, BackendOptions};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameLayout, RgbImage};
-use crate::limits;
 use crate::frame_path::FramePath;
+use crate::limits;
 use crate::model::{Family, ModelInfo};
 use crate::predictor::{self, StylePredictor};
 use crate::temporal::TemporalFilter;
@@ -415,7 +415,10 @@ mod tests {
             scale: 1.0,
         };
         let err = wide.resolve_checked(320, 240).unwrap_err().to_string();
-        assert!(err.contains("inference size 8192x6144 is past the limit"), "{err}");
+        assert!(
+            err.contains("inference size 8192x6144 is past the limit"),
+            "{err}"
+        );
         let scaled = InferenceSize {
             width: 0,
             height: 0,
@@ -423,7 +426,9 @@ mod tests {
         };
         assert!(scaled.resolve_checked(640, 480).is_ok());
         assert!(scaled.resolve_checked(3840, 2160).is_err());
-        assert!(InferenceSize::default().resolve_checked(7681, 4320).is_err());
+        assert!(InferenceSize::default()
+            .resolve_checked(7681, 4320)
+            .is_err());
         let mut st = invert(InputRange::Unit);
         let layout = FrameLayout {
             format: crate::frame::PixelFormat::Rgbx,

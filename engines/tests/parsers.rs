@@ -128,8 +128,11 @@ fn index_text() -> impl Strategy<Value = String> {
         Just("\"a:b\"".to_string()),
         ".{0,8}",
     ];
-    let key = proptest::sample::select(vec!["name", "kind", "file", "style", "prompt", "source", "x"]);
-    let kind = proptest::sample::select(vec!["\"cin\"", "\"embedding\"", "\"prompt\"", "\"bogus\""]);
+    let key = proptest::sample::select(vec![
+        "name", "kind", "file", "style", "prompt", "source", "x",
+    ]);
+    let kind =
+        proptest::sample::select(vec!["\"cin\"", "\"embedding\"", "\"prompt\"", "\"bogus\""]);
     let table = (kind, proptest::collection::vec((key, value), 0..5)).prop_map(|(kind, fields)| {
         let mut t = format!("[[style]]\nkind = {kind}\n");
         for (k, v) in fields {

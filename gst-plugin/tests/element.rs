@@ -756,7 +756,11 @@ fn an_inference_size_past_the_limit_is_an_error_not_unbounded_memory() {
             .any(|e| e.contains("inference size 8192x5461 is past the limit")),
         "{errors:?}"
     );
-    assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
     drop(h);
 
     // Set while PLAYING: the next frame is an error, and the element still stops.
@@ -774,7 +778,11 @@ fn an_inference_size_past_the_limit_is_an_error_not_unbounded_memory() {
         "{errors:?}"
     );
     element.set_state(gst::State::Null).unwrap();
-    assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -821,8 +829,7 @@ fn models_the_frames_do_not_fit_post_the_reason_not_only_not_negotiated() {
     assert!(err.contains("smaller than the [1,3,48,64] input"), "{err}");
     // A hostile size multiple is refused when the model loads, before any frame.
     let multiple = dir.join("multiple.onnx");
-    tiny_onnx::dynamic_identity(vec![("stylize.size_multiple", "100000".into())])
-        .write(&multiple);
+    tiny_onnx::dynamic_identity(vec![("stylize.size_multiple", "100000".into())]).write(&multiple);
     let err = error_of(&format!("model={}", multiple.display()), "");
     assert!(err.contains("stylize.size_multiple"), "{err}");
     // A directory is not "missing".
@@ -847,7 +854,10 @@ fn style_images_that_never_end_or_block_are_refused_quickly() {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let library = empty_library("fifo");
     for (image, expect) in [
-        ("/dev/zero".to_string(), "a character device, not a regular file"),
+        (
+            "/dev/zero".to_string(),
+            "a character device, not a regular file",
+        ),
         (fifo.display().to_string(), "a FIFO, not a regular file"),
     ] {
         let start = std::time::Instant::now();
@@ -856,7 +866,11 @@ fn style_images_that_never_end_or_block_are_refused_quickly() {
             &format!("style-image={image} library={library}"),
         );
         assert!(err.contains(expect), "{err}");
-        assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            start.elapsed()
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -432,7 +432,7 @@ mod tests {
         pipeline.set_state(gst::State::Null).unwrap();
         let err = first_error(wav.to_str().unwrap());
         assert!(is_permanent(&err) && err.to_string().contains("is not a playable video"));
-                // A missing file may still appear: retried like an unplugged camera.
+        // A missing file may still appear: retried like an unplugged camera.
         assert!(!is_permanent(&first_error("/nonexistent.mp4")));
         let _ = std::fs::remove_dir_all(&dir);
     }

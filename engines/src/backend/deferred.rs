@@ -298,7 +298,10 @@ mod tests {
             thread::sleep(Duration::from_millis(100));
             Ok(1)
         });
-        assert!(job.settle(Duration::from_secs(10)), "a short job ends within the wait");
+        assert!(
+            job.settle(Duration::from_secs(10)),
+            "a short job ends within the wait"
+        );
         let gate = Arc::new(Barrier::new(2));
         let job_gate = gate.clone();
         let job = Deferred::spawn("parked", move || {

@@ -148,7 +148,10 @@ pub fn half_size_output() -> Model {
     use Dim::{Fixed, Named};
     Model {
         inputs: vec![("content", vec![Fixed(1), Fixed(3), Named("h"), Named("w")])],
-        outputs: vec![("stylized", vec![Fixed(1), Fixed(3), Named("oh"), Named("ow")])],
+        outputs: vec![(
+            "stylized",
+            vec![Fixed(1), Fixed(3), Named("oh"), Named("ow")],
+        )],
         nodes: vec![Node {
             op_type: "AveragePool",
             inputs: vec!["content"],

@@ -1,6 +1,6 @@
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::panic::AssertUnwindSafe;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use gst::glib;
@@ -945,7 +945,11 @@ impl VideoFilterImpl for Stylize {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Format,
-                    ("cannot stylize {}x{} frames: {err}", layout.width, layout.height)
+                    (
+                        "cannot stylize {}x{} frames: {err}",
+                        layout.width,
+                        layout.height
+                    )
                 );
                 return Err(gst::loggable_error!(CAT, "warm-up inference failed: {err}"));
             }
@@ -1075,7 +1079,10 @@ mod tests {
             }
         }
         element.set_property("style", "mosaic");
-        assert_eq!(element.property::<Option<String>>("style").as_deref(), Some("mosaic"));
+        assert_eq!(
+            element.property::<Option<String>>("style").as_deref(),
+            Some("mosaic")
+        );
     }
 
     #[test]
@@ -1083,7 +1090,10 @@ mod tests {
         let err = guarded::<()>("inference", || panic!("index out of bounds"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("inference panicked: index out of bounds"), "{err}");
+        assert!(
+            err.contains("inference panicked: index out of bounds"),
+            "{err}"
+        );
         assert_eq!(guarded("x", || Ok(3)).unwrap(), 3);
     }
 }
