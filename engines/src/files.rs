@@ -70,6 +70,20 @@ fn describe(kind: std::fs::FileType) -> &'static str {
     }
 }
 
+/// Why `path` cannot be an input file, if it cannot: missing, or there but not a regular file
+/// (a folder is not "missing": that would send the user looking in the wrong place).
+pub fn input_file_problem(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => None,
+        Ok(meta) => Some(format!(
+            "input {} is {}, not a file",
+            path.display(),
+            describe(meta.file_type())
+        )),
+        Err(_) => Some(format!("input {} does not exist", path.display())),
+    }
+}
+
 /// Open `path` for reading only if it is a regular file of at most `max_bytes`; returns the
 /// file and its size. The open never blocks (O_NONBLOCK: a FIFO without a writer would), and
 /// the type and size are those of the file actually opened (fstat), not of a path that may
@@ -175,6 +189,19 @@ mod tests {
         File::create(&big).unwrap().set_len(1 << 40).unwrap();
         let err = read_regular(&big, 1 << 20).unwrap_err().to_string();
         assert!(err.contains("1099511627776 bytes"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn input_problems_say_what_is_wrong() {
+        let dir = scratch("input");
+        let file = dir.join("a.mp4");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(input_file_problem(&file), None);
+        let folder = input_file_problem(&dir).unwrap();
+        assert!(folder.ends_with("is a directory, not a file"), "{folder}");
+        let missing = input_file_problem(&dir.join("b.mp4")).unwrap();
+        assert!(missing.ends_with("b.mp4 does not exist"), "{missing}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -107,7 +107,10 @@ impl Input {
                 format!("videotestsrc name=src is-live={realtime} pattern={pattern}"),
                 false,
             ),
-            Input::File(_) => ("filesrc name=src ! decodebin".to_string(), realtime),
+            Input::File(_) => (
+                "filesrc name=src ! decodebin name=decode".to_string(),
+                realtime,
+            ),
         }
     }
 
@@ -177,6 +180,24 @@ impl GstSource {
             .downcast::<gst::Pipeline>()
             .map_err(|_| anyhow!("capture description is not a pipeline"))?;
         self.input.configure(pipeline.upcast_ref());
+        if let Some(decode) = pipeline.by_name("decode") {
+            // A file with no video (audio only) otherwise just never delivers a frame, or
+            // fails with an unhelpful "not-linked"; say so on the bus, as a permanent error.
+            decode.connect_no_more_pads(|decode| {
+                let has_video = decode.src_pads().iter().any(|pad| {
+                    pad.current_caps()
+                        .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("video/")))
+                        .unwrap_or(false)
+                });
+                if !has_video {
+                    gst::element_error!(
+                        decode,
+                        gst::StreamError::WrongType,
+                        ("the file has no video stream")
+                    );
+                }
+            });
+        }
         let appsink = pipeline
             .by_name("sink")
             .expect("named sink")
@@ -209,10 +230,9 @@ impl Source for GstSource {
         match &self.input {
             // Missing may be temporary (a file being copied in); a folder or a device is not.
             Input::File(path) if path.exists() && !path.is_file() => {
+                let problem = stylize_engines::files::input_file_problem(path).unwrap_or_default();
                 return Err(Permanent(format!(
-                    "input {} is not a file (a video file, a /dev/videoN camera or \
-                     test[:PATTERN])",
-                    path.display()
+                    "{problem} (give a video file, a /dev/videoN camera or test[:PATTERN])"
                 ))
                 .into());
             }
@@ -409,7 +429,7 @@ mod tests {
         };
         for (input, reason) in [
             ("test:nosuch", "unknown test pattern `nosuch` (known: smpte"),
-            (dir.to_str().unwrap(), "is not a file"),
+            (dir.to_str().unwrap(), "is a directory, not a file"),
             (text.to_str().unwrap(), "is not a playable video"),
         ] {
             let err = first_error(input);
@@ -431,7 +451,10 @@ mod tests {
         );
         pipeline.set_state(gst::State::Null).unwrap();
         let err = first_error(wav.to_str().unwrap());
-        assert!(is_permanent(&err) && err.to_string().contains("is not a playable video"));
+        assert!(
+            is_permanent(&err) && err.to_string().contains("is not a playable video"),
+            "{err:#}"
+        );
         // A missing file may still appear: retried like an unplugged camera.
         assert!(!is_permanent(&first_error("/nonexistent.mp4")));
         let _ = std::fs::remove_dir_all(&dir);
