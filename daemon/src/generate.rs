@@ -64,23 +64,6 @@ pub enum SpaceArg {
     W,
 }
 
-/// A finite number (NaN or infinity would make every pixel NaN, written as black).
-fn finite_f32(s: &str) -> Result<f32, String> {
-    match s.trim().parse::<f32>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err(format!("`{s}` is not a finite number")),
-        Err(e) => Err(format!("`{s}`: {e}")),
-    }
-}
-
-/// A finite number of at least 0.
-fn non_negative_f32(s: &str) -> Result<f32, String> {
-    match finite_f32(s)? {
-        v if v >= 0.0 => Ok(v),
-        _ => Err(format!("`{s}` is negative")),
-    }
-}
-
 #[derive(Args, Debug)]
 pub struct StyleganArgs {
     /// Mapping network ONNX (z [B,z_dim] → w).
@@ -93,7 +76,7 @@ pub struct StyleganArgs {
     #[arg(long, default_value = "0-7")]
     pub seeds: String,
     /// Truncation ψ: w = w_avg + ψ (w − w_avg).
-    #[arg(long, default_value_t = 1.0, value_parser = finite_f32)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::options::parse_finite_f32)]
     pub truncation: f32,
     /// Truncate only layers below this index.
     #[arg(long)]
@@ -147,7 +130,7 @@ pub struct DalleArgs {
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
     /// Softmax temperature (0: greedy).
-    #[arg(long, default_value_t = 1.0, value_parser = non_negative_f32)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::options::parse_non_negative_f32)]
     pub temperature: f32,
     /// Output folder.
     #[arg(long)]

@@ -70,6 +70,10 @@ pub struct LatencyArgs {
     /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio).
     #[arg(long, value_parser = parse_size)]
     pub inference_size: Option<(u32, u32)>,
+    /// Temporal stability 0 (off) to 1 for both paths (the element's default).
+    #[arg(long, default_value_t = stylize_engines::temporal::DEFAULT_STABILITY,
+          value_parser = crate::file::parse_stability)]
+    pub stability: f64,
     /// Inference size as a fraction of the frame size (ignored with --inference-size).
     #[arg(long, default_value_t = 0.5)]
     pub scale: f64,
@@ -119,7 +123,7 @@ fn spec(args: &LatencyArgs) -> Result<VideoSpec> {
 }
 
 fn daemon_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series>)> {
-    let stylizer = webcam::load_stylizer(&args.style)?;
+    let stylizer = webcam::load_stylizer(&args.style, args.stability)?;
     let mut shared = webcam::shared_for(&stylizer, &args.style)?;
     webcam::record_all(&mut shared);
     let shared = Arc::new(shared);
@@ -218,7 +222,7 @@ fn record_report(msg: &gst::Message, log: &Mutex<ElementLog>) {
 
 fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series>)> {
     let input = Input::parse(&args.input);
-    let (head, sync) = input.head(args.live);
+    let (head, sync) = input.head(args.live, spec);
     let total = args.frames + args.warmup;
     let description = format!(
         "{head} ! videoconvert name=cin ! videoscale add-borders=true ! \
@@ -231,6 +235,8 @@ fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Serie
         .map_err(|_| anyhow!("not a pipeline"))?;
     let stylize = pipeline.by_name("stylize").expect("named stylize");
     crate::file::configure_stylize(&stylize, &args.style, args.scale, args.inference_size);
+    // The same session settings as the daemon path.
+    stylize.set_property("stability", args.stability);
     input.configure(pipeline.upcast_ref());
     if let Input::TestPattern(_) | Input::Device(_) = input {
         let src = pipeline.by_name("src").expect("src");

@@ -191,13 +191,16 @@ fn sad(cur: &GreyImage, prev: &GreyImage, bx: usize, by: usize, dx: i32, dy: i32
         return None;
     }
     let (px, py) = (px as usize, py as usize);
-    let mut sum = 0f32;
+    // One accumulator per column: a float sum in a fixed order does not vectorise.
+    let mut acc = [0f32; BLOCK];
     for r in 0..BLOCK {
         let c = &cur.data[(by + r) * cur.width + bx..][..BLOCK];
         let p = &prev.data[(py + r) * prev.width + px..][..BLOCK];
-        sum += c.iter().zip(p).map(|(a, b)| (a - b).abs()).sum::<f32>();
+        for ((a, c), p) in acc.iter_mut().zip(c).zip(p) {
+            *a += (c - p).abs();
+        }
     }
-    Some(sum)
+    Some(acc.iter().sum())
 }
 
 /// Best integer vector within `radius` of `centre` (ties go to the smaller vector, so flat
@@ -395,8 +398,9 @@ pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
             flow.dy[y * w + x] = scale * dy;
         }
     }
+    let mut scratch = LkScratch::default();
     for _ in 0..DENSE_STEPS {
-        dense_lucas_kanade_step(cur, prev, &mut flow);
+        dense_lucas_kanade_step(cur, prev, &mut flow, &mut scratch);
     }
     // Still areas: sensor noise gives them tiny vectors, and resampling a texture at tiny
     // offsets frame after frame slowly blurs it. Nothing that slow is visible as motion.
@@ -408,20 +412,35 @@ pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
     flow
 }
 
+/// Buffers of the Lucas–Kanade steps, kept from one step to the next: fresh multi-megabyte
+/// buffers cost a page fault per 4 KiB on every step.
+#[derive(Default)]
+struct LkScratch {
+    warped: Vec<f32>,
+    terms: Vec<f32>,
+    tmp: Vec<f32>,
+}
+
 /// One Lucas–Kanade step at every pixel: linearise `prev` around the current match, sum the
 /// normal equations over a Gaussian window, solve the 2×2 system, update (at most 1 px per
 /// step). Flat or one-dimensional windows keep their vector.
-fn dense_lucas_kanade_step(cur: &GreyImage, prev: &GreyImage, flow: &mut Flow) {
+fn dense_lucas_kanade_step(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    flow: &mut Flow,
+    scratch: &mut LkScratch,
+) {
     let (w, h) = (cur.width, cur.height);
     // `prev` warped by the current vectors; its central differences stand in for the gradient
     // of `prev` at the matched points (one bilinear sample per pixel instead of five).
-    let mut warped = vec![0f32; w * h];
+    let LkScratch { warped, terms, tmp } = scratch;
+    warped.resize(w * h, 0.0);
     for (i, v) in warped.iter_mut().enumerate() {
         let (x, y) = ((i % w) as f32, (i / w) as f32);
         *v = prev.sample(x + flow.dx[i], y + flow.dy[i]);
     }
     // Per pixel: gx², gx·gy, gy², gx·e, gy·e, interleaved for one blur.
-    let mut terms = vec![0f32; w * h * 5];
+    terms.resize(w * h * 5, 0.0);
     for y in 0..h {
         let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
         for x in 0..w {
@@ -433,7 +452,8 @@ fn dense_lucas_kanade_step(cur: &GreyImage, prev: &GreyImage, flow: &mut Flow) {
             terms[i * 5..i * 5 + 5].copy_from_slice(&[gx * gx, gx * gy, gy * gy, gx * e, gy * e]);
         }
     }
-    let sums = gaussian_blur(&terms, w, h, 5, DENSE_WINDOW_SIGMA);
+    box_gaussian_in_place(terms, tmp, w, h, 5, DENSE_WINDOW_SIGMA);
+    let sums = &*terms;
     for (i, t) in sums.chunks_exact(5).enumerate() {
         let [gxx, gxy, gyy, bxe, bye] = [t[0], t[1], t[2], t[3], t[4]];
         let det = gxx * gyy - gxy * gxy;
@@ -620,33 +640,55 @@ fn boxes_for_gauss(sigma: f32) -> [usize; 3] {
 /// clamped like [`gaussian_blur`].
 fn box_gaussian(img: &[f32], w: usize, h: usize, channels: usize, sigma: f32) -> Vec<f32> {
     let mut a = img.to_vec();
-    let mut b = vec![0f32; img.len()];
-    for width in boxes_for_gauss(sigma) {
-        let r = width / 2;
-        box_rows(&a, &mut b, w, channels, r);
-        box_columns(&b, &mut a, w, h, channels, r);
-    }
+    box_gaussian_in_place(&mut a, &mut Vec::new(), w, h, channels, sigma);
     a
 }
 
+/// [`box_gaussian`] of `img` in place, with `tmp` as the buffer between passes.
+fn box_gaussian_in_place(
+    img: &mut [f32],
+    tmp: &mut Vec<f32>,
+    w: usize,
+    h: usize,
+    channels: usize,
+    sigma: f32,
+) {
+    tmp.resize(img.len(), 0.0);
+    for width in boxes_for_gauss(sigma) {
+        let r = width / 2;
+        box_rows(img, tmp, w, channels, r);
+        box_columns(tmp, img, w, h, channels, r);
+    }
+}
+
 fn box_rows(src: &[f32], dst: &mut [f32], w: usize, channels: usize, r: usize) {
+    // The channel count as a constant lets the per-pixel channel loop unroll and vectorise.
+    match channels {
+        1 => box_rows_n::<1>(src, dst, w, r),
+        3 => box_rows_n::<3>(src, dst, w, r),
+        5 => box_rows_n::<5>(src, dst, w, r),
+        _ => unreachable!("box blur of {channels} channels"),
+    }
+}
+
+fn box_rows_n<const C: usize>(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
     let norm = 1.0 / (2 * r + 1) as f32;
-    let row_len = w * channels;
-    let at = |x: isize| x.clamp(0, w as isize - 1) as usize * channels;
-    let mut acc = vec![0f32; channels];
-    for (s, d) in src.chunks_exact(row_len).zip(dst.chunks_exact_mut(row_len)) {
-        acc.iter_mut().for_each(|a| *a = 0.0);
+    let at = |x: isize| x.clamp(0, w as isize - 1) as usize * C;
+    for (s, d) in src.chunks_exact(w * C).zip(dst.chunks_exact_mut(w * C)) {
+        let mut acc = [0f32; C];
         for k in -(r as isize)..=r as isize {
-            for (a, v) in acc.iter_mut().zip(&s[at(k)..at(k) + channels]) {
-                *a += v;
+            let px: &[f32; C] = s[at(k)..at(k) + C].try_into().expect("C values");
+            for c in 0..C {
+                acc[c] += px[c];
             }
         }
-        for x in 0..w as isize {
-            let (add, sub) = (at(x + r as isize + 1), at(x - r as isize));
-            let o = x as usize * channels;
-            for c in 0..channels {
-                d[o + c] = acc[c] * norm;
-                acc[c] += s[add + c] - s[sub + c];
+        for (x, out) in d.chunks_exact_mut(C).enumerate() {
+            let x = x as isize;
+            let add: &[f32; C] = s[at(x + r as isize + 1)..][..C].try_into().expect("C");
+            let sub: &[f32; C] = s[at(x - r as isize)..][..C].try_into().expect("C");
+            for c in 0..C {
+                out[c] = acc[c] * norm;
+                acc[c] += add[c] - sub[c];
             }
         }
     }

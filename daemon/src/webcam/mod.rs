@@ -60,6 +60,10 @@ pub struct WebcamArgs {
     /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio).
     #[arg(long, value_parser = parse_size)]
     pub inference_size: Option<(u32, u32)>,
+    /// Temporal stability 0 (off) to 1, as the element's `stability` (same default).
+    #[arg(long, default_value_t = stylize_engines::temporal::DEFAULT_STABILITY,
+          value_parser = crate::file::parse_stability)]
+    pub stability: f64,
     /// Inference size as a fraction of the frame size (ignored with --inference-size).
     #[arg(long, default_value_t = 0.5)]
     pub scale: f64,
@@ -95,6 +99,8 @@ pub struct FrameTimes {
     pub convert_in_ms: f64,
     pub infer_ms: f64,
     pub convert_out_ms: f64,
+    /// Motion-compensated smoothing (0 with `--stability 0`).
+    pub temporal_ms: f64,
     /// Stylize stage done → written to the sink (queue wait and the write).
     pub output_ms: f64,
     /// Captured → written.
@@ -446,12 +452,13 @@ impl Shared {
 pub type StageField = fn(&FrameTimes) -> f64;
 
 /// The stages reported by `stats` and `bench latency`, in pipeline order.
-pub const STAGES: [(&str, StageField); 7] = [
+pub const STAGES: [(&str, StageField); 8] = [
     ("capture", |t| t.capture_ms),
     ("queue", |t| t.queue_ms),
     ("convert_in", |t| t.convert_in_ms),
     ("infer", |t| t.infer_ms),
     ("convert_out", |t| t.convert_out_ms),
+    ("temporal", |t| t.temporal_ms),
     ("output", |t| t.output_ms),
     ("end_to_end", |t| t.end_to_end_ms),
 ];
@@ -558,8 +565,11 @@ pub fn inference_size(size: Option<(u32, u32)>, scale: f64) -> InferenceSize {
 }
 
 /// The stylizer for the stylize stage, with its predictor and strength.
-pub fn load_stylizer(style: &StyleArgs) -> Result<Stylizer> {
+/// The stylizer with the element's session settings: the same model, predictor, strength and
+/// temporal stability, so the webcam and the element do the same work per frame.
+pub fn load_stylizer(style: &StyleArgs, stability: f64) -> Result<Stylizer> {
     let mut stylizer = Stylizer::load(&style.model_path(), &style.backend_options())?;
+    stylizer.set_stability(stability);
     if let Some(predictor) = style.predictor(stylizer.info())? {
         stylizer.attach_predictor(predictor)?;
     }
@@ -589,7 +599,7 @@ pub fn run(args: &WebcamArgs) -> Result<()> {
     }
     inference_size(args.inference_size, args.scale).resolve_checked(spec.width, spec.height)?;
     let output = Output::parse(&args.output)?;
-    let stylizer = load_stylizer(&args.style)?;
+    let stylizer = load_stylizer(&args.style, args.stability)?;
     let shared = Arc::new(shared_for(&stylizer, &args.style)?);
     let sink = GstSink::open(&output, spec)?;
     let input = Input::parse(&args.input);

@@ -100,9 +100,9 @@ impl Input {
     /// The start of a GStreamer description producing raw video from this input (its first
     /// element is named `src`), and whether the sink should sync to pace it in real time.
     /// Cameras are paced by the device, test patterns by `is-live`, files by the sink.
-    pub fn head(&self, realtime: bool) -> (String, bool) {
+    pub fn head(&self, realtime: bool, spec: VideoSpec) -> (String, bool) {
         match self {
-            Input::Device(_) => ("v4l2src name=src".to_string(), false),
+            Input::Device(_) => (format!("v4l2src name=src ! {}", camera_caps(spec)), false),
             Input::TestPattern(pattern) => (
                 format!("videotestsrc name=src is-live={realtime} pattern={pattern}"),
                 false,
@@ -126,6 +126,19 @@ impl Input {
             Input::TestPattern(_) => {}
         }
     }
+}
+
+/// What a camera is asked for, best first: most USB cameras give 720p30 and above only as
+/// MJPEG (raw YUYV at that size drops to a few fps on USB 2), so MJPEG at the requested
+/// size and rate comes first, then raw at that size, then either at any size. `decodebin`
+/// decodes MJPEG (jpegdec) and passes raw through.
+pub fn camera_caps(spec: VideoSpec) -> String {
+    let VideoSpec { width, height, fps } = spec;
+    let exact = format!("width={width},height={height},framerate={fps}/1");
+    format!(
+        "capsfilter caps=\"image/jpeg,{exact};video/x-raw,{exact};image/jpeg;video/x-raw\" ! \
+         decodebin"
+    )
 }
 
 /// A GStreamer capture pipeline ending in an `appsink`.
@@ -166,7 +179,7 @@ impl GstSource {
 
     fn description(&self) -> String {
         let VideoSpec { width, height, fps } = self.spec;
-        let (head, sync) = self.input.head(self.realtime);
+        let (head, sync) = self.input.head(self.realtime, self.spec);
         format!(
             "{head} ! videoconvert ! videoscale add-borders=true ! videorate ! \
              video/x-raw,format=RGBx,width={width},height={height},pixel-aspect-ratio=1/1,framerate={fps}/1 ! \
@@ -367,6 +380,46 @@ fn frame_from_sample(sample: &gst::Sample, spec: VideoSpec) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Cameras are asked for MJPEG at the requested size first, and the caps parse and
+    /// negotiate: a JPEG-encoding test source at that size reaches the appsink decoded.
+    #[test]
+    fn cameras_prefer_mjpeg_at_the_requested_size() {
+        gst::init().unwrap();
+        let spec = VideoSpec {
+            width: 64,
+            height: 48,
+            fps: 30,
+        };
+        let caps = camera_caps(spec);
+        assert!(
+            caps.starts_with("capsfilter caps=\"image/jpeg,width=64,height=48,framerate=30/1;"),
+            "{caps}"
+        );
+        let description = format!(
+            "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
+             jpegenc ! {caps} ! videoconvert ! video/x-raw,format=RGBx ! appsink name=sink"
+        );
+        let pipeline = gst::parse::launch(&description)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let sink = pipeline
+            .by_name("sink")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut frames = 0;
+        while sink
+            .try_pull_sample(gst::ClockTime::from_seconds(10))
+            .is_some()
+        {
+            frames += 1;
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert_eq!(frames, 3);
+    }
 
     #[test]
     fn inputs_parse() {

@@ -170,6 +170,7 @@ pub(super) fn stylize(
                 frame.times.convert_in_ms = t.convert_in_ms;
                 frame.times.infer_ms = t.infer_ms;
                 frame.times.convert_out_ms = t.convert_out_ms;
+                frame.times.temporal_ms = t.temporal_ms;
                 c.stylized.fetch_add(1, Ordering::Relaxed);
             }
             frame.handed_over = Instant::now();
