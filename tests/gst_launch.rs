@@ -107,3 +107,38 @@ fn gst_launch_stylizes_all_132_frames_of_big_buck_bunny() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A short stream with `background-load=always` used to end with SIGSEGV/SIGABRT in about one
+/// run in six: the loader thread was still inside ONNX Runtime when the process's exit
+/// handlers tore the library down. Twenty runs (a few seconds) make a regression all but
+/// certain to show.
+#[test]
+fn short_streams_with_a_background_load_exit_cleanly_every_time() {
+    let Some(model) = common::asset("models/mosaic.onnx") else {
+        return;
+    };
+    let dir = common::scratch("exit");
+    let plugins = plugin_dir();
+    for run in 0..20 {
+        let out = Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(
+                "videotestsrc num-buffers=3 ! video/x-raw,format=RGBx,width=32,height=24 !"
+                    .split_whitespace(),
+            )
+            .arg("stylize")
+            .arg(format!("model={}", model.display()))
+            .args(["background-load=always", "threads=1", "!", "fakesink"])
+            .env("GST_PLUGIN_PATH", &plugins)
+            .env("GST_REGISTRY", dir.join("registry.bin"))
+            .output()
+            .expect("gst-launch-1.0");
+        assert!(
+            out.status.success(),
+            "run {run}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,7 +18,7 @@
 //! else in a 0700 directory `/tmp/stylize-<uid>/`: only its owner may restyle the camera.
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +31,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Longest accepted request line, in bytes (a prompt or a path fits many times over).
-pub const MAX_LINE: usize = 64 * 1024;
+pub const MAX_LINE: usize = stylize_engines::limits::MAX_CONTROL_LINE;
+/// Connections served at once; one more is answered with an error and closed, so idle
+/// clients cannot pile up threads.
+pub const MAX_CLIENTS: usize = stylize_engines::limits::MAX_CONTROL_CLIENTS;
 
 /// The commands, as `cmd` names them.
 pub const COMMANDS: [&str; 8] = [
@@ -214,46 +217,92 @@ pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
 /// The control socket's accept loop, on its own thread.
 pub struct Server {
     path: PathBuf,
+    /// (device, inode) of the socket this run created.
+    identity: (u64, u64),
     thread: JoinHandle<()>,
 }
 
 impl Server {
-    /// Bind (replacing a stale socket left by a crashed run) and serve until `stop`.
+    /// Bind and serve until `stop`. A stale socket left by a crashed run is replaced; any
+    /// other file at `path` (a regular file, a directory, a live socket) is refused and left
+    /// untouched: `--socket` must never cost the user a file.
     pub fn bind(path: &Path, handler: Handler, stop: Arc<AtomicBool>) -> Result<Self> {
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                bail!(
-                    "{} is in use by another stylize webcam; pass --socket",
-                    path.display()
-                );
-            }
-            std::fs::remove_file(path)
-                .with_context(|| format!("removing the stale socket {}", path.display()))?;
-        }
+        remove_stale_socket(path)?;
         let listener = UnixListener::bind(path)
             .with_context(|| format!("creating the control socket {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let meta = std::fs::symlink_metadata(path)?;
         listener.set_nonblocking(true)?;
         let thread = std::thread::Builder::new()
             .name("stylize-control".into())
             .spawn(move || accept_loop(listener, handler, stop))?;
         Ok(Self {
             path: path.to_path_buf(),
+            identity: (meta.dev(), meta.ino()),
             thread,
         })
     }
 
-    /// Wait for the accept loop (after `stop` was set) and remove the socket.
+    /// Wait for the accept loop (after `stop` was set) and remove the socket, if it is still
+    /// the one this run created (not a file someone put there since).
     pub fn join(self) {
         let _ = self.thread.join();
-        let _ = std::fs::remove_file(&self.path);
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.file_type().is_socket() && (meta.dev(), meta.ino()) == self.identity {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Remove `path` only if it is a socket nobody answers on (left by a crashed run). Anything
+/// else there is an error naming what it is; nothing is deleted.
+fn remove_stale_socket(path: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
+    };
+    let kind = meta.file_type();
+    if !kind.is_socket() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_file() {
+            "a regular file"
+        } else {
+            "not a socket"
+        };
+        bail!(
+            "{} exists and is {what}, not a control socket; refusing to replace it \
+             (pass another --socket)",
+            path.display()
+        );
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => bail!(
+            "{} is in use by another stylize webcam; pass --socket",
+            path.display()
+        ),
+        // Nobody listening: a socket left by a run that crashed.
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display())),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "{} is a socket that cannot be checked; pass --socket",
+                path.display()
+            )
+        }),
     }
 }
 
 fn accept_loop(listener: UnixListener, handler: Handler, stop: Arc<AtomicBool>) {
-    let mut clients = Vec::new();
+    let mut clients: Vec<JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
+        clients.retain(|t| !t.is_finished());
         match listener.accept() {
+            Ok((stream, _)) if clients.len() >= MAX_CLIENTS => refuse(stream),
             Ok((stream, _)) => {
                 let (h, s) = (handler.clone(), stop.clone());
                 if let Ok(t) = std::thread::Builder::new()
@@ -271,11 +320,19 @@ fn accept_loop(listener: UnixListener, handler: Handler, stop: Arc<AtomicBool>) 
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        clients.retain(|t: &JoinHandle<()>| !t.is_finished());
     }
     for t in clients {
         let _ = t.join();
     }
+}
+
+/// Tell a connection over [`MAX_CLIENTS`] why it is closed (without waiting on it).
+fn refuse(mut stream: UnixStream) {
+    let reply = Response::error(format!(
+        "too many control connections (at most {MAX_CLIENTS} at once); try again later"
+    ));
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(reply.to_line().as_bytes());
 }
 
 /// Splits a byte stream into lines of at most [`MAX_LINE`] bytes; longer lines are reported
@@ -319,6 +376,21 @@ impl LineReader {
         }
         lines
     }
+
+    /// At end of input: the last request when it had no newline (`printf '{"cmd":"stats"}' |
+    /// nc -U ...` deserves a reply too), or an oversized one.
+    pub fn finish(&mut self) -> Option<Line> {
+        let line = if self.overflowed {
+            Some(Line::TooLong)
+        } else if self.buf.is_empty() {
+            None
+        } else {
+            Some(Line::Complete(std::mem::take(&mut self.buf)))
+        };
+        self.buf.clear();
+        self.overflowed = false;
+        line
+    }
 }
 
 /// The reply to one received line.
@@ -351,7 +423,12 @@ fn serve_client(mut stream: UnixStream, handler: Handler, stop: Arc<AtomicBool>)
     let mut chunk = [0u8; 4096];
     while !stop.load(Ordering::Relaxed) {
         let n = match stream.read(&mut chunk) {
-            Ok(0) => return,
+            Ok(0) => {
+                if let Some(line) = reader.finish() {
+                    let _ = stream.write_all(reply_to(&line, &handler).to_line().as_bytes());
+                }
+                return;
+            }
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -492,6 +569,140 @@ mod tests {
         std::fs::write(&file, "").unwrap();
         assert!(private_dir(&file, uid).is_err());
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    fn stopped_server(path: &Path) -> Result<Server> {
+        let handler: Handler = Arc::new(|_| Response::ok(json!({})));
+        let stop = Arc::new(AtomicBool::new(true));
+        Server::bind(path, handler, stop)
+    }
+
+    #[test]
+    fn bind_never_deletes_what_is_not_a_stale_socket() {
+        let base = std::env::temp_dir().join(format!("stylize-bind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+
+        // A regular file (the user's data) is refused and kept byte for byte.
+        let file = base.join("notes.txt");
+        std::fs::write(&file, "precious").unwrap();
+        let err = stopped_server(&file).err().unwrap().to_string();
+        assert!(
+            err.contains("is a regular file, not a control socket"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+
+        let dir = base.join("dir");
+        std::fs::create_dir(&dir).unwrap();
+        let err = stopped_server(&dir).err().unwrap().to_string();
+        assert!(err.contains("a directory"), "{err}");
+        assert!(dir.is_dir());
+
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let err = stopped_server(&link).err().unwrap().to_string();
+        assert!(err.contains("a symbolic link"), "{err}");
+        assert!(std::fs::symlink_metadata(&link).is_ok());
+
+        // A live socket is in use; a stale one (nobody listening) is replaced.
+        let live_path = base.join("live.sock");
+        let live = UnixListener::bind(&live_path).unwrap();
+        let err = stopped_server(&live_path).err().unwrap().to_string();
+        assert!(err.contains("in use"), "{err}");
+        drop(live);
+        let server = stopped_server(&live_path).unwrap();
+        let replaced = std::fs::symlink_metadata(&live_path).unwrap();
+        assert!(replaced.file_type().is_socket(), "a fresh socket is bound");
+
+        // At exit only our own socket is removed, not a file put there since.
+        std::fs::remove_file(&live_path).unwrap();
+        std::fs::write(&live_path, "someone else's").unwrap();
+        server.join();
+        assert_eq!(
+            std::fs::read_to_string(&live_path).unwrap(),
+            "someone else's"
+        );
+        let server = stopped_server(&base.join("own.sock")).unwrap();
+        server.join();
+        assert!(
+            !base.join("own.sock").exists(),
+            "our socket is removed at exit"
+        );
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    fn running_server(path: &Path) -> (Server, Arc<AtomicBool>) {
+        let handler: Handler = Arc::new(|req| Response::ok(json!({ "got": format!("{req:?}") })));
+        let stop = Arc::new(AtomicBool::new(false));
+        (Server::bind(path, handler, stop.clone()).unwrap(), stop)
+    }
+
+    fn read_reply(stream: &mut UnixStream) -> Value {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        serde_json::from_str(text.lines().next().expect("a reply line")).unwrap()
+    }
+
+    #[test]
+    fn a_request_ending_at_eof_without_newline_is_answered() {
+        let mut r = LineReader::default();
+        assert!(r.push(br#"{"cmd":"stats"}"#).is_empty());
+        assert_eq!(
+            r.finish(),
+            Some(Line::Complete(br#"{"cmd":"stats"}"#.to_vec()))
+        );
+        assert_eq!(r.finish(), None);
+
+        let dir = std::env::temp_dir().join(format!("stylize-eof-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let (server, stop) = running_server(&path);
+        let mut client = UnixStream::connect(&path).unwrap();
+        client.write_all(br#"{"cmd":"stats"}"#).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let reply = read_reply(&mut client);
+        assert_eq!(reply["ok"], true, "{reply}");
+        assert_eq!(reply["got"], "Stats");
+        stop.store(true, Ordering::Relaxed);
+        server.join();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn idle_connections_are_capped_and_the_rest_refused_with_a_reason() {
+        let dir = std::env::temp_dir().join(format!("stylize-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let (server, stop) = running_server(&path);
+        // Idle clients: connected, silent. Each takes a serving thread, up to the cap; the
+        // rest are refused, so no number of them makes more threads.
+        let idle: Vec<UnixStream> = (0..MAX_CLIENTS)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        // Connections past the cap were told why and closed.
+        let mut late = UnixStream::connect(&path).unwrap();
+        let reply = read_reply(&mut late);
+        assert!(
+            reply["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("too many control connections")),
+            "{reply}"
+        );
+        // Once idle clients leave, requests are served again.
+        drop(idle);
+        std::thread::sleep(Duration::from_millis(500));
+        let mut client = UnixStream::connect(&path).unwrap();
+        client.write_all(b"{\"cmd\":\"pause\"}\n").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(read_reply(&mut client)["ok"], true);
+        stop.store(true, Ordering::Relaxed);
+        server.join();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// JSON-ish text: values that are almost requests, to get past the first checks.

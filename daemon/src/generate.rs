@@ -76,7 +76,7 @@ pub struct StyleganArgs {
     #[arg(long, default_value = "0-7")]
     pub seeds: String,
     /// Truncation ψ: w = w_avg + ψ (w − w_avg).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::options::parse_finite_f32)]
     pub truncation: f32,
     /// Truncate only layers below this index.
     #[arg(long)]
@@ -130,7 +130,7 @@ pub struct DalleArgs {
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
     /// Softmax temperature (0: greedy).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::options::parse_non_negative_f32)]
     pub temperature: f32,
     /// Output folder.
     #[arg(long)]

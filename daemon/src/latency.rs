@@ -364,8 +364,8 @@ pub fn run_latency(args: &LatencyArgs) -> Result<()> {
     crate::init_gstreamer()?;
     let spec = spec(args)?;
     if let Input::File(p) = Input::parse(&args.input) {
-        if !p.is_file() {
-            bail!("input {} does not exist", p.display());
+        if let Some(problem) = stylize_engines::files::input_file_problem(&p) {
+            bail!("{problem}");
         }
     }
     let mut args = args.clone();

@@ -132,11 +132,16 @@ impl StyleArgs {
         &self,
         info: &stylize_engines::model::ModelInfo,
     ) -> anyhow::Result<stylize_engines::StyleResolver> {
+        // A corrupt library must not take the model's own styles with it: warn and go on
+        // with an empty one (names from it are then unknown, with the reason).
+        let (library, broken) =
+            stylize_engines::library::Library::open_or_empty(&self.library_dir());
+        if let Some(err) = broken {
+            eprintln!("stylize: warning: {err}; using the model's own styles only");
+        }
         Ok(stylize_engines::StyleResolver::new(
             info.clone(),
-            Some(stylize_engines::library::Library::open(
-                &self.library_dir(),
-            )?),
+            Some(library),
             stylize_engines::embedding::EmbeddingCache::new(
                 stylize_engines::embedding::default_cache_dir(),
             ),
@@ -174,6 +179,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Webcam(_)) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::File(args) => file::run(&args),
         Command::Join(args) => join::run(&args),
@@ -195,6 +203,18 @@ fn main() -> ExitCode {
             eprintln!("stylize: error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Let a closed stdout end the command quietly, as it does for `ls` or `cat`: `stylize styles
+/// list | head -1` must not panic in `println!` ("failed printing to stdout: Broken pipe").
+/// Rust starts programs with SIGPIPE ignored; the default action ends the process without a
+/// message once the reader has gone. Not for `webcam`, a server whose control clients may hang
+/// up before their reply: there a closed socket must stay an error on that connection only.
+fn restore_default_sigpipe() {
+    // SAFETY: signal(2) with a valid signal number and SIG_DFL, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -59,6 +59,24 @@ pub fn parse_scale(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Any finite number (NaN or infinity as a truncation made every pixel NaN, a black image).
+pub fn parse_finite_f32(s: &str) -> Result<f32, String> {
+    let v = parse_f64(s)? as f32;
+    if !v.is_finite() {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(v)
+}
+
+/// A finite number of at least 0 (a sampling temperature).
+pub fn parse_non_negative_f32(s: &str) -> Result<f32, String> {
+    let v = parse_finite_f32(s)?;
+    if v < 0.0 {
+        return Err(format!("{v} is negative"));
+    }
+    Ok(v)
+}
+
 /// A fraction from 0 to 1 (style strength, temporal stability).
 pub fn parse_unit(s: &str) -> Result<f64, String> {
     let v = parse_f64(s)?;
@@ -162,5 +180,13 @@ mod tests {
         assert!(parse_segment("1/0").is_err());
         assert!(parse_segment("3").unwrap_err().contains("not K/N"));
         assert!(parse_overlap("251").is_err());
+        assert_eq!(parse_finite_f32("0.7"), Ok(0.7));
+        for bad in ["nan", "inf", "1e39", "x"] {
+            assert!(parse_finite_f32(bad).is_err(), "{bad}");
+        }
+        assert!(parse_non_negative_f32("-1")
+            .unwrap_err()
+            .contains("negative"));
+        assert_eq!(parse_non_negative_f32("0"), Ok(0.0));
     }
 }

@@ -105,8 +105,8 @@ struct Report {
 
 /// Decode up to `limit` frames as RGB, scaled to `width` (0: as is).
 pub fn decode(path: &Path, limit: usize, width: u32) -> Result<Vec<RgbImage>> {
-    if !path.is_file() {
-        bail!("input {} does not exist", path.display());
+    if let Some(problem) = stylize_engines::files::input_file_problem(path) {
+        bail!("{problem}");
     }
     let scale = if width > 0 {
         format!("videoscale ! video/x-raw,width={width},pixel-aspect-ratio=1/1 ! ")

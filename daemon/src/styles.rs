@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
+use stylize_engines::backend::BackendOptions;
 use stylize_engines::embedding::{self, EmbeddingCache};
 use stylize_engines::library::{Library, StyleKind};
+use stylize_engines::model::Family;
 use stylize_engines::predictor::StylePredictor;
+use stylize_engines::Stylizer;
 
 #[derive(Args, Debug)]
 pub struct StylesArgs {
@@ -50,6 +53,10 @@ pub struct AddArgs {
     /// Style predictor for --image (default: the setup's arbitrary-predict.onnx).
     #[arg(long)]
     pub predictor: Option<PathBuf>,
+    /// Multi-style model a --cin style is checked against (default: the setup's
+    /// multistyle26.onnx).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Replace an existing style of the same name.
     #[arg(long)]
     pub replace: bool,
@@ -90,6 +97,8 @@ pub fn run(args: &StylesArgs) -> Result<()> {
             eprintln!("removed {}", entry.name);
         }
         StylesCommand::Add(add) => {
+            // Before any model or image is loaded for it.
+            stylize_engines::library::check_name(&add.name)?;
             let (kind, source, values) = if let Some(image) = &add.image {
                 let path = add.predictor.clone().unwrap_or_else(|| {
                     stylize_engines::runtime::assets_dir().join("models/arbitrary-predict.onnx")
@@ -110,6 +119,7 @@ pub fn run(args: &StylesArgs) -> Result<()> {
                 };
                 (kind, Some(file.display().to_string()), Some(values))
             } else if let Some(style) = &add.cin {
+                check_cin_style(add, style)?;
                 (
                     StyleKind::Cin {
                         style: style.clone(),
@@ -133,6 +143,28 @@ pub fn run(args: &StylesArgs) -> Result<()> {
             eprintln!("added {} ({})", entry.name, describe(&entry.kind));
         }
     }
+    Ok(())
+}
+
+/// A `--cin` style must name a style of the multi-style model it will be used with, so a typo
+/// is caught when it is added, not when a stream starts.
+fn check_cin_style(add: &AddArgs, style: &str) -> Result<()> {
+    let model = add
+        .model
+        .clone()
+        .unwrap_or_else(|| stylize_engines::runtime::assets_dir().join("models/multistyle26.onnx"));
+    let stylizer = Stylizer::load(&model, &BackendOptions::with_threads(1))
+        .with_context(|| format!("checking --cin {style} against {}", model.display()))?;
+    let info = stylizer.info();
+    if info.family != Family::Cin {
+        bail!(
+            "--cin needs a multi-style (CIN) model to check the style against; {} is {} \
+             (pass --model)",
+            model.display(),
+            info.family
+        );
+    }
+    stylize_engines::style::style_index(info, style)?;
     Ok(())
 }
 

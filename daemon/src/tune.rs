@@ -1,7 +1,7 @@
 //! `stylize tune "PROMPT"`: tune an arbitrary-style embedding toward a text prompt with CLIP
 //! and save it in the style library as a tuned prompt (docs/prompts.md).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -71,6 +71,12 @@ pub struct TuneArgs {
 }
 
 pub fn run(args: &TuneArgs) -> Result<()> {
+    // Every argument that can be checked is checked before minutes of tuning, and before
+    // anything is saved: a bad --json path must not leave a saved style behind an error.
+    if let Some(path) = &args.json {
+        check_report_path(path)?;
+    }
+    stylize_engines::library::check_name(&args.save)?;
     let (default_image, default_text) = encoder::default_paths();
     let mut clip = ClipEncoders::load(
         args.clip_image.as_ref().unwrap_or(&default_image),
@@ -84,7 +90,6 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(stylize_engines::library::default_dir);
     let mut library = Library::open(&library_dir)?;
-    stylize_engines::library::check_name(&args.save)?;
     if library.get(&args.save).is_some() && !args.replace {
         anyhow::bail!(
             "a style named `{}` already exists in {} (use --replace)",
@@ -174,8 +179,32 @@ pub fn run(args: &TuneArgs) -> Result<()> {
             "total_s": total_s,
             "seconds_per_step": per_step,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let tmp = format!(".stylize-tune-{}.json.tmp", std::process::id());
+        stylize_engines::files::write_atomic(
+            path,
+            &tmp,
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The report can be written at `path`: not a directory, in an existing folder.
+fn check_report_path(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("--json {} is a directory", path.display());
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        anyhow::bail!(
+            "--json {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        );
     }
     Ok(())
 }

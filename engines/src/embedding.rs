@@ -3,12 +3,13 @@
 //! File: `STYLEMB1`, u32 LE length D, D × f32 LE, then the first 8 bytes of SHA-256 over
 //! everything before. A truncated or edited file is detected, never silently used.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::limits::MAX_EMBEDDING_BYTES;
 use crate::predictor::StylePredictor;
 
 const MAGIC: &[u8; 8] = b"STYLEMB1";
@@ -20,9 +21,12 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
+/// SHA-256 of a file, streamed (model files are hundreds of MB).
 pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    Ok(Sha256::digest(&bytes).into())
+    let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| io_error(path, e))?;
+    Ok(hasher.finalize().into())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -67,22 +71,26 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Vec<f32>> {
     Ok(values)
 }
 
+/// Read an embedding file: a regular file of at most [`MAX_EMBEDDING_BYTES`].
 pub fn read(path: &Path) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    let bytes = crate::files::read_regular(path, MAX_EMBEDDING_BYTES).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     decode(&bytes, path)
 }
 
-/// Write atomically (temp file + rename), so a crash never leaves a half-written embedding.
+/// Write atomically (temp file, fsync, rename), so a crash never leaves a half-written
+/// embedding; concurrent writers of one path each use their own temporary file.
 pub fn write(path: &Path, embedding: &[f32]) -> Result<()> {
-    let io = |e: std::io::Error| io_error(path, e);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&encode(embedding)).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = format!(".{name}.tmp{}-{n}", std::process::id());
+    crate::files::write_atomic(path, &tmp, &encode(embedding)).map_err(|e| io_error(path, e))
 }
 
 /// Default cache folder: `$STYLIZE_CACHE_DIR`, else `$XDG_CACHE_HOME/stylize/embeddings`,
@@ -129,10 +137,9 @@ impl EmbeddingCache {
         predictor: &mut StylePredictor,
         image: &Path,
     ) -> Result<(Vec<f32>, CacheOutcome)> {
-        let image_hash = sha256_file(image).map_err(|_| Error::Image {
-            path: image.to_path_buf(),
-            reason: "file cannot be read".into(),
-        })?;
+        // One bounded read serves the hash and the decoder.
+        let bytes = crate::image_io::read_image_file(image)?;
+        let image_hash: [u8; 32] = Sha256::digest(&bytes).into();
         let path = self.path_for(&image_hash, predictor.model_hash());
         let mut outcome = CacheOutcome::Computed;
         if path.exists() {
@@ -151,7 +158,7 @@ impl EmbeddingCache {
                 Err(e) => outcome = CacheOutcome::Repaired(e.to_string()),
             }
         }
-        let img = crate::image_io::load_rgb(image)?;
+        let img = crate::image_io::decode_rgb(&bytes, image)?;
         let embedding = predictor.embed(&img)?;
         write(&path, &embedding)?;
         Ok((embedding, outcome))

@@ -26,6 +26,8 @@ pub enum Error {
     },
     #[error("unknown style `{name}`: {available}")]
     UnknownStyle { name: String, available: String },
+    #[error("invalid style name `{name}`: {reason}")]
+    BadStyleName { name: String, reason: String },
     #[error("invalid style blend `{spec}`: {reason}")]
     BadBlend { spec: String, reason: String },
     #[error("cannot read image {path}: {reason}")]
@@ -50,4 +52,13 @@ pub enum Error {
     /// CLIP tokenizer, encoders and prompt tuning.
     #[error("{0}")]
     Clip(String),
+}
+
+/// The text of a caught panic's payload (`panic!("...")` carries a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

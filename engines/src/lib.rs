@@ -8,6 +8,7 @@ pub mod backend;
 pub mod clip;
 pub mod embedding;
 pub mod error;
+pub mod files;
 pub mod frame;
 pub mod frame_path;
 pub mod generate;

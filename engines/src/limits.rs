@@ -23,6 +23,14 @@ pub const MAX_STYLE_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
 pub const MAX_STYLE_IMAGE_PIXELS: u64 = 50_000_000;
 /// Longest control-protocol request line, in bytes.
 pub const MAX_CONTROL_LINE: usize = 64 * 1024;
+/// Largest style library index (`styles.toml`), in bytes: thousands of styles fit.
+pub const MAX_LIBRARY_INDEX_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest embedding file, in bytes (real embeddings have 100 values, 420 bytes).
+pub const MAX_EMBEDDING_BYTES: u64 = 1024 * 1024;
+/// Longest conditioning vector a model may take (`style_weights` N or embedding D).
+pub const MAX_CONDITIONING_LEN: usize = 65_536;
+/// Most control connections served at once; more are answered with an error and closed.
+pub const MAX_CONTROL_CLIENTS: usize = 16;
 /// Most CPU inference threads (ONNX Runtime's pool); 0 means one per core.
 pub const MAX_THREADS: u32 = 256;
 /// Inference scale range (fraction of the frame size).

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::limits::{self, MAX_CONDITIONING_LEN, MAX_SIZE_MULTIPLE};
 
 pub const CONTENT: &str = "content";
 pub const STYLE_WEIGHTS: &str = "style_weights";
@@ -209,18 +210,19 @@ pub fn check_contract(
         None => 0,
         Some(name) => {
             let spec = find(inputs, name, "input")?;
+            let fits = |n: i64| n > 0 && n as usize <= MAX_CONDITIONING_LEN;
             let len = match (family, spec.dims.as_slice()) {
-                (Family::Cin, [n]) if *n > 0 => *n as usize,
-                (Family::Arbitrary, [1, n]) if *n > 0 => *n as usize,
+                (Family::Cin, [n]) if fits(*n) => *n as usize,
+                (Family::Arbitrary, [1, n]) if fits(*n) => *n as usize,
                 _ => {
                     let want = if family == Family::Cin {
-                        "shape [N] with N fixed"
+                        format!("shape [N] with N fixed, at most {MAX_CONDITIONING_LEN}")
                     } else {
-                        "shape [1,D] with D fixed"
+                        format!("shape [1,D] with D fixed, at most {MAX_CONDITIONING_LEN}")
                     };
                     return Err(violation(
                         &format!("input `{name}`"),
-                        want.into(),
+                        want,
                         dims_str(&spec.dims),
                     ));
                 }
@@ -258,18 +260,35 @@ pub fn check_contract(
             ))
         }
     };
+    // Padding rounds every frame up to this multiple: a huge one would allocate a huge
+    // tensor for any frame, so it is refused here, at load.
     let size_multiple = match metadata.get(META_SIZE_MULTIPLE) {
         None => 1,
-        Some(m) => m.parse::<usize>().ok().filter(|&m| m > 0).ok_or_else(|| {
-            violation(
-                &format!("metadata `{META_SIZE_MULTIPLE}`"),
-                "a positive integer".into(),
-                m.clone(),
-            )
-        })?,
+        Some(m) => m
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&m| (1..=MAX_SIZE_MULTIPLE).contains(&m))
+            .ok_or_else(|| {
+                violation(
+                    &format!("metadata `{META_SIZE_MULTIPLE}`"),
+                    format!("an integer from 1 to {MAX_SIZE_MULTIPLE}"),
+                    m.clone(),
+                )
+            })?,
     };
     let fixed_size = match (content.dims[2], content.dims[3]) {
-        (h, w) if h > 0 && w > 0 => Some((h as usize, w as usize)),
+        (h, w) if h > 0 && w > 0 => {
+            let (h, w) = (h as usize, w as usize);
+            limits::check_inference_size(w, h).map_err(|e| {
+                violation(
+                    &format!("input `{CONTENT}`"),
+                    "a fixed size within the inference limits".into(),
+                    format!("{}: {e}", dims_str(&content.dims)),
+                )
+            })?;
+            Some((h, w))
+        }
         _ => None,
     };
 
@@ -317,8 +336,9 @@ pub fn check_predictor_contract(
             names(inputs),
         )
     })?;
+    let fits = |s: i64| s > 0 && limits::check_inference_size(s as usize, s as usize).is_ok();
     let input_size = match input.dims.as_slice() {
-        [1, 3, h, w] if *h > 0 && h == w && input.element_type == "float32" => *h as usize,
+        [1, 3, h, w] if fits(*h) && h == w && input.element_type == "float32" => *h as usize,
         _ => {
             return Err(violation(
                 format!("input `{STYLE}`"),
@@ -338,7 +358,13 @@ pub fn check_predictor_contract(
             )
         })?;
     let embedding_len = match output.dims.as_slice() {
-        [1, d] if *d > 0 && output.element_type == "float32" => *d as usize,
+        [1, d]
+            if *d > 0
+                && *d as usize <= MAX_CONDITIONING_LEN
+                && output.element_type == "float32" =>
+        {
+            *d as usize
+        }
         _ => {
             return Err(violation(
                 format!("output `{STYLE_EMBEDDING}`"),
@@ -451,6 +477,68 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("[1,256,256,3]"), "{err}");
+    }
+
+    #[test]
+    fn sizes_that_would_drive_huge_allocations_are_refused_at_load() {
+        // "memory allocation of 120000000000 bytes failed" came from padding every frame to
+        // a multiple of 100000.
+        let err = check_contract(
+            Path::new("m.onnx"),
+            &cin_inputs(),
+            &out(),
+            &meta(&[(META_SIZE_MULTIPLE, "100000")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("metadata `stylize.size_multiple`"), "{err}");
+        assert!(err.contains("an integer from 1 to 256"), "{err}");
+        assert!(err.contains("found 100000"), "{err}");
+        for ok in ["1", "256", " 8 "] {
+            let info = check_contract(
+                Path::new("m.onnx"),
+                &cin_inputs(),
+                &out(),
+                &meta(&[(META_SIZE_MULTIPLE, ok)]),
+            )
+            .unwrap();
+            assert_eq!(info.size_multiple, ok.trim().parse::<usize>().unwrap());
+        }
+        for bad in ["257", "0", "-4", "1e9", "18446744073709551616"] {
+            assert!(check_contract(
+                Path::new("m.onnx"),
+                &cin_inputs(),
+                &out(),
+                &meta(&[(META_SIZE_MULTIPLE, bad)]),
+            )
+            .is_err());
+        }
+        // A fixed input past the inference limits, a conditioning vector of 10^9 entries.
+        let huge = vec![TensorSpec::new(
+            CONTENT,
+            "float32",
+            &[1, 3, 100_000, 100_000],
+        )];
+        let err = check_contract(Path::new("m.onnx"), &huge, &out(), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("past the limit"), "{err}");
+        let inputs = vec![
+            TensorSpec::new(CONTENT, "float32", &[1, 3, -1, -1]),
+            TensorSpec::new(STYLE_WEIGHTS, "float32", &[1_000_000_000]),
+        ];
+        let err = check_contract(Path::new("m.onnx"), &inputs, &out(), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 65536"), "{err}");
+        let err = check_predictor_contract(
+            Path::new("p.onnx"),
+            &[TensorSpec::new(STYLE, "float32", &[1, 3, 50_000, 50_000])],
+            &[TensorSpec::new(STYLE_EMBEDDING, "float32", &[1, 100])],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("[1,3,50000,50000]"), "{err}");
     }
 
     #[test]

@@ -95,6 +95,10 @@ pub fn parse_blend(spec: &str) -> Result<Vec<(String, f32)>> {
     if total <= 0.0 {
         return Err(bad("weights sum to zero".into()));
     }
+    // Each weight finite but the sum not (3e38 + 3e38): normalising would give all zeros.
+    if !total.is_finite() {
+        return Err(bad("weights are too large to normalise".into()));
+    }
     Ok(parts)
 }
 

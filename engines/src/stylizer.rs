@@ -10,6 +10,7 @@ use crate::backend::{self, Backend, BackendOptions};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameLayout, RgbImage};
 use crate::frame_path::FramePath;
+use crate::limits;
 use crate::model::{Family, ModelInfo};
 use crate::predictor::{self, StylePredictor};
 use crate::temporal::TemporalFilter;
@@ -44,6 +45,19 @@ impl InferenceSize {
             (w, h) => (w, h),
         };
         (w.max(8), h.max(8))
+    }
+
+    /// [`Self::resolve`], refusing a frame or an inference size past [`crate::limits`]
+    /// before anything is allocated for it.
+    pub fn resolve_checked(
+        &self,
+        frame_width: usize,
+        frame_height: usize,
+    ) -> Result<(usize, usize)> {
+        limits::check_frame_size(frame_width, frame_height)?;
+        let (w, h) = self.resolve(frame_width, frame_height);
+        limits::check_inference_size(w, h)?;
+        Ok((w, h))
     }
 }
 
@@ -210,6 +224,7 @@ impl Stylizer {
         let mut timings = Timings::default();
         let start = Instant::now();
         let (iw, ih) = inference;
+        limits::check_inference_size(iw, ih)?;
         let small = frame::resize_rgb(&mut self.resizer, img, iw, ih)?;
         let scale = self.info().input_range.scale();
         let padded = self.padded_size(iw, ih)?;
@@ -262,8 +277,7 @@ impl Stylizer {
         size: &InferenceSize,
         conditioning: &[f32],
     ) -> Result<Timings> {
-        let inference = size.resolve(layout.width, layout.height);
-        crate::limits::check_inference_size(inference.0, inference.1)?;
+        let inference = size.resolve_checked(layout.width, layout.height)?;
         if let Some(timings) = self.stylize_on_device(data, layout, inference, conditioning)? {
             return Ok(timings);
         }
@@ -401,6 +415,46 @@ mod tests {
             scale: 1.0,
         };
         assert_eq!(s.resolve(1280, 720), (160, 90));
+    }
+
+    #[test]
+    fn sizes_past_the_limits_are_refused_before_allocating() {
+        // inference-width=8192 on a 320x240 stream: 8192x6144 would take tens of GB.
+        let wide = InferenceSize {
+            width: 8192,
+            height: 0,
+            scale: 1.0,
+        };
+        let err = wide.resolve_checked(320, 240).unwrap_err().to_string();
+        assert!(
+            err.contains("inference size 8192x6144 is past the limit"),
+            "{err}"
+        );
+        let scaled = InferenceSize {
+            width: 0,
+            height: 0,
+            scale: 4.0,
+        };
+        assert!(scaled.resolve_checked(640, 480).is_ok());
+        assert!(scaled.resolve_checked(3840, 2160).is_err());
+        assert!(InferenceSize::default()
+            .resolve_checked(7681, 4320)
+            .is_err());
+        let mut st = invert(InputRange::Unit);
+        let layout = FrameLayout {
+            format: crate::frame::PixelFormat::Rgbx,
+            width: 32,
+            height: 24,
+            stride: 32 * 4,
+        };
+        let mut data = vec![0u8; 32 * 24 * 4];
+        let err = st
+            .stylize_frame(&mut data, &layout, &wide, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("past the limit"), "{err}");
+        let img = RgbImage::new(4, 4);
+        assert!(st.stylize_image(&img, (9000, 9000), &[]).is_err());
     }
 
     #[test]

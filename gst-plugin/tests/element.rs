@@ -724,3 +724,177 @@ fn a_failed_background_load_posts_one_error_instead_of_panicking() {
     assert!(errors[0].contains(junk.to_str().unwrap()), "{errors:?}");
     std::fs::remove_file(&junk).unwrap();
 }
+
+#[path = "../../engines/tests/support/tiny_onnx.rs"]
+mod tiny_onnx;
+
+/// Push one frame of the harness caps; the flow result and the errors on the element's bus.
+fn push_and_collect(h: &mut gst_check::Harness, bus: &gst::Bus, i: u64) -> (bool, Vec<String>) {
+    let pushed = h.push(buffer(picture(W, H, 0), i)).is_ok();
+    if pushed {
+        let _ = h.pull();
+    }
+    (pushed, bus_texts(bus).1)
+}
+
+#[test]
+fn an_inference_size_past_the_limit_is_an_error_not_unbounded_memory() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    // At negotiation: 8192 wide on a 96x64 stream is 8192x5461, past 3840x2160 in area.
+    let element = stylize_element(&model, &[("inference-width", "8192")]);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let start = std::time::Instant::now();
+    let mut h = start_harness(&element);
+    let (pushed, errors) = push_and_collect(&mut h, &bus, 0);
+    assert!(!pushed);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("inference size 8192x5461 is past the limit")),
+        "{errors:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(h);
+
+    // Set while PLAYING: the next frame is an error, and the element still stops.
+    let element = stylize_element(&model, &[("inference-width", "32")]);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = start_harness(&element);
+    assert!(push_and_collect(&mut h, &bus, 0).0);
+    element.set_property("inference-width", 8192u32);
+    let start = std::time::Instant::now();
+    let (pushed, errors) = push_and_collect(&mut h, &bus, 1);
+    assert!(!pushed);
+    assert!(
+        errors.iter().any(|e| e.contains("past the limit")),
+        "{errors:?}"
+    );
+    element.set_state(gst::State::Null).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_panic_in_inference_is_an_element_error_and_the_element_stays_usable() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    let element = stylize_element(&model, &[("inference-width", "32")]);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = start_harness(&element);
+    assert!(push_and_collect(&mut h, &bus, 0).0);
+    gststylize::stylize::panic_in_next_frame(&element.name());
+    let (pushed, errors) = push_and_collect(&mut h, &bus, 1);
+    assert!(!pushed);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("inference panicked: injected panic")),
+        "{errors:?}"
+    );
+    for pspec in element.list_properties() {
+        let _ = element.property_value(pspec.name());
+    }
+    element.set_property("style", "mosaic");
+    element.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn models_the_frames_do_not_fit_post_the_reason_not_only_not_negotiated() {
+    init();
+    let dir = std::env::temp_dir().join(format!("stylize-tiny-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixed = dir.join("fixed32.onnx");
+    tiny_onnx::fixed_size(32).write(&fixed);
+    let err = error_of(&format!("model={}", fixed.display()), "");
+    assert!(
+        err.contains("cannot stylize 64x48 frames") && err.contains("takes only 32x32 input"),
+        "{err}"
+    );
+    let shrink = dir.join("half.onnx");
+    tiny_onnx::half_size_output().write(&shrink);
+    let err = error_of(&format!("model={}", shrink.display()), "");
+    assert!(err.contains("smaller than the [1,3,48,64] input"), "{err}");
+    // A hostile size multiple is refused when the model loads, before any frame.
+    let multiple = dir.join("multiple.onnx");
+    tiny_onnx::dynamic_identity(vec![("stylize.size_multiple", "100000".into())]).write(&multiple);
+    let err = error_of(&format!("model={}", multiple.display()), "");
+    assert!(err.contains("stylize.size_multiple"), "{err}");
+    // A directory is not "missing".
+    let err = error_of(&format!("model={}", dir.display()), "");
+    assert!(err.contains("is a directory"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn style_images_that_never_end_or_block_are_refused_quickly() {
+    let (Some(model), Some(_)) = (
+        asset("models/arbitrary-transform.onnx"),
+        asset("models/arbitrary-predict.onnx"),
+    ) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("stylize-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("style.png");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let library = empty_library("fifo");
+    for (image, expect) in [
+        (
+            "/dev/zero".to_string(),
+            "a character device, not a regular file",
+        ),
+        (fifo.display().to_string(), "a FIFO, not a regular file"),
+    ] {
+        let start = std::time::Instant::now();
+        let err = error_of(
+            &format!("model={}", model.display()),
+            &format!("style-image={image} library={library}"),
+        );
+        assert!(err.contains(expect), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_corrupt_style_library_keeps_the_models_own_styles() {
+    let Some(cin) = asset("models/multistyle26.onnx") else {
+        return;
+    };
+    let library = empty_library("corrupt");
+    std::fs::create_dir_all(&library).unwrap();
+    std::fs::write(format!("{library}/styles.toml"), "[[style]\nname = ").unwrap();
+    let (error, warnings, frames) = run_pipeline(&format!(
+        "videotestsrc num-buffers=3 ! video/x-raw,format=RGBx,width=64,height=48 ! \
+         stylize model={} style=mosaic library={library} threads=2 ! fakesink",
+        cin.display()
+    ));
+    assert_eq!(error, None);
+    assert_eq!(frames, 3);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("styles.toml") && w.contains("model's own styles only")),
+        "{warnings:?}"
+    );
+    let _ = std::fs::remove_dir_all(&library);
+}

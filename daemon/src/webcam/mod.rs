@@ -592,6 +592,12 @@ pub fn run(args: &WebcamArgs) -> Result<()> {
     if spec.width == 0 || spec.height == 0 || spec.fps == 0 {
         return Err(anyhow!("--size needs a width and a height, --fps above 0"));
     }
+    // Sizes that drive allocations are checked before anything loads (`--scale 1000` or
+    // `--inference-size 9000x9000` used to end in an abort or the OOM killer).
+    if args.inference_size.is_none() {
+        stylize_engines::limits::check_scale(args.scale)?;
+    }
+    inference_size(args.inference_size, args.scale).resolve_checked(spec.width, spec.height)?;
     let output = Output::parse(&args.output)?;
     let stylizer = load_stylizer(&args.style, args.stability)?;
     let shared = Arc::new(shared_for(&stylizer, &args.style)?);

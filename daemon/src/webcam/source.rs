@@ -22,8 +22,46 @@ pub enum Read {
     End,
 }
 
+/// An input error that no retry can fix: a misspelled test pattern, a folder, a file that is
+/// not a playable video. The capture stage ends the daemon with it (exit 1, one message)
+/// instead of retrying forever; every other error is a fault worth retrying.
+#[derive(Debug)]
+pub struct Permanent(pub String);
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Permanent {}
+
+/// Whether an error from a [`Source`] is [`Permanent`].
+pub fn is_permanent(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Permanent>().is_some()
+}
+
+/// The test patterns `videotestsrc` knows, by nick.
+fn test_patterns() -> Vec<String> {
+    let Ok(src) = gst::ElementFactory::make("videotestsrc").build() else {
+        return Vec::new();
+    };
+    let Some(pspec) = src.find_property("pattern") else {
+        return Vec::new();
+    };
+    let Some(pspec) = pspec.downcast_ref::<gst::glib::ParamSpecEnum>() else {
+        return Vec::new();
+    };
+    pspec
+        .enum_class()
+        .values()
+        .iter()
+        .map(|v| v.nick().to_string())
+        .collect()
+}
+
 /// A frame source. An error from `open` or `read` is a fault: the capture stage closes the
-/// source, waits with backoff and opens it again.
+/// source, waits with backoff and opens it again, unless the error is [`Permanent`].
 pub trait Source: Send {
     fn open(&mut self) -> Result<()>;
     fn read(&mut self) -> Result<Read>;
@@ -69,7 +107,10 @@ impl Input {
                 format!("videotestsrc name=src is-live={realtime} pattern={pattern}"),
                 false,
             ),
-            Input::File(_) => ("filesrc name=src ! decodebin".to_string(), realtime),
+            Input::File(_) => (
+                "filesrc name=src ! decodebin name=decode".to_string(),
+                realtime,
+            ),
         }
     }
 
@@ -118,6 +159,9 @@ struct Running {
     pipeline: gst::Pipeline,
     appsink: gst_app::AppSink,
     last_frame: Instant,
+    /// Whether this opening delivered a frame: a file that fails before its first frame is
+    /// not a playable video, and never will be.
+    delivered_any: bool,
 }
 
 impl GstSource {
@@ -149,6 +193,24 @@ impl GstSource {
             .downcast::<gst::Pipeline>()
             .map_err(|_| anyhow!("capture description is not a pipeline"))?;
         self.input.configure(pipeline.upcast_ref());
+        if let Some(decode) = pipeline.by_name("decode") {
+            // A file with no video (audio only) otherwise just never delivers a frame, or
+            // fails with an unhelpful "not-linked"; say so on the bus, as a permanent error.
+            decode.connect_no_more_pads(|decode| {
+                let has_video = decode.src_pads().iter().any(|pad| {
+                    pad.current_caps()
+                        .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("video/")))
+                        .unwrap_or(false)
+                });
+                if !has_video {
+                    gst::element_error!(
+                        decode,
+                        gst::StreamError::WrongType,
+                        ("the file has no video stream")
+                    );
+                }
+            });
+        }
         let appsink = pipeline
             .by_name("sink")
             .expect("named sink")
@@ -158,6 +220,7 @@ impl GstSource {
             pipeline,
             appsink,
             last_frame: Instant::now(),
+            delivered_any: false,
         })
     }
 }
@@ -177,16 +240,39 @@ pub(super) fn bus_error(bus: &gst::Bus) -> Option<String> {
 impl Source for GstSource {
     fn open(&mut self) -> Result<()> {
         self.close();
-        if let Input::File(path) = &self.input {
-            if !path.is_file() {
+        match &self.input {
+            // Missing may be temporary (a file being copied in); a folder or a device is not.
+            Input::File(path) if path.exists() && !path.is_file() => {
+                let problem = stylize_engines::files::input_file_problem(path).unwrap_or_default();
+                return Err(Permanent(format!(
+                    "{problem} (give a video file, a /dev/videoN camera or test[:PATTERN])"
+                ))
+                .into());
+            }
+            Input::File(path) if !path.exists() => {
                 bail!("input {} does not exist", path.display());
             }
+            Input::TestPattern(pattern) if !test_patterns().contains(pattern) => {
+                return Err(Permanent(format!(
+                    "unknown test pattern `{pattern}` (known: {})",
+                    test_patterns().join(", ")
+                ))
+                .into());
+            }
+            _ => {}
         }
         let running = self.build()?;
         let bus = running.pipeline.bus().expect("pipeline bus");
         if running.pipeline.set_state(gst::State::Playing).is_err() {
             let reason = bus_error(&bus).unwrap_or_else(|| "could not start".into());
             let _ = running.pipeline.set_state(gst::State::Null);
+            if let Input::File(path) = &self.input {
+                return Err(Permanent(format!(
+                    "{} is not a playable video: {reason}",
+                    path.display()
+                ))
+                .into());
+            }
             bail!("{}: {reason}", self.describe());
         }
         self.running = Some(running);
@@ -203,6 +289,13 @@ impl Source for GstSource {
         };
         let bus = running.pipeline.bus().expect("pipeline bus");
         if let Some(err) = bus_error(&bus) {
+            if let (Input::File(path), false) = (&self.input, running.delivered_any) {
+                return Err(Permanent(format!(
+                    "{} is not a playable video (no video stream GStreamer can decode): {err}",
+                    path.display()
+                ))
+                .into());
+            }
             bail!("{describe}: {err}");
         }
         let Some(sample) = running
@@ -226,6 +319,7 @@ impl Source for GstSource {
         let started = Instant::now();
         let frame = frame_from_sample(&sample, self.spec)?;
         running.last_frame = Instant::now();
+        running.delivered_any = true;
         self.delivered += 1;
         Ok(Read::Frame(Frame::new(
             frame,
@@ -360,6 +454,63 @@ mod tests {
             }
         }
         assert_eq!(frames, 5);
+    }
+
+    #[test]
+    fn inputs_no_retry_can_fix_are_permanent_errors() {
+        crate::init_gstreamer().unwrap();
+        let spec = VideoSpec {
+            width: 64,
+            height: 48,
+            fps: 30,
+        };
+        let dir = std::env::temp_dir().join(format!("stylize-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("notes.txt");
+        std::fs::write(&text, "not a video\n".repeat(100)).unwrap();
+        let first_error = |input: &str| {
+            let mut src = GstSource::new(Input::parse(input), spec, false, Some(5));
+            if let Err(e) = src.open() {
+                return e;
+            }
+            for _ in 0..200 {
+                if let Err(e) = src.read() {
+                    return e;
+                }
+            }
+            panic!("{input}: no error");
+        };
+        for (input, reason) in [
+            ("test:nosuch", "unknown test pattern `nosuch` (known: smpte"),
+            (dir.to_str().unwrap(), "is a directory, not a file"),
+            (text.to_str().unwrap(), "is not a playable video"),
+        ] {
+            let err = first_error(input);
+            assert!(is_permanent(&err), "{input}: {err:#}");
+            assert!(err.to_string().contains(reason), "{input}: {err:#}");
+        }
+        // An audio-only file has no video to show.
+        let wav = dir.join("tone.wav");
+        let pipeline = gst::parse::launch(&format!(
+            "audiotestsrc num-buffers=10 ! wavenc ! filesink location=\"{}\"",
+            wav.display()
+        ))
+        .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        pipeline.set_state(gst::State::Null).unwrap();
+        let err = first_error(wav.to_str().unwrap());
+        assert!(
+            is_permanent(&err) && err.to_string().contains("is not a playable video"),
+            "{err:#}"
+        );
+        // A missing file may still appear: retried like an unplugged camera.
+        assert!(!is_permanent(&first_error("/nonexistent.mp4")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crossbeam_channel::RecvTimeoutError;
 
 use super::queue::{StageReceiver, StageSender};
 use super::sink::Sink;
-use super::source::{Read, Source};
+use super::source::{is_permanent, Read, Source};
 use super::{Config, Frame, Processor, Shared};
 
 /// How often a waiting stage looks at the stop flag.
@@ -86,8 +86,9 @@ pub(super) fn capture(
                         shared.source_healthy.store(true, Ordering::Relaxed);
                     }
                     Err(err) => {
-                        // Not live (a file, a benchmark): nothing to wait for.
-                        if !config.live {
+                        // Not live (a file, a benchmark): nothing to wait for; a permanent
+                        // error (a misspelled pattern, not a video) would fail every retry.
+                        if !config.live || is_permanent(&err) {
                             return Err(err);
                         }
                         let wait = backoff.next();
@@ -120,7 +121,7 @@ pub(super) fn capture(
                 Ok(Read::Idle) => {}
                 Ok(Read::End) => break,
                 Err(err) => {
-                    if !config.live {
+                    if !config.live || is_permanent(&err) {
                         return Err(err);
                     }
                     c.source_faults.fetch_add(1, Ordering::Relaxed);

@@ -66,12 +66,21 @@ pub(crate) fn session(path: &Path, threads: usize) -> Result<Session> {
 
 /// A missing model file is reported as such, before anything tries to read it.
 pub(crate) fn ensure_model_file(path: &Path) -> Result<()> {
-    if path.is_file() {
-        Ok(())
-    } else {
-        Err(Error::ModelMissing {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        // A directory (or a device) exists: saying it does not would send the user looking
+        // in the wrong place.
+        Ok(meta) => Err(Error::ModelLoad {
             path: path.to_path_buf(),
-        })
+            reason: if meta.is_dir() {
+                "it is a directory, not an ONNX model file".into()
+            } else {
+                "it is not a regular file".into()
+            },
+        }),
+        Err(_) => Err(Error::ModelMissing {
+            path: path.to_path_buf(),
+        }),
     }
 }
 

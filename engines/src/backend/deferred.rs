@@ -5,10 +5,10 @@
 //! [`Deferred`] runs the load on its own thread and the caller asks, once per frame, whether it
 //! is done: [`Deferred::poll`] never waits.
 
-use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
-use std::thread;
+use std::sync::{Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::{Backend, BackendOptions};
@@ -24,19 +24,83 @@ pub enum Poll<T> {
 }
 
 /// A job running on its own thread. Dropping it does not stop the job (ONNX Runtime cannot
-/// cancel a session build); its result is then dropped on that thread when it finishes.
+/// cancel a session build) and does not wait for it: its result is dropped on that thread when
+/// it finishes. A job still running then is joined at process exit ([`join_unfinished`]);
+/// whoever can afford to wait calls [`Deferred::settle`] instead (an element stopping).
 pub struct Deferred<T> {
     what: String,
     /// `None` once the result has been handed out.
     rx: Option<Receiver<Result<T>>>,
+    /// The job's thread; joined, or handed to [`UNFINISHED`], on drop.
+    thread: Option<JoinHandle<()>>,
 }
 
-fn panic_text(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+/// Threads of dropped jobs that were still running.
+static UNFINISHED: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// Wait for every background job whose [`Deferred`] was dropped before it finished.
+///
+/// Registered with `atexit` when such a job is handed over: a process that exits while a job
+/// still builds (or drops) an ONNX Runtime session runs the library's exit handlers under it,
+/// which ended short `background-load=always` pipelines with SIGSEGV or SIGABRT. Exit handlers
+/// run in reverse order of registration, so this one, registered after the job had been
+/// running a while, runs before the library's handlers registered when it loaded. (Static
+/// objects the library creates lazily later register later; [`Deferred::settle`] covers
+/// them by not handing a young job over at all.)
+pub fn join_unfinished() {
+    let threads = std::mem::take(&mut *UNFINISHED.lock().unwrap_or_else(PoisonError::into_inner));
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
+
+extern "C" fn join_unfinished_at_exit() {
+    join_unfinished();
+}
+
+impl<T> Drop for Deferred<T> {
+    fn drop(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if thread.is_finished() {
+            let _ = thread.join();
+            return;
+        }
+        let mut unfinished = UNFINISHED.lock().unwrap_or_else(PoisonError::into_inner);
+        // Reap the ones that ended meanwhile, so a long-lived process does not collect them.
+        let (done, running): (Vec<_>, Vec<_>) =
+            unfinished.drain(..).partition(JoinHandle::is_finished);
+        *unfinished = running;
+        unfinished.push(thread);
+        drop(unfinished);
+        for thread in done {
+            let _ = thread.join();
+        }
+        // SAFETY: atexit with a plain function that neither unwinds nor calls exit.
+        unsafe {
+            libc::atexit(join_unfinished_at_exit);
+        }
+    }
+}
+
+impl<T> Deferred<T> {
+    /// Give the job up to `timeout` to end, then drop it (its result, if any, unused).
+    /// Returns whether it ended. A stopping element calls this: a CPU load ends within a
+    /// second, and a job that ends here never races the process's exit; only one still
+    /// running after `timeout` (a TensorRT engine build) is handed over to [`join_unfinished`].
+    pub fn settle(mut self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let ended = thread.is_finished();
+        self.thread = Some(thread);
+        ended
+    }
 }
 
 impl<T: Send + 'static> Deferred<T> {
@@ -57,19 +121,29 @@ impl<T: Send + 'static> Deferred<T> {
                 let result = panic::catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|p| {
                     Err(Error::Backend(format!(
                         "{label} panicked: {}",
-                        panic_text(p.as_ref())
+                        crate::error::panic_message(p.as_ref())
                     )))
                 });
                 let _ = tx.send(result);
             });
-        if let Err(e) = spawned {
-            let (tx, rx) = mpsc::sync_channel(1);
-            let _ = tx.send(Err(Error::Backend(format!(
-                "{what}: cannot start a thread: {e}"
-            ))));
-            return Self { what, rx: Some(rx) };
+        match spawned {
+            Ok(thread) => Self {
+                what,
+                rx: Some(rx),
+                thread: Some(thread),
+            },
+            Err(e) => {
+                let (tx, rx) = mpsc::sync_channel(1);
+                let _ = tx.send(Err(Error::Backend(format!(
+                    "{what}: cannot start a thread: {e}"
+                ))));
+                Self {
+                    what,
+                    rx: Some(rx),
+                    thread: None,
+                }
+            }
         }
-        Self { what, rx: Some(rx) }
     }
 
     /// The job's state, without waiting. `Ready` and `Failed` are returned once; later calls
@@ -198,17 +272,47 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_job_finishes_quietly() {
+    fn a_dropped_job_finishes_quietly_and_is_joined_at_exit() {
         let gate = Arc::new(Barrier::new(2));
         let job_gate = gate.clone();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let job_done = done.clone();
         let job = Deferred::spawn("orphan", move || {
             job_gate.wait();
+            thread::sleep(Duration::from_millis(200));
+            job_done.store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(vec![1u8; 16])
         });
         // Dropping must not wait for the job (the job is parked on the gate until after the
         // drop, so a joining drop would hang this test).
         drop(job);
         gate.wait();
+        // What runs at exit waits for it: nothing of the job outlives `join_unfinished`.
+        join_unfinished();
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn settle_waits_a_bounded_time_for_the_job() {
+        let job = Deferred::spawn("short", || {
+            thread::sleep(Duration::from_millis(100));
+            Ok(1)
+        });
+        assert!(
+            job.settle(Duration::from_secs(10)),
+            "a short job ends within the wait"
+        );
+        let gate = Arc::new(Barrier::new(2));
+        let job_gate = gate.clone();
+        let job = Deferred::spawn("parked", move || {
+            job_gate.wait();
+            Ok(2)
+        });
+        let start = Instant::now();
+        assert!(!job.settle(Duration::from_millis(100)), "still parked");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        gate.wait();
+        join_unfinished();
     }
 
     #[test]

@@ -1,6 +1,7 @@
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use gst::glib;
 use gst::prelude::*;
@@ -28,6 +29,28 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_SCALE: f64 = 1.0;
+/// How long `stop` waits for a background load still running (see `stop`).
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Lock, recovering from poisoning: a panic on a streaming thread (caught and posted as an
+/// error) must not turn every later property read into a second panic, which would abort the
+/// application across the C boundary.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Run engine code so that a panic in it becomes an error, never an unwind into GStreamer.
+fn guarded<T>(
+    what: &str,
+    f: impl FnOnce() -> stylize_engines::Result<T>,
+) -> stylize_engines::Result<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        Err(stylize_engines::Error::Inference(format!(
+            "{what} panicked: {}",
+            stylize_engines::error::panic_message(payload.as_ref())
+        )))
+    })
+}
 
 /// The `backend` property (a GEnum, so gst-inspect lists the choices).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
@@ -166,7 +189,11 @@ impl Settings {
 
 /// Load the model and, for arbitrary-style models, its style predictor (one instance for
 /// per-frame strength, one for resolving style images), and the style library.
-fn load(settings: &Settings, model: &Path) -> Result<(Stylizer, StyleResolver), String> {
+/// The third value is a warning to post (a style library that could not be read).
+fn load(
+    settings: &Settings,
+    model: &Path,
+) -> Result<(Stylizer, StyleResolver, Option<String>), String> {
     let options = settings.backend_options();
     let mut stylizer = Stylizer::load(model, &options).map_err(|e| e.to_string())?;
     let mut predictor = None;
@@ -184,14 +211,16 @@ fn load(settings: &Settings, model: &Path) -> Result<(Stylizer, StyleResolver), 
             predictor = Some(open()?);
         }
     }
-    let library = Library::open(&settings.library_dir()).map_err(|e| e.to_string())?;
+    // A corrupt library must not take the model's own styles with it.
+    let (library, broken) = Library::open_or_empty(&settings.library_dir());
     let resolver = StyleResolver::new(
         stylizer.info().clone(),
         Some(library),
         EmbeddingCache::new(embedding::default_cache_dir()),
         predictor,
     );
-    Ok((stylizer, resolver))
+    let warning = broken.map(|e| format!("{e}; using the model's own styles only"));
+    Ok((stylizer, resolver, warning))
 }
 
 /// A style request, the strength and the text prompt (which overrides the request).
@@ -233,7 +262,7 @@ struct Prepared {
 /// a background thread. An untuned prompt falls back to the style properties with a warning
 /// (a later `prompt` change is retried, as any style change).
 fn prepare(settings: &Settings, model: &Path) -> Result<Prepared, gst::ErrorMessage> {
-    let (mut stylizer, mut resolver) = load(settings, model).map_err(|err| {
+    let (mut stylizer, mut resolver, library_warning) = load(settings, model).map_err(|err| {
         let kind = if err.contains("does not exist") {
             gst::ResourceError::NotFound
         } else {
@@ -242,7 +271,7 @@ fn prepare(settings: &Settings, model: &Path) -> Result<Prepared, gst::ErrorMess
         gst::error_msg!(kind, ("{}", err))
     })?;
     let mut request = settings.style_request();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = library_warning.into_iter().collect();
     let resolved = match resolve_applied(&mut stylizer, &mut resolver, &request) {
         Err(err) if request.2.is_some() => {
             warnings.push(format!("{err}; using the style properties instead"));
@@ -349,7 +378,7 @@ pub struct Stylize {
 
 impl Stylize {
     fn latency(&self) -> gst::ClockTime {
-        match self.state.lock().unwrap().as_ref() {
+        match lock(&self.state).as_ref() {
             Some(Phase::Ready(state)) => state.latency,
             _ => gst::ClockTime::ZERO,
         }
@@ -632,7 +661,7 @@ impl ObjectImpl for Stylize {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
+        let mut settings = lock(&self.settings);
         let text = || {
             value
                 .get::<Option<String>>()
@@ -661,7 +690,7 @@ impl ObjectImpl for Stylize {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let settings = self.settings.lock().unwrap();
+        let settings = lock(&self.settings);
         match pspec.name() {
             "model" => settings
                 .model
@@ -691,7 +720,7 @@ impl ObjectImpl for Stylize {
             "stability" => settings.stability.to_value(),
             "background-load" => settings.background_load.to_value(),
             "model-styles" => {
-                let state = self.state.lock().unwrap();
+                let state = lock(&self.state);
                 let ready = match state.as_ref() {
                     Some(Phase::Ready(s)) => Some(s),
                     _ => None,
@@ -763,7 +792,7 @@ impl BaseTransformImpl for Stylize {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = lock(&self.settings).clone();
         let Some(model) = settings.model.clone() else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
@@ -799,12 +828,25 @@ impl BaseTransformImpl for Stylize {
             self.post_notes(&prepared.warnings);
             Phase::Ready(Box::new(prepared.state))
         };
-        *self.state.lock().unwrap() = Some(phase);
+        *lock(&self.state) = Some(phase);
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        *self.state.lock().unwrap() = None;
+        let phase = lock(&self.state).take();
+        if let Some(Phase::Preparing { job, .. }) = phase {
+            // A load still running when the application exits races ONNX Runtime's exit
+            // handlers (a crash at exit). A CPU load ends within a second, so wait for it; a
+            // TensorRT engine build may take minutes and is handed over to be joined at exit.
+            if !job.settle(STOP_WAIT) {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "a background load is still running after {STOP_WAIT:?}; it finishes \
+                     on its own"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -828,7 +870,7 @@ impl BaseTransformImpl for Stylize {
             event.view(),
             gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_)
         ) {
-            if let Some(Phase::Ready(state)) = self.state.lock().unwrap().as_mut() {
+            if let Some(Phase::Ready(state)) = lock(&self.state).as_mut() {
                 state.stylizer.reset_temporal();
             }
         }
@@ -858,10 +900,10 @@ impl VideoFilterImpl for Stylize {
             stride: in_info.stride()[0] as usize,
         };
         let (size, stability) = {
-            let settings = self.settings.lock().unwrap();
+            let settings = lock(&self.settings);
             (settings.inference_size(), settings.stability)
         };
-        let mut guard = self.state.lock().unwrap();
+        let mut guard = lock(&self.state);
         let phase = guard
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "caps set before start"))?;
@@ -893,8 +935,25 @@ impl VideoFilterImpl for Stylize {
             return Ok(());
         };
         let before = state.latency;
-        let warm_ms = warm_up(state, layout, &size, stability)
-            .map_err(|err| gst::loggable_error!(CAT, "warm-up inference failed: {err}"))?;
+        let warm_ms = match guarded("warm-up", || warm_up(state, layout, &size, stability)) {
+            Ok(ms) => ms,
+            Err(err) => {
+                // Posted as the element's error: otherwise the application sees only
+                // "not-negotiated" and the reason (a fixed-size model, a size past the
+                // limits) is visible with GST_DEBUG alone.
+                drop(guard);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "cannot stylize {}x{} frames: {err}",
+                        layout.width,
+                        layout.height
+                    )
+                );
+                return Err(gst::loggable_error!(CAT, "warm-up inference failed: {err}"));
+            }
+        };
         gst::info!(
             CAT,
             imp = self,
@@ -917,14 +976,14 @@ impl VideoFilterImpl for Stylize {
         frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (request, size, stability) = {
-            let settings = self.settings.lock().unwrap();
+            let settings = lock(&self.settings);
             (
                 settings.style_request(),
                 settings.inference_size(),
                 settings.stability,
             )
         };
-        let mut guard = self.state.lock().unwrap();
+        let mut guard = lock(&self.state);
         let phase = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let became_ready = self.poll_background(phase, &size, stability)?;
         let Phase::Ready(state) = phase else {
@@ -943,13 +1002,18 @@ impl VideoFilterImpl for Stylize {
         let pts = frame.buffer().pts();
         let data = frame.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
         let conditioning = std::mem::take(&mut state.conditioning);
-        let result = state
-            .stylizer
-            .stylize_frame(data, &layout, &size, &conditioning);
+        let result = guarded("inference", || {
+            super::faults::panic_if_armed(|| self.obj().name().to_string());
+            state
+                .stylizer
+                .stylize_frame(data, &layout, &size, &conditioning)
+        });
         state.conditioning = conditioning;
         let timings = match result {
             Ok(t) => t,
             Err(err) => {
+                // Unlocked first: a synchronous bus handler may read properties.
+                drop(guard);
                 gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
                 return Err(gst::FlowError::Error);
             }
@@ -977,5 +1041,59 @@ impl VideoFilterImpl for Stylize {
             .obj()
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Poison a mutex the way a panic on a streaming thread does.
+    fn poison<T: Send>(mutex: &Mutex<T>) {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _guard = mutex.lock();
+                    panic!("poisoning for the test");
+                })
+                .join();
+        });
+        assert!(mutex.is_poisoned());
+    }
+
+    #[test]
+    fn every_property_works_after_a_panic_poisoned_the_locks() {
+        gst::init().unwrap();
+        let element = glib::Object::new::<super::super::Stylize>();
+        poison(&element.imp().settings);
+        poison(&element.imp().state);
+        // Before: the first read panicked inside a C callback, which aborts the process.
+        for pspec in element.list_properties() {
+            if pspec.flags().contains(glib::ParamFlags::READABLE) {
+                let _ = element.property_value(pspec.name());
+            }
+            if pspec.flags().contains(glib::ParamFlags::WRITABLE)
+                && !pspec.flags().contains(glib::ParamFlags::CONSTRUCT_ONLY)
+            {
+                element.set_property_from_value(pspec.name(), pspec.default_value());
+            }
+        }
+        element.set_property("style", "mosaic");
+        assert_eq!(
+            element.property::<Option<String>>("style").as_deref(),
+            Some("mosaic")
+        );
+    }
+
+    #[test]
+    fn a_panic_in_engine_code_becomes_an_error() {
+        let err = guarded::<()>("inference", || panic!("index out of bounds"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inference panicked: index out of bounds"),
+            "{err}"
+        );
+        assert_eq!(guarded("x", || Ok(3)).unwrap(), 3);
     }
 }

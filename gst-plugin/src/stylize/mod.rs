@@ -3,9 +3,12 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod faults;
 mod hold;
 mod imp;
 
+#[doc(hidden)]
+pub use faults::panic_in_next_frame;
 #[doc(hidden)]
 pub use hold::{hold_background_loads, LoadHold};
 
