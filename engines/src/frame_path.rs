@@ -63,6 +63,23 @@ fn to_u32(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Frame(format!("size {v} does not fit in 32 bits")))
 }
 
+/// Resize tight pixels `src` of `from` (width, height) into the tight `to` buffer.
+fn resize(
+    resizer: &mut fr::Resizer,
+    src: &[u8],
+    from: (usize, usize),
+    (width, height, dst): (usize, usize, &mut [u8]),
+    pixel: fr::PixelType,
+) -> Result<()> {
+    let src = fr::images::ImageRef::new(to_u32(from.0)?, to_u32(from.1)?, src, pixel)
+        .map_err(frame_err)?;
+    let mut dst = fr::images::Image::from_slice_u8(to_u32(width)?, to_u32(height)?, dst, pixel)
+        .map_err(frame_err)?;
+    resizer
+        .resize(&src, &mut dst, &resize_options())
+        .map_err(frame_err)
+}
+
 /// Reshape an image buffer, keeping its allocation.
 fn reshape(img: &mut RgbImage, width: usize, height: usize) {
     img.width = width;
@@ -90,24 +107,19 @@ impl FramePath {
             crate::frame::read_rgb_into(data, layout, &mut self.small.data);
             return Ok(());
         }
-        let (fw, fh) = (to_u32(layout.width)?, to_u32(layout.height)?);
-        let (w, h) = (to_u32(width)?, to_u32(height)?);
+        let from = (layout.width, layout.height);
         // Tight rows: the frame is exactly width × height pixels from its first byte.
         let frame_bytes = &data[..layout.width * layout.height * bpp.min(layout.stride)];
         match (tight, bpp) {
             (true, 3) => {
-                let src = fr::images::ImageRef::new(fw, fh, frame_bytes, fr::PixelType::U8x3)
-                    .map_err(frame_err)?;
-                let mut dst = fr::images::Image::from_slice_u8(
-                    w,
-                    h,
-                    &mut self.small.data,
+                let to = (width, height, &mut self.small.data[..]);
+                resize(
+                    &mut self.resizer,
+                    frame_bytes,
+                    from,
+                    to,
                     fr::PixelType::U8x3,
-                )
-                .map_err(frame_err)?;
-                self.resizer
-                    .resize(&src, &mut dst, &resize_options())
-                    .map_err(frame_err)?;
+                )?;
                 if layout.format == PixelFormat::Bgr {
                     self.small
                         .data
@@ -116,15 +128,15 @@ impl FramePath {
                 }
             }
             (true, 4) => {
-                let src = fr::images::ImageRef::new(fw, fh, frame_bytes, fr::PixelType::U8x4)
-                    .map_err(frame_err)?;
                 self.small4.resize(width * height * 4, 0);
-                let mut dst =
-                    fr::images::Image::from_slice_u8(w, h, &mut self.small4, fr::PixelType::U8x4)
-                        .map_err(frame_err)?;
-                self.resizer
-                    .resize(&src, &mut dst, &resize_options())
-                    .map_err(frame_err)?;
+                let to = (width, height, &mut self.small4[..]);
+                resize(
+                    &mut self.resizer,
+                    frame_bytes,
+                    from,
+                    to,
+                    fr::PixelType::U8x4,
+                )?;
                 let [r, g, b] = layout.format.rgb_offsets();
                 for (px, out) in self
                     .small4
@@ -140,18 +152,14 @@ impl FramePath {
                 // Padded rows: gather the colours once, then resize.
                 reshape(&mut self.tight, layout.width, layout.height);
                 crate::frame::read_rgb_into(data, layout, &mut self.tight.data);
-                let src = fr::images::ImageRef::new(fw, fh, &self.tight.data, fr::PixelType::U8x3)
-                    .map_err(frame_err)?;
-                let mut dst = fr::images::Image::from_slice_u8(
-                    w,
-                    h,
-                    &mut self.small.data,
+                let to = (width, height, &mut self.small.data[..]);
+                resize(
+                    &mut self.resizer,
+                    &self.tight.data,
+                    from,
+                    to,
                     fr::PixelType::U8x3,
-                )
-                .map_err(frame_err)?;
-                self.resizer
-                    .resize(&src, &mut dst, &resize_options())
-                    .map_err(frame_err)?;
+                )?;
             }
         }
         Ok(())
@@ -181,30 +189,30 @@ impl FramePath {
         if (self.styled.width, self.styled.height) == (layout.width, layout.height) {
             return crate::frame::write_rgb_blend(&self.styled, data, layout, strength);
         }
-        let (w, h) = (to_u32(self.styled.width)?, to_u32(self.styled.height)?);
-        let (fw, fh) = (to_u32(layout.width)?, to_u32(layout.height)?);
-        let src = fr::images::ImageRef::new(w, h, &self.styled.data, fr::PixelType::U8x3)
-            .map_err(frame_err)?;
+        let from = (self.styled.width, self.styled.height);
         let direct = layout.format == PixelFormat::Rgb
             && layout.stride == layout.width * 3
             && strength >= 1.0;
         if direct {
             let len = layout.width * layout.height * 3;
-            let mut dst =
-                fr::images::Image::from_slice_u8(fw, fh, &mut data[..len], fr::PixelType::U8x3)
-                    .map_err(frame_err)?;
-            return self
-                .resizer
-                .resize(&src, &mut dst, &resize_options())
-                .map_err(frame_err);
+            let to = (layout.width, layout.height, &mut data[..len]);
+            return resize(
+                &mut self.resizer,
+                &self.styled.data,
+                from,
+                to,
+                fr::PixelType::U8x3,
+            );
         }
         reshape(&mut self.full, layout.width, layout.height);
-        let mut dst =
-            fr::images::Image::from_slice_u8(fw, fh, &mut self.full.data, fr::PixelType::U8x3)
-                .map_err(frame_err)?;
-        self.resizer
-            .resize(&src, &mut dst, &resize_options())
-            .map_err(frame_err)?;
+        let to = (layout.width, layout.height, &mut self.full.data[..]);
+        resize(
+            &mut self.resizer,
+            &self.styled.data,
+            from,
+            to,
+            fr::PixelType::U8x3,
+        )?;
         crate::frame::write_rgb_blend(&self.full, data, layout, strength)
     }
 }
