@@ -302,7 +302,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         models,
     };
     let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&args.out, &json).with_context(|| format!("writing {}", args.out.display()))?;
+    crate::stats::write_report(&args.out, &json)?;
     for m in &report.models {
         for c in &m.cases {
             let p50 = |o: &Option<Summary>| o.as_ref().map_or(f64::NAN, |s| s.p50);

@@ -410,8 +410,7 @@ pub fn run_latency(args: &LatencyArgs) -> Result<()> {
         "element": element,
         "plot": std::path::absolute(&args.plot)?.display().to_string(),
     });
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    crate::stats::write_report(&args.out, &serde_json::to_string_pretty(&report)?)?;
     let p = |v: &Value, stage: &str, q: &str| v["stages_ms"][stage][q].as_f64().unwrap_or(f64::NAN);
     eprintln!(
         "daemon: end-to-end p50 {:.1} / p95 {:.1} / p99 {:.1} ms, infer p50 {:.1} ms, {:.1} fps, {} dropped",

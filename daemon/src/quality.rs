@@ -365,8 +365,7 @@ pub fn run(args: &QualityArgs) -> Result<()> {
         clips,
         ghosting,
     };
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    crate::stats::write_report(&args.out, &serde_json::to_string_pretty(&report)?)?;
     for c in &report.clips {
         for v in c.variants.iter().filter(|v| v.stability > 0.0) {
             eprintln!(

@@ -59,6 +59,17 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     })
 }
 
+/// Write a report atomically: a reader (or a crash) never sees half a file, and an existing
+/// report is replaced only by a complete one.
+pub fn write_report(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map_or("report".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = format!(".{name}.{}.tmp", std::process::id());
+    stylize_engines::files::write_atomic(path, &tmp, text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
