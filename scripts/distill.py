@@ -57,7 +57,7 @@ ARCH = {"stem": 16, "mid": 32, "blocks": 4, "up": 16, "up_mode": "resize", "skip
 
 
 def log(msg):
-    print(f"[distill {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    print(f"[distill {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def sha256(path):
@@ -519,7 +519,7 @@ def build_onnx(params, arch, n_styles, names, meta):
     """params: name -> numpy array (the torch state_dict)."""
     g = GraphBuilder()
     w_row = g.op("Unsqueeze", ["style_weights", g.const("axes0", np.array([0], np.int64))])
-    shape_c = g.const("shape_1c11", np.array([1, -1, 1, 1], np.int64))
+    shape_c = g.const("shape_c", np.array([-1], np.int64))
 
     def conv(x, prefix, stride=1, group=1, bias=True):
         w = params[prefix + ".weight"]
@@ -531,12 +531,11 @@ def build_onnx(params, arch, n_styles, names, meta):
                     pads=[k // 2] * 4, group=group)
 
     def cin(x, prefix):
-        ch = params[prefix + ".gamma"].shape[1]
-        x = g.op("InstanceNormalization", [x, g.const(prefix + ".one", np.ones(ch, np.float32)),
-                                           g.const(prefix + ".zero", np.zeros(ch, np.float32))], epsilon=1e-5)
+        # The style's scale and shift (style_weights @ rows, [C]) are InstanceNormalization's
+        # own scale and bias inputs: one pass over the tensor instead of three (norm, Mul, Add).
         gam = g.op("Reshape", [g.op("MatMul", [w_row, g.const(prefix + ".gamma", params[prefix + ".gamma"])]), shape_c])
         bet = g.op("Reshape", [g.op("MatMul", [w_row, g.const(prefix + ".beta", params[prefix + ".beta"])]), shape_c])
-        return g.op("Add", [g.op("Mul", [x, gam]), bet])
+        return g.op("InstanceNormalization", [x, gam, bet], epsilon=1e-5)
 
     def sep(x, prefix):
         ch = params[prefix + ".dw.weight"].shape[0]
@@ -841,9 +840,37 @@ def cmd_eval(a):
     log(f"median over styles: {json.dumps(summary)}; student beats half-res teacher: {wins} of {len(per_style)}")
 
 
+def cmd_table(a):
+    """Markdown tables of the report (docs/distill.md and models/MANIFEST.md are made from
+    them): the medians and, per style, student / half-size teacher on every metric."""
+    r = json.load(open(a.report))
+    sp, med, mac = r["speed_640x360"], r["median_over_styles"], r["macs_per_pixel"]
+    s, h, t = med["student"], med["teacher_half"], med["teacher"]
+    print("| | ms/frame 640×360 (median) | MAC/px | SSIM to teacher | detail ratio | colour ΔE | warping error |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| teacher (multistyle26) | {sp['teacher']['median_ms']:.1f} | {mac['teacher']:.0f} | 1 | 1 | 0 | {t['warping_error']:.5f} |")
+    print(f"| **student (multistyle26-fast)** | **{sp['student']['median_ms']:.1f}** ({sp['speedup']:.2f}× faster) "
+          f"| **{mac['student']:.0f}** ({mac['teacher'] / mac['student']:.1f}× fewer) | **{s['ssim_to_teacher']:.3f}** "
+          f"| **{s['detail_ratio']:.2f}** | **{s['colour_delta_e']:.1f}** | **{s['warping_error']:.5f}** |")
+    print(f"| teacher at half size (320×180), upscaled | {sp['teacher_half']['median_ms']:.1f} | {mac['teacher'] / 4:.0f} "
+          f"| {h['ssim_to_teacher']:.3f} | {h['detail_ratio']:.2f} | {h['colour_delta_e']:.1f} | {h['warping_error']:.5f} |")
+    wins = r["student_beats_half_res_teacher"]
+    print(f"\nStudent better than the half-size teacher (of {wins['of']} styles and blends): SSIM {wins['ssim']}, "
+          f"detail {wins['detail']}, colour {wins['colour']}, warping error {wins['warping']}.\n")
+    print("| style | SSIM student / half | detail student / half | ΔE student / half | warping student / half / teacher |")
+    print("|---|---|---|---|---|")
+    for label, row in r["per_style"].items():
+        st, hf, ok = row["student"], row["teacher_half"], row["student_beats_half"]
+        mark = lambda m: "" if ok[m] else " ✗"
+        print(f"| {label} | {st['ssim_to_teacher']:.3f} / {hf['ssim_to_teacher']:.3f}{mark('ssim')} "
+              f"| {st['detail_ratio']:.2f} / {hf['detail_ratio']:.2f}{mark('detail')} "
+              f"| {st['colour_delta_e']:.1f} / {hf['colour_delta_e']:.1f}{mark('colour')} "
+              f"| {st['warping_error']:.5f} / {hf['warping_error']:.5f} / {row['teacher']['warping_error']:.5f}{mark('warping')} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=["cache", "train", "finetune", "export", "eval", "bench", "all"])
+    p.add_argument("stage", choices=["cache", "train", "finetune", "export", "eval", "bench", "table", "all"])
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p.add_argument("--assets", default=os.environ.get("STYLIZE_ASSETS", os.path.join(here, "assets")))
     p.add_argument("--teacher", default=None, help="teacher ONNX (default ASSETS/models/multistyle26.onnx)")
