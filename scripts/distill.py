@@ -6,19 +6,24 @@ runs under ONNX Runtime once, on a cache of augmented crops; a small CIN student
 is trained to reproduce its output for every style and for blends, then written out as an
 ONNX model with the teacher's tensor names and metadata, so the engine loads it unchanged.
 
-Stages (each resumable; `all` runs them in order, skipping what is already done):
-  cache   teacher outputs for N augmented crops of the training media  -> CACHE/chunk-*.npz
-  train   student on the cache, checkpoint every --ckpt-every steps    -> CACHE/student.pt
-  export  ONNX with dynamic H/W, teacher metadata + provenance         -> --out
-  eval    fidelity on the held-out clip vs the teacher and the half-size teacher -> --report
-  bench   ONNX Runtime latency, teacher vs student interleaved (also in eval) -> --report
+Stages (each resumable; `all` runs cache, train, finetune, export, eval, skipping what is done):
+  cache     teacher outputs for augmented crops: the base data -> CACHE/chunk-*.npz, the extra
+            data (fine-tune) -> EXTRA_CACHE/chunk-*.npz
+  train     student on the base cache, checkpoint every --ckpt-every steps -> CACHE/student.pt
+  finetune  from train's checkpoint (or --init, a student ONNX): whole crops of both caches,
+            colour-layout term, more samples of --focus-styles -> CHECKPOINTS/student-finetune.pt
+  export    ONNX with dynamic H/W, teacher metadata + provenance          -> --out
+  eval      fidelity on the held-out clip vs the teacher and the half-size teacher -> --report
+  bench     ONNX Runtime latency, teacher vs student interleaved (also in eval) -> --report
+  bench-element  the same through the Rust engine and the element (`stylize bench`) -> --report
+  table     the report's markdown tables (docs/distill.md, models/MANIFEST.md)
 
 One command re-trains the shipped model (see docs/distill.md):
-  /work/torch-venv/bin/python scripts/distill.py all --teacher assets/models/multistyle26.onnx \
-      --out models/multistyle26-fast.onnx --report models/multistyle26-fast.json
+  nice -n 19 /work/torch-venv/bin/python scripts/distill.py all
 
-PyTorch is needed for `train` and `export` only; `cache`, `eval` and `bench` run with
-assets/venv (onnxruntime, numpy, opencv). Torch never enters scripts/test or CI.
+PyTorch is needed for `train`, `finetune` and `export` only; `cache`, `eval`, `bench`,
+`bench-element` and `table` run with assets/venv (onnxruntime, numpy, opencv). Torch never
+enters scripts/test or CI.
 """
 import argparse
 import glob
@@ -932,13 +937,14 @@ def main():
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--train-crop", type=int, default=128)
     p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--finetune-steps", type=int, default=1500)
+    p.add_argument("--finetune-steps", type=int, default=1200)
     p.add_argument("--finetune-lr", type=float, default=1e-3)
     p.add_argument("--finetune-batch", type=int, default=4)
     p.add_argument("--finetune-crop", type=int, default=192)
     p.add_argument("--w-layout", type=float, default=4.0)
-    p.add_argument("--focus-styles", default="")
-    p.add_argument("--focus-weight", type=float, default=1.0)
+    # The styles whose colour layout the student matched worst after `train` (docs/distill.md).
+    p.add_argument("--focus-styles", default="pastel-wash,red-ochre,pastel-sketch,frosted,ink-wash")
+    p.add_argument("--focus-weight", type=float, default=3.0)
     p.add_argument("--extra-samples", type=int, default=3000)
     p.add_argument("--extra-cache", default=None, help="fine-tune's extra cache (default ASSETS/distill-cache-extra)")
     p.add_argument("--checkpoints", default=None, help="fine-tune checkpoint folder (default: the cache)")
