@@ -57,6 +57,14 @@ EXTRA_PHOTOS = [f"images/opencv/{n}" for n in (
     "leuvenA.jpg", "messi5.jpg", "orange.jpg", "plant.jpg", "rubberwhale1.png", "smarties.png",
     "squirrel_cls.jpg")]
 
+# Fine-tune phases after `train` (docs/distill.md), each from the previous weights: steps, peak
+# learning rate, and focus: styles whose samples are drawn `factor` times as often (the ones
+# whose colour layout the student matched worst; pastel-wash the worst of them).
+FINETUNE = [
+    {"steps": 1200, "lr": 1e-3, "focus": "pastel-wash:3,red-ochre:3,pastel-sketch:3,frosted:3,ink-wash:3"},
+    {"steps": 400, "lr": 3e-4, "focus": "pastel-wash:8,red-ochre:3,pastel-sketch:3,frosted:3,ink-wash:3"},
+]
+
 # Student shape (channels per stage, residual blocks); see docs/distill.md for the MAC count.
 ARCH = {"stem": 16, "mid": 32, "blocks": 4, "up": 16, "up_mode": "resize", "skip": False}
 
@@ -204,7 +212,7 @@ def cmd_cache(a):
     """The base cache (the two clips and three photos, for `train`) and the extra cache (the
     opencv-doc clips and photos, used with the base one by `finetune`)."""
     fill_cache(a, a.cache, training_images(a.assets, TRAIN_CLIPS, TRAIN_PHOTOS), a.samples, None)
-    if a.finetune_steps > 0 and a.extra_samples > 0:
+    if a.finetune_phases > 0 and a.extra_samples > 0:
         extra = training_images(a.assets, EXTRA_CLIPS, EXTRA_PHOTOS, clip_step=4, photo_weight=4)
         fill_cache(a, a.extra_cache, extra, a.extra_samples, 1)
 
@@ -336,11 +344,11 @@ def learning_rate(a, step):
     return a.lr * (1 - 0.95 * (step - decay_from) / (a.steps - decay_from))
 
 
-def finetune_learning_rate(a, step):
+def finetune_learning_rate(lr, steps, step):
     """Fine-tune phase: 50-step warm-up (fresh Adam moments), then linear decay to 5 %."""
     if step < 50:
-        return a.finetune_lr * (step + 1) / 50
-    return a.finetune_lr * (1 - 0.95 * (step - 50) / max(1, a.finetune_steps - 50))
+        return lr * (step + 1) / 50
+    return lr * (1 - 0.95 * (step - 50) / max(1, steps - 50))
 
 
 def fit(a, net, opt, ckpt, state, total_steps, batch_of, lr_of, w_layout):
@@ -440,23 +448,26 @@ def student_weights_from_onnx(path, net):
     return state
 
 
-def finetune_sampling(ws, names, a):
-    """Sampling probability of each cached sample: a sample's weight on the --focus-styles
-    counts --focus-weight times (styles whose colour layout needs more samples)."""
+def finetune_sampling(ws, names, focus, default_weight):
+    """Sampling probability of each cached sample: a sample's weight on a focus style counts
+    that style's factor times (styles whose colour layout needs more samples). focus:
+    "style[:factor],..." (factor default_weight when not given)."""
     p = np.ones(len(ws))
-    if a.focus_styles:
-        cols = [names.index(s) for s in a.focus_styles.split(",")]
-        p += (a.focus_weight - 1.0) * ws[:, cols].sum(1)
+    for item in filter(None, focus.split(",")):
+        name, _, factor = item.partition(":")
+        p += (float(factor or default_weight) - 1.0) * ws[:, names.index(name)]
     return p / p.sum()
 
 
 def cmd_finetune(a):
-    """Second phase: from the `train` checkpoint (or --init, a student ONNX of this ARCH), on
-    whole crops of the base and the extra cache, with the colour-layout term; fresh Adam."""
+    """The FINETUNE phases after `train`: each from the previous one's weights (the first from
+    `train`'s checkpoint, or --init, a student ONNX of this ARCH), fresh Adam moments, whole
+    crops of the base and the extra cache, the colour-layout term."""
     import torch
 
-    if a.finetune_steps <= 0:
-        return log("no fine-tune phase (--finetune-steps 0)")
+    phases = FINETUNE[:a.finetune_phases]
+    if not phases:
+        return log("no fine-tune phase (--finetune-phases 0)")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     parts = [load_cache(a.cache)] + ([load_cache(a.extra_cache)] if a.extra_samples else [])
@@ -464,38 +475,50 @@ def cmd_finetune(a):
     del parts
     n_styles = ws.shape[1]
     names = style_names(a.teacher)
-    probs = finetune_sampling(ws, names, a)
-    log(f"{len(xs)} cached samples, {n_styles} styles; focus {a.focus_styles or 'none'} x{a.focus_weight}")
-    net = torch_student(n_styles, ARCH)
-    ckpt = os.path.join(a.checkpoints, "student-finetune.pt")
-    if os.path.exists(ckpt):
-        state = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(state.pop("net"))
-        opt = torch.optim.Adam(net.parameters(), lr=a.finetune_lr)
-        opt.load_state_dict(state.pop("opt"))
-        log(f"resumed at fine-tune step {state['step']} ({state['seconds']:.0f} s trained)")
-    else:
-        if a.init:
-            net.load_state_dict(student_weights_from_onnx(a.init, net))
-            base = {"init": os.path.basename(a.init), "init_sha256": sha256(a.init), "base_seconds": None}
-            log(f"starting from the weights of {a.init}")
+    log(f"{len(xs)} cached samples, {n_styles} styles")
+    for k, phase in enumerate(phases):
+        ckpt = finetune_checkpoint(a, k)
+        net = torch_student(n_styles, ARCH)
+        if os.path.exists(ckpt):
+            state = torch.load(ckpt, weights_only=False)
+            if state["step"] >= phase["steps"]:
+                continue
+            net.load_state_dict(state.pop("net"))
+            opt = torch.optim.Adam(net.parameters(), lr=phase["lr"])
+            opt.load_state_dict(state.pop("opt"))
+            log(f"phase {k + 1}: resumed at step {state['step']} ({state['seconds']:.0f} s trained)")
         else:
-            base_ckpt = torch.load(os.path.join(a.cache, "student.pt"), weights_only=False)
-            if base_ckpt["step"] != a.steps:
-                sys.exit(f"student.pt is at step {base_ckpt['step']}, not --steps {a.steps}: "
-                         "finish `train` first (or pass --init)")
-            net.load_state_dict(base_ckpt["net"])
-            base = {"init": f"student.pt step {a.steps}", "base_seconds": base_ckpt["seconds"]}
-        opt = torch.optim.Adam(net.parameters(), lr=a.finetune_lr)
-        state = dict(base, step=0, seconds=0.0, arch=ARCH, n_styles=n_styles)
+            if k > 0:
+                prev = torch.load(finetune_checkpoint(a, k - 1), weights_only=False)
+                net.load_state_dict(prev["net"])
+                base = {"init": f"fine-tune phase {k}", "base_seconds": None}
+            elif a.init:
+                net.load_state_dict(student_weights_from_onnx(a.init, net))
+                base = {"init": os.path.basename(a.init), "init_sha256": sha256(a.init), "base_seconds": None}
+            else:
+                base_ckpt = torch.load(os.path.join(a.cache, "student.pt"), weights_only=False)
+                if base_ckpt["step"] != a.steps:
+                    sys.exit(f"student.pt is at step {base_ckpt['step']}, not --steps {a.steps}: "
+                             "finish `train` first (or pass --init)")
+                net.load_state_dict(base_ckpt["net"])
+                base = {"init": f"student.pt step {a.steps}", "base_seconds": base_ckpt["seconds"]}
+            opt = torch.optim.Adam(net.parameters(), lr=phase["lr"])
+            state = dict(base, step=0, seconds=0.0, arch=ARCH, n_styles=n_styles, phase=phase)
+        probs = finetune_sampling(ws, names, phase["focus"], 1.0)
+        log(f"phase {k + 1}/{len(phases)}: {phase}")
 
-    def batch_of(step):
-        rng = np.random.default_rng([a.seed, 2 << 20, step])
-        idx = np.sort(rng.choice(len(xs), size=a.finetune_batch, replace=False, p=probs))
-        return windows(xs, ys, ws, idx, a.finetune_crop, rng)
+        def batch_of(step):
+            rng = np.random.default_rng([a.seed, 2 << 20, step])
+            idx = np.sort(rng.choice(len(xs), size=a.finetune_batch, replace=False, p=probs))
+            return windows(xs, ys, ws, idx, a.finetune_crop, rng)
 
-    fit(a, net, opt, ckpt, state, a.finetune_steps, batch_of,
-        lambda step: finetune_learning_rate(a, step), a.w_layout)
+        lr_of = lambda step: finetune_learning_rate(phase["lr"], phase["steps"], step)  # noqa: E731
+        if not fit(a, net, opt, ckpt, state, phase["steps"], batch_of, lr_of, a.w_layout):
+            return  # stopped by a signal: the same command resumes
+
+
+def finetune_checkpoint(a, k):
+    return os.path.join(a.checkpoints, f"student-finetune-{k + 1}.pt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -607,15 +630,16 @@ def teacher_macs_per_pixel(model_path):
 
 
 def trained_checkpoint(a):
-    """The checkpoint to export: the fine-tune phase's when there is one, else `train`'s; either
-    must have run all its steps."""
+    """The checkpoint to export: the last fine-tune phase's when there is one, else `train`'s;
+    either must have run all its steps."""
     import torch
 
-    if a.finetune_steps > 0:
-        state = torch.load(os.path.join(a.checkpoints, "student-finetune.pt"), weights_only=False)
-        if state["step"] != a.finetune_steps:
-            sys.exit(f"student-finetune.pt is at step {state['step']} of {a.finetune_steps}: run `finetune`")
-        return state, f"{a.steps} + {a.finetune_steps} fine-tune steps"
+    phases = FINETUNE[:a.finetune_phases]
+    if phases:
+        state = torch.load(finetune_checkpoint(a, len(phases) - 1), weights_only=False)
+        if state["step"] != phases[-1]["steps"]:
+            sys.exit(f"fine-tune phase {len(phases)} is at step {state['step']} of {phases[-1]['steps']}: run `finetune`")
+        return state, f"{a.steps} + " + " + ".join(str(p["steps"]) for p in phases) + " fine-tune steps"
     state = torch.load(os.path.join(a.cache, "student.pt"), weights_only=False)
     if state["step"] != a.steps:
         sys.exit(f"student.pt is at step {state['step']} of {a.steps}: run `train`")
@@ -665,13 +689,20 @@ def cmd_export(a):
                          "onnx": onnx.__version__, "onnxruntime": ort.__version__,
                          "numpy": np.__version__, "opencv": cv2.__version__},
         }
-        if a.finetune_steps > 0:
+        phases = FINETUNE[:a.finetune_phases]
+        if phases:
+            import torch
+
+            runs = [torch.load(finetune_checkpoint(a, k), weights_only=False) for k in range(len(phases))]
+            first = runs[0]
+            base_seconds = first.get("base_seconds")
+            training["compute_minutes"] = None if base_seconds is None else round(
+                (base_seconds + sum(r["seconds"] for r in runs)) / 60, 1)
             training["finetune"] = {
-                "steps": a.finetune_steps, "from": state.get("init"), "from_sha256": state.get("init_sha256"),
-                "lr": a.finetune_lr, "batch": a.finetune_batch, "crop": a.finetune_crop,
-                "w_layout": a.w_layout, "focus_styles": a.focus_styles, "focus_weight": a.focus_weight,
+                "from": first.get("init"), "from_sha256": first.get("init_sha256"),
+                "batch": a.finetune_batch, "crop": a.finetune_crop, "w_layout": a.w_layout,
                 "extra_samples": a.extra_samples, "extra_data": EXTRA_CLIPS + EXTRA_PHOTOS,
-                "compute_minutes": round(state["seconds"] / 60, 1),
+                "phases": [dict(p, compute_minutes=round(r["seconds"] / 60, 1)) for p, r in zip(phases, runs)],
             }
         report = json.load(open(a.report)) if os.path.exists(a.report) else {}
         report["training"] = training
@@ -937,14 +968,10 @@ def main():
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--train-crop", type=int, default=128)
     p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--finetune-steps", type=int, default=1200)
-    p.add_argument("--finetune-lr", type=float, default=1e-3)
+    p.add_argument("--finetune-phases", type=int, default=len(FINETUNE), help="how many FINETUNE phases (0: none)")
     p.add_argument("--finetune-batch", type=int, default=4)
     p.add_argument("--finetune-crop", type=int, default=192)
     p.add_argument("--w-layout", type=float, default=4.0)
-    # The styles whose colour layout the student matched worst after `train` (docs/distill.md).
-    p.add_argument("--focus-styles", default="pastel-wash,red-ochre,pastel-sketch,frosted,ink-wash")
-    p.add_argument("--focus-weight", type=float, default=3.0)
     p.add_argument("--extra-samples", type=int, default=3000)
     p.add_argument("--extra-cache", default=None, help="fine-tune's extra cache (default ASSETS/distill-cache-extra)")
     p.add_argument("--checkpoints", default=None, help="fine-tune checkpoint folder (default: the cache)")
@@ -958,7 +985,7 @@ def main():
     p.add_argument("--eval-size", type=int, nargs=2, default=[480, 360], metavar=("W", "H"))
     p.add_argument("--eval-frames", type=int, default=30)
     p.add_argument("--styles", default="all")
-    p.add_argument("--sheet-styles", default="starry-swirls,mosaic,stained-glass,charcoal,blend:starry-swirls+mosaic")
+    p.add_argument("--sheet-styles", default="starry-swirls,mosaic,stained-glass,charcoal,pastel-wash,blend:starry-swirls+mosaic")
     p.add_argument("--sheets", default=os.path.join(here, "docs", "distill"))
     p.add_argument("--bench-iterations", type=int, default=30)
     p.add_argument("--rounds", type=int, default=6, help="bench-element: alternating rounds")
