@@ -7,10 +7,10 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use stylize_clip::rng::Rng;
+use stylize_clip::tokenizer::{self, Overflow};
+use stylize_clip::{ClipEncoders, PromptObjective, TuneOptions};
 use stylize_engines::backend::BackendOptions;
-use stylize_engines::clip::rng::Rng;
-use stylize_engines::clip::tokenizer::{self, Overflow};
-use stylize_engines::clip::{ClipEncoders, PromptObjective, TuneOptions};
 use stylize_engines::image_io::load_rgb;
 use stylize_engines::predictor::StylePredictor;
 use stylize_engines::Stylizer;

@@ -37,7 +37,7 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 fn png(path: &Path) -> (u32, u32, Vec<u8>) {
-    let img = stylize_engines::generate::output::read_png(path).unwrap();
+    let img = stylize_generate::output::read_png(path).unwrap();
     (img.width as u32, img.height as u32, img.data)
 }
 

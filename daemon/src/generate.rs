@@ -12,12 +12,12 @@ use gst::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use stylize_engines::backend::BackendOptions;
 use stylize_engines::frame::RgbImage;
-use stylize_engines::generate::dalle::Dalle;
-use stylize_engines::generate::output;
-use stylize_engines::generate::sampling::Sampling;
-use stylize_engines::generate::stylegan::{self, LatentOptions, Space, StyleGan};
 use stylize_engines::tensor::Tensor;
 use stylize_engines::{style, Stylizer};
+use stylize_generate::dalle::Dalle;
+use stylize_generate::output;
+use stylize_generate::sampling::Sampling;
+use stylize_generate::stylegan::{self, LatentOptions, Space, StyleGan};
 
 #[derive(Subcommand, Debug)]
 pub enum GenerateCommand {
@@ -308,10 +308,10 @@ fn run_stylegan(a: &StyleganArgs) -> Result<()> {
     if let Some(pair) = &a.interp {
         return interpolation_video(&mut g, a, pair, &latent);
     }
-    let seeds = stylize_engines::generate::parse_ranges(&a.seeds)?;
+    let seeds = stylize_generate::parse_ranges(&a.seeds)?;
     let mixing = match &a.mix_seeds {
         Some(spec) => Some((
-            stylize_engines::generate::parse_ranges(spec)?,
+            stylize_generate::parse_ranges(spec)?,
             stylegan::parse_layers(&a.mix_layers, g.num_ws)?,
         )),
         None => None,
@@ -365,7 +365,7 @@ fn interpolation_video(
     pair: &str,
     latent: &LatentOptions,
 ) -> Result<()> {
-    let seeds = stylize_engines::generate::parse_ranges(pair)?;
+    let seeds = stylize_generate::parse_ranges(pair)?;
     let &[from, to] = seeds.as_slice() else {
         bail!("--interp takes two seeds \"A,B\", got `{pair}`");
     };

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use stylize_clip::{encoder, ClipEncoders, PromptObjective, TuneOptions};
 use stylize_engines::backend::BackendOptions;
-use stylize_engines::clip::{encoder, ClipEncoders, PromptObjective, TuneOptions};
 use stylize_engines::image_io::load_rgb;
 use stylize_engines::library::{Library, StyleKind};
 use stylize_engines::predictor::StylePredictor;

@@ -5,13 +5,12 @@
 //! [`model::ModelInfo`], fed by [`frame`] conversion and conditioned by a [`style`] selection.
 
 pub mod backend;
-pub mod clip;
 pub mod embedding;
 pub mod error;
 pub mod files;
 pub mod frame;
 pub mod frame_path;
-pub mod generate;
+pub mod graph;
 pub mod image_io;
 pub mod library;
 pub mod limits;

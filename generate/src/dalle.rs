@@ -8,12 +8,12 @@
 
 use std::path::Path;
 
-use super::graph::{Dim, Graph, Input, Output};
 use super::rng::RandomState;
 use super::sampling::{self, Sampling};
 use super::split_images;
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use stylize_engines::error::{Error, Result};
+use stylize_engines::graph::{Dim, Graph, Input, Output};
+use stylize_engines::tensor::Tensor;
 
 pub const INPUT_IDS: &str = "input_ids";
 pub const LOGITS: &str = "logits";

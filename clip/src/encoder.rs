@@ -10,9 +10,9 @@ use ort::value::Tensor as OrtTensor;
 
 use super::preprocess::SIZE;
 use super::tokenizer::{self, Overflow, CONTEXT};
-use crate::backend::cpu;
-use crate::error::{Error, Result};
-use crate::model::TensorSpec;
+use stylize_engines::backend::cpu;
+use stylize_engines::error::{Error, Result};
+use stylize_engines::model::TensorSpec;
 
 pub const PIXEL_VALUES: &str = "pixel_values";
 pub const IMAGE_EMBEDS: &str = "image_embeds";
@@ -22,7 +22,7 @@ pub const TEXT_EMBEDS: &str = "text_embeds";
 
 /// Default locations: the real ViT-B/32 export if the user put it there, else nothing.
 pub fn default_paths() -> (PathBuf, PathBuf) {
-    let dir = crate::runtime::assets_dir().join("clip");
+    let dir = stylize_engines::runtime::assets_dir().join("clip");
     (dir.join("image.onnx"), dir.join("text.onnx"))
 }
 

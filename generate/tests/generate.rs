@@ -2,15 +2,16 @@
 //! fixed weights): latent math against NumPy + ONNX Runtime in Python, KV-cache decoding
 //! against full recomputation, batch independence, contract errors.
 
+#[path = "../../engines/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stylize_engines::generate::dalle::Dalle;
-use stylize_engines::generate::sampling::Sampling;
-use stylize_engines::generate::stylegan::{self, LatentOptions, Space, StyleGan};
 use stylize_engines::tensor::Tensor;
+use stylize_generate::dalle::Dalle;
+use stylize_generate::sampling::Sampling;
+use stylize_generate::stylegan::{self, LatentOptions, Space, StyleGan};
 
 fn stylegan_paths() -> Option<(PathBuf, PathBuf)> {
     Some((

@@ -1,4 +1,4 @@
-//! One generator graph (mapping, synthesis, transformer, VQ decoder) on ONNX Runtime, with
+//! Any ONNX graph outside the style-model contract (generators, CLIP encoders) on ONNX Runtime, with
 //! named-tensor contract checks and a batch-shaped run.
 
 use std::collections::HashMap;

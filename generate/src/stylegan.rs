@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use super::graph::{Dim, Graph, Input};
 use super::rng::RandomState;
 use super::split_images;
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use stylize_engines::error::{Error, Result};
+use stylize_engines::graph::{Dim, Graph, Input};
+use stylize_engines::tensor::Tensor;
 
 pub const Z: &str = "z";
 pub const C: &str = "c";
