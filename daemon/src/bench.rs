@@ -18,7 +18,7 @@ use serde_json::json;
 
 use stylize_engines::frame::{self, FrameLayout, PixelFormat, RgbImage};
 use stylize_engines::temporal::DEFAULT_STABILITY;
-use stylize_engines::{runtime, InferenceSize, Stylizer};
+use stylize_engines::{runtime, InferenceSize, StyleResolver, Stylizer};
 
 use crate::file::parse_size;
 use crate::stats::{ratio_interval, summarize, Summary};
@@ -330,16 +330,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 }
 
 /// The style's conditioning vector and a label for the report.
-fn conditioning(stylizer: &Stylizer, style: &mut StyleArgs) -> Result<(Vec<f32>, String)> {
-    let arbitrary = stylizer.info().family == stylize_engines::model::Family::Arbitrary;
+fn conditioning(resolver: &mut StyleResolver, style: &mut StyleArgs) -> Result<(Vec<f32>, String)> {
+    let arbitrary = resolver.info().family == stylize_engines::model::Family::Arbitrary;
     if arbitrary && style.style_image.is_none() && style.style.is_none() {
         style.style_image = Some(runtime::assets_dir().join("images/starry_night.jpg"));
     }
     let request = style.request();
-    let conditioning = style
-        .resolver(stylizer.info())?
-        .resolve(&request)?
-        .conditioning;
+    let conditioning = resolver.resolve(&request)?.conditioning;
     let label = request
         .image
         .as_ref()
@@ -357,9 +354,13 @@ fn bench_model(
     scratch: &Path,
 ) -> Result<ModelResult> {
     let model = style.model_path();
-    let mut stylizer = Stylizer::load(&model, &style.backend_options())?;
+    // Smoothing off: the network and frame paths are measured alone; the smoothing path
+    // opens its own session.
+    let session = style.open_session(0.0, InferenceSize::default())?;
+    let mut stylizer = session.stylizer;
+    let mut resolver = session.resolver;
     let mut style = style.clone();
-    let (conditioning, label) = conditioning(&stylizer, &mut style)?;
+    let (conditioning, label) = conditioning(&mut resolver, &mut style)?;
     let mut cases = Vec::new();
     for &case in &args.cases {
         eprintln!(
@@ -448,11 +449,11 @@ fn bench_case(
         false => Some(ElementPath::start(style, case)?),
     };
     let mut smoothing = match args.smoothing > 0.0 {
-        true => {
-            let mut s = Stylizer::load(&style.model_path(), &style.backend_options())?;
-            s.set_stability(args.smoothing);
-            Some(s)
-        }
+        true => Some(
+            style
+                .open_session(args.smoothing, InferenceSize::default())?
+                .stylizer,
+        ),
         false => None,
     };
 

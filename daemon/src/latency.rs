@@ -123,8 +123,11 @@ fn spec(args: &LatencyArgs) -> Result<VideoSpec> {
 }
 
 fn daemon_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series>)> {
-    let stylizer = webcam::load_stylizer(&args.style, args.stability)?;
-    let mut shared = webcam::shared_for(&stylizer, &args.style)?;
+    let (stylizer, mut shared) = webcam::open_session(
+        &args.style,
+        args.stability,
+        webcam::inference_size(args.inference_size, args.scale),
+    )?;
     webcam::record_all(&mut shared);
     let shared = Arc::new(shared);
     let total = (args.frames + args.warmup) as u64;

@@ -15,10 +15,9 @@ use clap::Args;
 use gst::prelude::*;
 use serde::Serialize;
 
-use stylize_engines::backend::BackendOptions;
 use stylize_engines::frame::{self, FrameLayout, PixelFormat, RgbImage};
 use stylize_engines::temporal::{self, TemporalFilter, DEFAULT_STABILITY};
-use stylize_engines::{runtime, style, Stylizer};
+use stylize_engines::{runtime, Stylizer};
 
 use crate::file::parse_size;
 use crate::stats::{summarize, Summary};
@@ -243,12 +242,13 @@ pub fn run(args: &QualityArgs) -> Result<()> {
         args.style.threads as usize
     };
     let model = args.style.model_path();
-    let mut stylizer = Stylizer::load(&model, &BackendOptions::with_threads(threads))?;
-    let conditioning = style::resolve(
-        stylizer.info(),
-        args.style.style.as_deref(),
-        args.style.style_weights.as_deref(),
-    )?;
+    let mut style = args.style.clone();
+    style.threads = threads as u32;
+    // The same session as the element's; each run below sets its own stability.
+    let session = style.open_session(0.0, stylize_engines::InferenceSize::default())?;
+    let mut stylizer = session.stylizer;
+    let mut resolver = session.resolver;
+    let conditioning = resolver.resolve(&style.request())?.conditioning;
     let python = args
         .python
         .clone()

@@ -108,10 +108,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
             library.embedding(entry)?
         }
         None => {
-            let path = args
-                .predictor
-                .clone()
-                .unwrap_or_else(|| model.with_file_name("arbitrary-predict.onnx"));
+            let path = stylize_engines::session::predictor_path(&model, args.predictor.as_deref());
             StylePredictor::load(&path, args.threads)
                 .context("the neutral start needs the style predictor (or give --init-style)")?
                 .embed(&content)?

@@ -18,11 +18,13 @@ pub mod model;
 pub mod predictor;
 pub mod resolver;
 pub mod runtime;
+pub mod session;
 pub mod style;
 pub mod stylizer;
 pub mod temporal;
 pub mod tensor;
 
-pub use error::{Error, Result};
-pub use resolver::{ResolvedStyle, StyleRequest, StyleResolver};
+pub use error::{Error, ErrorClass, Result};
+pub use resolver::{BackgroundResolver, ResolvedStyle, StyleChoice, StyleRequest, StyleResolver};
+pub use session::{Session, SessionConfig};
 pub use stylizer::{InferenceSize, Stylizer, Timings};

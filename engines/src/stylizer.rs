@@ -131,15 +131,15 @@ impl Stylizer {
     /// Style strength in 0..=1; below 1 an arbitrary-style model needs a predictor.
     pub fn set_strength(&mut self, strength: f32) -> Result<()> {
         if !(0.0..=1.0).contains(&strength) {
-            return Err(Error::BadBlend {
-                spec: strength.to_string(),
-                reason: "strength must be between 0 and 1".into(),
+            return Err(Error::BadSetting {
+                setting: format!("style strength {strength}"),
+                reason: "it must be between 0 and 1".into(),
             });
         }
         if strength < 1.0 && self.info().family == Family::Arbitrary && self.predictor.is_none() {
-            return Err(Error::UnknownStyle {
-                name: format!("strength {strength}"),
-                available: "style strength below 1 needs the style predictor model".into(),
+            return Err(Error::PredictorMissing {
+                needed: format!("style strength {strength} (below 1)"),
+                model: self.info().path.clone(),
             });
         }
         self.strength = strength;

@@ -536,7 +536,9 @@ pub fn configure_stylize(
     if let Some(p) = &style.predictor {
         element.set_property("predictor", p.to_string_lossy().as_ref());
     }
-    element.set_property("library", style.library_dir().to_string_lossy().as_ref());
+    if let Some(l) = &style.library {
+        element.set_property("library", l.to_string_lossy().as_ref());
+    }
     if let Some((w, h)) = size {
         element.set_property("inference-width", w);
         element.set_property("inference-height", h);
@@ -565,13 +567,6 @@ fn bar_style() -> ProgressStyle {
     .expect("valid template")
 }
 
-fn error_text(err: &gst::message::Error) -> String {
-    match err.debug() {
-        Some(debug) => format!("{} ({debug})", err.error()),
-        None => err.error().to_string(),
-    }
-}
-
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -580,7 +575,7 @@ fn absolute(path: &Path) -> PathBuf {
 fn start_error(bus: &gst::Bus) -> anyhow::Error {
     while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
         if let gst::MessageView::Error(err) = msg.view() {
-            return anyhow!("{}", error_text(err));
+            return crate::exit::PipelineError::new(err).into();
         }
     }
     anyhow!("the pipeline could not start")
@@ -650,7 +645,9 @@ fn wait(
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
             match msg.view() {
                 gst::MessageView::Eos(_) => return Ok(Outcome { duration, warnings }),
-                gst::MessageView::Error(err) => bail!("{}", error_text(err)),
+                gst::MessageView::Error(err) => {
+                    return Err(crate::exit::PipelineError::new(err).into())
+                }
                 gst::MessageView::Warning(w) => {
                     // Corrupt input makes demuxers and decoders warn for what they skip:
                     // the first few are shown, all are counted.

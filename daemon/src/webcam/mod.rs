@@ -564,22 +564,17 @@ pub fn inference_size(size: Option<(u32, u32)>, scale: f64) -> InferenceSize {
     }
 }
 
-/// The stylizer for the stylize stage, with its predictor and strength.
-/// The stylizer with the element's session settings: the same model, predictor, strength and
+/// The stylizer for the stylize stage and the shared state that resolves its styles, from
+/// the session constructor the element uses: the same model, predictor, strength and
 /// temporal stability, so the webcam and the element do the same work per frame.
-pub fn load_stylizer(style: &StyleArgs, stability: f64) -> Result<Stylizer> {
-    let mut stylizer = Stylizer::load(&style.model_path(), &style.backend_options())?;
-    stylizer.set_stability(stability);
-    if let Some(predictor) = style.predictor(stylizer.info())? {
-        stylizer.attach_predictor(predictor)?;
-    }
-    stylizer.set_strength(style.style_strength as f32)?;
-    Ok(stylizer)
-}
-
-/// The shared state for a stylizer loaded from the command line's style options.
-pub fn shared_for(stylizer: &Stylizer, style: &StyleArgs) -> Result<Shared> {
-    Shared::with_resolver(style.resolver(stylizer.info())?, &style.request())
+pub fn open_session(
+    style: &StyleArgs,
+    stability: f64,
+    inference: InferenceSize,
+) -> Result<(Stylizer, Shared)> {
+    let session = style.open_session(stability, inference)?;
+    let shared = Shared::with_resolver(session.resolver, &style.request())?;
+    Ok((session.stylizer, shared))
 }
 
 pub fn run(args: &WebcamArgs) -> Result<()> {
@@ -599,8 +594,12 @@ pub fn run(args: &WebcamArgs) -> Result<()> {
     }
     inference_size(args.inference_size, args.scale).resolve_checked(spec.width, spec.height)?;
     let output = Output::parse(&args.output)?;
-    let stylizer = load_stylizer(&args.style, args.stability)?;
-    let shared = Arc::new(shared_for(&stylizer, &args.style)?);
+    let (stylizer, shared) = open_session(
+        &args.style,
+        args.stability,
+        inference_size(args.inference_size, args.scale),
+    )?;
+    let shared = Arc::new(shared);
     let sink = GstSink::open(&output, spec)?;
     let input = Input::parse(&args.input);
     let source = GstSource::new(input, spec, true, args.frames);
