@@ -23,6 +23,7 @@ pub mod style;
 pub mod stylizer;
 pub mod temporal;
 pub mod tensor;
+pub mod timings;
 
 pub use error::{Error, ErrorClass, Result};
 pub use resolver::{BackgroundResolver, ResolvedStyle, StyleChoice, StyleRequest, StyleResolver};

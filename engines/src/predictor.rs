@@ -37,7 +37,7 @@ impl StylePredictor {
         let session = cpu::session(path, threads)?;
         let (inputs, outputs, _) = cpu::describe(path, &session)?;
         let info = model::check_predictor_contract(path, &inputs, &outputs)?;
-        let model_hash = crate::embedding::sha256_file(path)?;
+        let model_hash = crate::files::sha256_file(path)?;
         Ok(Self {
             session,
             info,

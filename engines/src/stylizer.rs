@@ -15,6 +15,7 @@ use crate::model::{Family, ModelInfo};
 use crate::predictor::{self, StylePredictor};
 use crate::temporal::TemporalFilter;
 use crate::tensor::Tensor;
+pub use crate::timings::Timings;
 
 /// How large the network sees each frame, independent of the output size: a full-size style
 /// net costs ~0.5 s at 640×360 on two cores, so downscale-infer-upscale is what makes live
@@ -58,25 +59,6 @@ impl InferenceSize {
         let (w, h) = self.resolve(frame_width, frame_height);
         limits::check_inference_size(w, h)?;
         Ok((w, h))
-    }
-}
-
-/// Milliseconds spent in each step of one frame.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Timings {
-    pub convert_in_ms: f64,
-    pub infer_ms: f64,
-    pub convert_out_ms: f64,
-    /// Motion-compensated smoothing (0 when stability is off).
-    pub temporal_ms: f64,
-    /// Host↔device memory copies for this frame (0 on the CPU; 2 for a device-resident frame,
-    /// plus one when the style vector changed).
-    pub host_copies: u32,
-}
-
-impl Timings {
-    pub fn total_ms(&self) -> f64 {
-        self.convert_in_ms + self.infer_ms + self.convert_out_ms + self.temporal_ms
     }
 }
 

@@ -23,7 +23,7 @@ use ort::value::{Tensor as OrtTensor, TensorValueType};
 use super::kernels::{self, FramePlan, Packed, Planar};
 use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
-use crate::stylizer::Timings;
+use crate::timings::Timings;
 
 // SAFETY: `#[repr(C)]` plain-old-data structs with the layout of `struct Packed` and
 // `struct Planar` in the CUDA source (checked by the `kernels` tests), passed by value.

@@ -19,8 +19,8 @@ use super::{Backend, BackendOptions, DeviceFrames};
 use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
 use crate::runtime;
-use crate::stylizer::Timings;
 use crate::tensor::Tensor;
+use crate::timings::Timings;
 
 /// TensorRT version the provider wheels of scripts/setup-gpu carry (`tensorrt-cu13-libs`).
 pub const TENSORRT_VERSION: &str = "10.16";
@@ -76,7 +76,7 @@ fn gpu_name() -> Result<String> {
 
 /// The engine cache folder of a model on this GPU (see [`engine_cache`]); not created here.
 pub fn engine_dir(path: &Path, options: &BackendOptions) -> Result<PathBuf> {
-    let hash = crate::embedding::sha256_file(path)?;
+    let hash = crate::files::sha256_file(path)?;
     let key = EngineKey {
         model_sha256: &hash,
         gpu_name: &gpu_name()?,
