@@ -67,16 +67,9 @@ pub struct LatencyArgs {
     pub size: (u32, u32),
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
-    /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio).
-    #[arg(long, value_parser = parse_size)]
-    pub inference_size: Option<(u32, u32)>,
-    /// Temporal stability 0 (off) to 1 for both paths (the element's default).
-    #[arg(long, default_value_t = stylize_engines::temporal::DEFAULT_STABILITY,
-          value_parser = crate::file::parse_stability)]
-    pub stability: f64,
-    /// Inference size as a fraction of the frame size (ignored with --inference-size).
-    #[arg(long, default_value_t = 0.5)]
-    pub scale: f64,
+    /// Inference and smoothing, the same for both paths.
+    #[command(flatten)]
+    pub stream: webcam::LiveArgs,
     /// Timed frames per path.
     #[arg(long, default_value_t = 60)]
     pub frames: usize,
@@ -123,11 +116,8 @@ fn spec(args: &LatencyArgs) -> Result<VideoSpec> {
 }
 
 fn daemon_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series>)> {
-    let (stylizer, mut shared) = webcam::open_session(
-        &args.style,
-        args.stability,
-        webcam::inference_size(args.inference_size, args.scale),
-    )?;
+    let (stylizer, mut shared) =
+        webcam::open_session(&args.style, args.stream.stability, args.stream.inference())?;
     webcam::record_all(&mut shared);
     let shared = Arc::new(shared);
     let total = (args.frames + args.warmup) as u64;
@@ -138,7 +128,7 @@ fn daemon_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series
     let sink = GstSink::open(&Output::Null, spec)?;
     let step = StylizeStep {
         stylizer,
-        size: webcam::inference_size(args.inference_size, args.scale),
+        size: args.stream.inference(),
     };
     let config = Config {
         live: args.live,
@@ -237,9 +227,14 @@ fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Serie
         .downcast::<gst::Pipeline>()
         .map_err(|_| anyhow!("not a pipeline"))?;
     let stylize = pipeline.by_name("stylize").expect("named stylize");
-    crate::file::configure_stylize(&stylize, &args.style, args.scale, args.inference_size);
+    crate::file::configure_stylize(
+        &stylize,
+        &args.style,
+        args.stream.scale,
+        args.stream.inference_size,
+    );
     // The same session settings as the daemon path.
-    stylize.set_property("stability", args.stability);
+    stylize.set_property("stability", args.stream.stability);
     input.configure(pipeline.upcast_ref());
     if let Input::TestPattern(_) | Input::Device(_) = input {
         let src = pipeline.by_name("src").expect("src");
@@ -402,8 +397,8 @@ pub fn run_latency(args: &LatencyArgs) -> Result<()> {
         "input": args.input,
         "size": format!("{}x{}", spec.width, spec.height),
         "fps_requested": spec.fps,
-        "inference_size": args.inference_size.map(|(w, h)| format!("{w}x{h}")),
-        "scale": args.scale,
+        "inference_size": args.stream.inference_size.map(|(w, h)| format!("{w}x{h}")),
+        "scale": args.stream.scale,
         "threads": args.style.threads,
         "frames": args.frames,
         "warmup": args.warmup,

@@ -9,7 +9,7 @@ use ort::value::Tensor as OrtTensor;
 
 use crate::backend::cpu;
 use crate::error::{Error, Result};
-use crate::model::TensorSpec;
+use crate::model::{dims_str, TensorSpec};
 
 /// Expected size of one dimension in a contract.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,14 +39,6 @@ pub struct Graph {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
     pub metadata: HashMap<String, String>,
-}
-
-fn dims_str(dims: &[i64]) -> String {
-    let parts: Vec<String> = dims
-        .iter()
-        .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
-        .collect();
-    format!("[{}]", parts.join(","))
 }
 
 fn names(specs: &[TensorSpec]) -> String {

@@ -94,7 +94,8 @@ impl TensorSpec {
     }
 }
 
-fn dims_str(dims: &[i64]) -> String {
+/// Dims as `[1,3,?,?]` (`?` where dynamic), for contract errors.
+pub(crate) fn dims_str(dims: &[i64]) -> String {
     let parts: Vec<String> = dims
         .iter()
         .map(|&d| if d < 0 { "?".into() } else { d.to_string() })

@@ -57,16 +57,8 @@ pub struct WebcamArgs {
     /// Frame rate of capture and output.
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
-    /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio).
-    #[arg(long, value_parser = parse_size)]
-    pub inference_size: Option<(u32, u32)>,
-    /// Temporal stability 0 (off) to 1, as the element's `stability` (same default).
-    #[arg(long, default_value_t = stylize_engines::temporal::DEFAULT_STABILITY,
-          value_parser = crate::file::parse_stability)]
-    pub stability: f64,
-    /// Inference size as a fraction of the frame size (ignored with --inference-size).
-    #[arg(long, default_value_t = 0.5)]
-    pub scale: f64,
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// Control socket (default: $XDG_RUNTIME_DIR/stylize.sock).
     #[arg(long)]
     pub socket: Option<PathBuf>,
@@ -549,6 +541,28 @@ pub fn record_all(shared: &mut Shared) {
     shared.record_all = true;
 }
 
+/// Inference and smoothing options of the live paths (`webcam`, `bench latency`): the
+/// network at half the frame size by default, where a camera's frame rate is in reach.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LiveArgs {
+    /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio).
+    #[arg(long, value_parser = parse_size)]
+    pub inference_size: Option<(u32, u32)>,
+    /// Temporal stability 0 (off) to 1, as the element's `stability` (same default).
+    #[arg(long, default_value_t = stylize_engines::session::DEFAULT_STABILITY,
+          value_parser = crate::file::parse_stability)]
+    pub stability: f64,
+    /// Inference size as a fraction of the frame size (ignored with --inference-size).
+    #[arg(long, default_value_t = 0.5)]
+    pub scale: f64,
+}
+
+impl LiveArgs {
+    pub fn inference(&self) -> InferenceSize {
+        inference_size(self.inference_size, self.scale)
+    }
+}
+
 pub fn inference_size(size: Option<(u32, u32)>, scale: f64) -> InferenceSize {
     match size {
         Some((w, h)) => InferenceSize {
@@ -589,16 +603,14 @@ pub fn run(args: &WebcamArgs) -> Result<()> {
     }
     // Sizes that drive allocations are checked before anything loads (`--scale 1000` or
     // `--inference-size 9000x9000` used to end in an abort or the OOM killer).
-    if args.inference_size.is_none() {
-        stylize_engines::limits::check_scale(args.scale)?;
+    if args.live.inference_size.is_none() {
+        stylize_engines::limits::check_scale(args.live.scale)?;
     }
-    inference_size(args.inference_size, args.scale).resolve_checked(spec.width, spec.height)?;
+    args.live
+        .inference()
+        .resolve_checked(spec.width, spec.height)?;
     let output = Output::parse(&args.output)?;
-    let (stylizer, shared) = open_session(
-        &args.style,
-        args.stability,
-        inference_size(args.inference_size, args.scale),
-    )?;
+    let (stylizer, shared) = open_session(&args.style, args.live.stability, args.live.inference())?;
     let shared = Arc::new(shared);
     let sink = GstSink::open(&output, spec)?;
     let input = Input::parse(&args.input);
@@ -631,7 +643,7 @@ pub fn run(args: &WebcamArgs) -> Result<()> {
     );
     let step = StylizeStep {
         stylizer,
-        size: inference_size(args.inference_size, args.scale),
+        size: args.live.inference(),
     };
     let webcam = Webcam::start(
         Config::live(spec),

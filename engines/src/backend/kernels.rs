@@ -295,7 +295,8 @@ pub fn nv12_pixel(
     out[2 * plane + y * width + x] = b.clamp(0.0, 255.0) * k;
 }
 
-/// Mirror of the CUDA `reflect_index`.
+/// Deliberate CPU mirror of the CUDA `reflect_index`, written as the kernel is (i32) so the
+/// kernel tests compare like with like; the host frame path has its own `frame::reflect`.
 fn reflect_index(i: i32, n: i32) -> i32 {
     if n == 1 {
         return 0;
