@@ -278,6 +278,21 @@ fn prepare(settings: &Settings, model: &Path) -> Result<Prepared, gst::ErrorMess
     })
 }
 
+/// The packed layout of negotiated caps (only formats of the pad templates get here).
+fn frame_layout(info: &gst_video::VideoInfo) -> Result<FrameLayout, gst::LoggableError> {
+    let format = FORMATS
+        .iter()
+        .find(|(f, _)| *f == info.format())
+        .map(|(_, p)| *p)
+        .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
+    Ok(FrameLayout {
+        format,
+        width: info.width() as usize,
+        height: info.height() as usize,
+        stride: info.stride()[0] as usize,
+    })
+}
+
 /// One frame at the negotiated size: it builds ONNX Runtime's kernels (and a TensorRT
 /// engine) for that shape and gives the latency query a measured model time before the first
 /// buffer. Returns the warm-up time in ms.
@@ -823,19 +838,7 @@ impl VideoFilterImpl for Stylize {
         _outcaps: &gst::Caps,
         _out_info: &gst_video::VideoInfo,
     ) -> Result<(), gst::LoggableError> {
-        let format = FORMATS
-            .iter()
-            .find(|(f, _)| *f == in_info.format())
-            .map(|(_, p)| *p)
-            .ok_or_else(|| {
-                gst::loggable_error!(CAT, "unsupported format {:?}", in_info.format())
-            })?;
-        let layout = FrameLayout {
-            format,
-            width: in_info.width() as usize,
-            height: in_info.height() as usize,
-            stride: in_info.stride()[0] as usize,
-        };
+        let layout = frame_layout(in_info)?;
         let (size, stability) = {
             let settings = lock(&self.settings);
             (settings.inference_size(), settings.stability)
@@ -890,7 +893,7 @@ impl VideoFilterImpl for Stylize {
             "negotiated {}x{} {:?}; inference {:?}, warm-up {warm_ms:.1} ms",
             layout.width,
             layout.height,
-            format,
+            layout.format,
             size.resolve(layout.width, layout.height),
         );
         let changed = state.latency != before;
