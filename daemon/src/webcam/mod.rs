@@ -86,6 +86,8 @@ impl VideoSpec {
 pub struct FrameTimes {
     /// Copying the frame out of the capture pipeline.
     pub capture_ms: f64,
+    /// Decoding in the capture pipeline (MJPEG from a camera, a file's codec; 0 for raw).
+    pub decode_ms: f64,
     /// Waiting for the stylize stage.
     pub queue_ms: f64,
     pub convert_in_ms: f64,
@@ -117,7 +119,7 @@ pub struct Frame {
 }
 
 impl Frame {
-    pub fn new(data: Vec<u8>, spec: VideoSpec, capture_ms: f64) -> Self {
+    pub fn new(data: Vec<u8>, spec: VideoSpec, capture_ms: f64, decode_ms: f64) -> Self {
         let now = Instant::now();
         Self {
             seq: 0,
@@ -128,6 +130,7 @@ impl Frame {
             handed_over: now,
             times: FrameTimes {
                 capture_ms,
+                decode_ms,
                 ..FrameTimes::default()
             },
         }
@@ -135,7 +138,7 @@ impl Frame {
 
     /// A black frame, sent before the camera delivered anything.
     pub fn black(spec: VideoSpec) -> Self {
-        Self::new(vec![0; spec.width * spec.height * 4], spec, 0.0)
+        Self::new(vec![0; spec.width * spec.height * 4], spec, 0.0, 0.0)
     }
 }
 
@@ -444,7 +447,8 @@ impl Shared {
 pub type StageField = fn(&FrameTimes) -> f64;
 
 /// The stages reported by `stats` and `bench latency`, in pipeline order.
-pub const STAGES: [(&str, StageField); 8] = [
+pub const STAGES: [(&str, StageField); 9] = [
+    ("decode", |t| t.decode_ms),
     ("capture", |t| t.capture_ms),
     ("queue", |t| t.queue_ms),
     ("convert_in", |t| t.convert_in_ms),
