@@ -16,11 +16,13 @@ use std::time::Instant;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
 };
+use cudarc::nvrtc::Ptx;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor as OrtTensor, TensorValueType};
 
 use super::kernels::{self, FramePlan, Packed, Planar};
+use super::nvrtc::{self, Nvrtc};
 use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
 use crate::timings::Timings;
@@ -95,22 +97,18 @@ pub(super) struct CudaFrames {
 impl CudaFrames {
     /// Compile the kernels and prepare the binding for `session` (a CUDA or TensorRT one).
     pub(super) fn new(session: &Session) -> Result<Self> {
-        // SAFETY: both only dlopen() the library to see whether it exists; every cudarc call
+        // SAFETY: only dlopen()s the library to see whether it exists; every cudarc call
         // below would panic without it.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(Error::Backend(
                 "libcuda.so (the NVIDIA driver) was not found".into(),
             ));
         }
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            return Err(Error::Backend(
-                "libnvrtc.so (CUDA's runtime compiler, from scripts/setup-gpu) was not found"
-                    .into(),
-            ));
-        }
+        // NVRTC by path (see `nvrtc` for why not through cudarc's loader).
+        let nvrtc = Nvrtc::load(&nvrtc::default_dirs())?;
+        let ptx = kernels::compile_ptx(&nvrtc)?;
         let ctx = CudaContext::new(0).map_err(cuda)?;
-        let ptx = cudarc::nvrtc::compile_ptx(kernels::CUDA_SOURCE).map_err(cuda)?;
-        let module = ctx.load_module(ptx).map_err(cuda)?;
+        let module = ctx.load_module(Ptx::from_src(ptx)).map_err(cuda)?;
         let to_planar = module
             .load_function(kernels::PACKED_TO_PLANAR)
             .map_err(cuda)?;

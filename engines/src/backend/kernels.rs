@@ -1,6 +1,7 @@
 //! Kernels for device-resident frames (GPU path), with CPU mirrors.
 //!
-//! The CUDA C source below is compiled at run time through NVRTC by the GPU backend. Each
+//! The CUDA C source below is compiled at run time through NVRTC by the GPU backend (and by the
+//! kernel checks of the test suite, `engines/tests/cuda_kernels.rs`, which need no GPU). Each
 //! kernel has a Rust mirror (`*_pixel`: one GPU thread) written expression for expression, and
 //! [`launch_on_cpu`] runs a mirror over the same launch grid, so the addressing (strides,
 //! pixel layouts, chroma subsampling, resampling taps, padding, planar layout) is tested here
@@ -139,6 +140,24 @@ extern "C" __global__ void nv12_to_planar(const unsigned char* y_plane, int y_st
 /// Kernel names in [`CUDA_SOURCE`].
 pub const PACKED_TO_PLANAR: &str = "packed_to_planar";
 pub const PLANAR_TO_PACKED: &str = "planar_to_packed";
+pub const NV12_TO_PLANAR: &str = "nv12_to_planar";
+
+/// Every kernel of [`CUDA_SOURCE`], for the compile checks.
+pub const KERNELS: &[&str] = &[PACKED_TO_PLANAR, PLANAR_TO_PACKED, NV12_TO_PLANAR];
+
+/// NVRTC options of [`CUDA_SOURCE`]: NVRTC's defaults, so the PTX targets its oldest
+/// architecture and the driver compiles it for the GPU at hand when the module loads.
+pub const NVRTC_OPTIONS: &[&str] = &[];
+
+/// The newest PTX ISA a CUDA 13.0 driver loads (PTX from NVRTC 13.1 and later is newer, and
+/// such a driver rejects it): the kernel checks hold the compiled kernels to it.
+pub const MAX_PTX_ISA: (u32, u32) = (9, 0);
+
+/// [`CUDA_SOURCE`] compiled to PTX: what the GPU path loads, and what the kernel checks
+/// assemble with `ptxas` without a GPU.
+pub fn compile_ptx(nvrtc: &super::nvrtc::Nvrtc) -> Result<String> {
+    nvrtc.compile(CUDA_SOURCE, "stylize_kernels.cu", NVRTC_OPTIONS)
+}
 
 /// A packed 8-bit RGB-family frame as the kernels address it (C `struct Packed`).
 #[repr(C)]
@@ -728,7 +747,7 @@ mod tests {
     fn kernel_parameter_structs_have_the_c_layout() {
         assert_eq!(std::mem::size_of::<Packed>(), 7 * 4);
         assert_eq!(std::mem::size_of::<Planar>(), 5 * 4);
-        for name in [PACKED_TO_PLANAR, PLANAR_TO_PACKED, "nv12_to_planar"] {
+        for name in KERNELS {
             assert!(
                 CUDA_SOURCE.contains(&format!("__global__ void {name}(")),
                 "{name}"

@@ -19,6 +19,7 @@ pub mod engine_cache;
 #[cfg(feature = "tensorrt")]
 pub mod gpu;
 pub mod kernels;
+pub mod nvrtc;
 pub mod select;
 
 pub use select::BackendKind;
