@@ -77,6 +77,8 @@ pub struct Stylizer {
     strength: f32,
     /// Output smoothing across frames; off (stability 0) unless set.
     temporal: TemporalFilter,
+    /// Why this backend runs (`auto`'s choice), when loaded by [`Stylizer::load`].
+    backend_reason: String,
 }
 
 impl Stylizer {
@@ -88,6 +90,7 @@ impl Stylizer {
             predictor: None,
             strength: 1.0,
             temporal: TemporalFilter::new(0.0),
+            backend_reason: String::new(),
         }
     }
 
@@ -128,9 +131,12 @@ impl Stylizer {
         Ok(())
     }
 
-    /// Load a model on the default backend.
+    /// Load a model on the backend the options ask for (`auto`: the best that loads).
     pub fn load(path: &Path, options: &BackendOptions) -> Result<Self> {
-        Ok(Self::new(backend::load(path, options)?))
+        let (backend, choice) = backend::load_chosen(path, options)?;
+        let mut stylizer = Self::new(backend);
+        stylizer.backend_reason = choice.reason;
+        Ok(stylizer)
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -139,6 +145,21 @@ impl Stylizer {
 
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Why the backend runs: "requested", or what `auto` found (e.g. "auto: libcuda.so.1 (the
+    /// NVIDIA driver) could not be loaded: ..."); empty for a backend given to [`Stylizer::new`].
+    pub fn backend_reason(&self) -> &str {
+        &self.backend_reason
+    }
+
+    /// `cpu (auto: ...)`: the backend and why, for logs and the command line.
+    pub fn backend_summary(&self) -> String {
+        if self.backend_reason.is_empty() {
+            self.backend_name().to_string()
+        } else {
+            format!("{} ({})", self.backend_name(), self.backend_reason)
+        }
     }
 
     /// Temporal stability, 0 (off) to 1: see [`crate::temporal`]. Takes effect on the next

@@ -72,7 +72,12 @@ fn assemble(ptxas: &PathBuf, ptx: &str, arch: &str) -> Result<(), String> {
 fn the_kernels_compile_to_ptx_that_a_cuda_13_0_driver_loads() {
     let Some(tools) = tools() else { return };
     let (major, minor) = tools.nvrtc.version().unwrap();
-    assert_eq!(major, 13, "{} is NVRTC {major}.{minor}", tools.nvrtc.origin());
+    assert_eq!(
+        major,
+        13,
+        "{} is NVRTC {major}.{minor}",
+        tools.nvrtc.origin()
+    );
     let ptx = kernels::compile_ptx(&tools.nvrtc).unwrap_or_else(|e| panic!("{e}"));
     let isa = nvrtc::ptx_isa(&ptx).expect("a .version directive");
     assert!(

@@ -120,16 +120,19 @@ impl Nvrtc {
         let text = self
             .symbol::<unsafe extern "C" fn(Status) -> *const c_char>("nvrtcGetErrorString")
             // SAFETY: NVRTC returns a static, NUL-terminated string for any status.
-            .map(|f| unsafe { CStr::from_ptr(f(status)) }.to_string_lossy().into_owned())
+            .map(|f| {
+                unsafe { CStr::from_ptr(f(status)) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .unwrap_or_else(|_| format!("status {status}"));
         Err(Error::Backend(format!("NVRTC {call}: {text}")))
     }
 
     /// NVRTC's (major, minor) version.
     pub fn version(&self) -> Result<(i32, i32)> {
-        let f = self.symbol::<unsafe extern "C" fn(*mut c_int, *mut c_int) -> Status>(
-            "nvrtcVersion",
-        )?;
+        let f =
+            self.symbol::<unsafe extern "C" fn(*mut c_int, *mut c_int) -> Status>("nvrtcVersion")?;
         let (mut major, mut minor) = (0, 0);
         // SAFETY: both pointers are to live integers.
         self.check(unsafe { f(&mut major, &mut minor) }, "nvrtcVersion")?;
@@ -156,7 +159,10 @@ impl Nvrtc {
                 .map_err(|_| Error::Backend(format!("NVRTC input contains a NUL byte: {what:?}")))
         };
         let (c_source, c_name) = (text(source)?, text(name)?);
-        let c_options = options.iter().map(|o| text(o)).collect::<Result<Vec<_>>>()?;
+        let c_options = options
+            .iter()
+            .map(|o| text(o))
+            .collect::<Result<Vec<_>>>()?;
         let option_ptrs: Vec<*const c_char> = c_options.iter().map(|o| o.as_ptr()).collect();
         let create = self.symbol::<Create>("nvrtcCreateProgram")?;
         let compile = self.symbol::<Compile>("nvrtcCompileProgram")?;
@@ -186,13 +192,15 @@ impl Nvrtc {
             self.check(unsafe { size(program, &mut n) }, "size query")?;
             let mut buf = vec![0u8; n.max(1)];
             // SAFETY: `buf` holds the `n` bytes NVRTC said it writes.
-            self.check(unsafe { get(program, buf.as_mut_ptr().cast()) }, "text query")?;
+            self.check(
+                unsafe { get(program, buf.as_mut_ptr().cast()) },
+                "text query",
+            )?;
             let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
             Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
         };
         // SAFETY: `program` was created above; the options outlive the call.
-        let status =
-            unsafe { compile(program, option_ptrs.len() as c_int, option_ptrs.as_ptr()) };
+        let status = unsafe { compile(program, option_ptrs.len() as c_int, option_ptrs.as_ptr()) };
         let result = if status == 0 {
             read(ptx_size, get_ptx)
         } else {
@@ -247,7 +255,10 @@ mod tests {
             .err()
             .expect("a text file is not a library")
             .to_string();
-        assert!(e.contains(&empty.join(LIBRARY).display().to_string()), "{e}");
+        assert!(
+            e.contains(&empty.join(LIBRARY).display().to_string()),
+            "{e}"
+        );
         std::fs::remove_dir_all(&empty).unwrap();
     }
 }
