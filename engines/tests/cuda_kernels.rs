@@ -1,4 +1,5 @@
-//! The CUDA kernels of device-resident frames compile, without a GPU: `CUDA_SOURCE` through
+//! The CUDA kernels of device-resident frames (conversion, resizing and temporal smoothing)
+//! compile, without a GPU: `kernels::source()` through
 //! NVRTC (as the GPU path compiles it, with the same options) into PTX a CUDA 13.0 driver
 //! loads, and that PTX assembled by `ptxas` for sm_80 (A100) and sm_90 (H100/H200), which
 //! catches what NVRTC leaves to the assembler (registers, unsupported instructions).
@@ -12,7 +13,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use stylize_engines::backend::kernels::{self, KERNELS, MAX_PTX_ISA};
+use stylize_engines::backend::kernels::{self, MAX_PTX_ISA};
 use stylize_engines::backend::nvrtc::{self, Nvrtc};
 
 /// The architectures the assembled kernels are checked for.
@@ -84,7 +85,7 @@ fn the_kernels_compile_to_ptx_that_a_cuda_13_0_driver_loads() {
         isa <= MAX_PTX_ISA,
         "NVRTC {major}.{minor} wrote PTX ISA {isa:?}, newer than a CUDA 13.0 driver loads"
     );
-    for kernel in KERNELS {
+    for kernel in kernels::all_kernels() {
         assert!(
             ptx.contains(&format!(".entry {kernel}(")),
             "no entry point {kernel} in the PTX"
@@ -110,7 +111,7 @@ fn a_kernel_that_does_not_compile_is_reported_with_the_line() {
     let Some(tools) = tools() else { return };
     let broken = format!(
         "{}\nextern \"C\" __global__ void broken(float* out) {{ out[0] = undeclared; }}\n",
-        kernels::CUDA_SOURCE
+        kernels::source()
     );
     let err = tools
         .nvrtc

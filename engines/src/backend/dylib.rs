@@ -25,7 +25,7 @@ pub fn load(dirs: &[PathBuf], name: &str) -> Result<(), String> {
         .unwrap_or_else(|| PathBuf::from(name));
     // SAFETY: loading runs the library's initialisers: these are NVIDIA's and ONNX Runtime's
     // own libraries, which are loaded to be used right after.
-    let lib = unsafe { Library::new(&path) }.map_err(|e| e.to_string())?;
+    let lib = unsafe { Library::new(&path) }.map_err(|e| reason(&e))?;
     LOADED.lock().unwrap_or_else(|p| p.into_inner()).push(lib);
     Ok(())
 }
@@ -43,12 +43,20 @@ pub fn missing_symbols(
         .find(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from(name));
     // SAFETY: as in `load`; looking a symbol up calls nothing.
-    let lib = unsafe { Library::new(&path) }.map_err(|e| e.to_string())?;
+    let lib = unsafe { Library::new(&path) }.map_err(|e| reason(&e))?;
     Ok(symbols
         .iter()
         .filter(|s| unsafe { lib.get::<*const ()>(s.as_bytes()) }.is_err())
         .map(|s| s.to_string())
         .collect())
+}
+
+/// The loader's own words for a failed load (libloading's message alone is "dlopen failed").
+pub fn reason(e: &libloading::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => source.to_string(),
+        None => e.to_string(),
+    }
 }
 
 /// [`load`] each of `names` in order (dependencies first); the first failure.

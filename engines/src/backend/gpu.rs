@@ -16,6 +16,7 @@ use super::dylib;
 use super::engine_cache::{self, EngineKey};
 use super::kernels::FramePlan;
 use super::select::{Availability, BackendKind, Check};
+use super::smoothing::Smoothing;
 use super::{Backend, BackendOptions, DeviceFrames};
 use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
@@ -276,11 +277,12 @@ impl DeviceFrames for OrtGpu {
         data: &mut [u8],
         plan: &FramePlan,
         conditioning: &[f32],
+        smoothing: Option<Smoothing>,
     ) -> Result<Timings> {
         let DevicePath::On(frames) = &mut self.device else {
             return Err(Error::Backend("device frames are not started".into()));
         };
         let (session, info) = self.inner.parts();
-        frames.stylize_frame(session, info, data, plan, conditioning)
+        frames.stylize_frame(session, info, data, plan, conditioning, smoothing)
     }
 }

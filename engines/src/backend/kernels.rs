@@ -142,21 +142,34 @@ pub const PACKED_TO_PLANAR: &str = "packed_to_planar";
 pub const PLANAR_TO_PACKED: &str = "planar_to_packed";
 pub const NV12_TO_PLANAR: &str = "nv12_to_planar";
 
-/// Every kernel of [`CUDA_SOURCE`], for the compile checks.
+/// The kernels of [`CUDA_SOURCE`].
 pub const KERNELS: &[&str] = &[PACKED_TO_PLANAR, PLANAR_TO_PACKED, NV12_TO_PLANAR];
 
-/// NVRTC options of [`CUDA_SOURCE`]: NVRTC's defaults, so the PTX targets its oldest
-/// architecture and the driver compiles it for the GPU at hand when the module loads.
-pub const NVRTC_OPTIONS: &[&str] = &[];
+/// NVRTC options of the kernels. No architecture: the PTX targets NVRTC's oldest, and the
+/// driver compiles it for the GPU at hand when the module loads. No fused multiply-adds: the
+/// GPU then rounds every product and sum as the CPU mirrors do, so what the mirrors compute
+/// (and the tests check against the host path) is what the GPU computes.
+pub const NVRTC_OPTIONS: &[&str] = &["--fmad=false"];
+
+/// The program the GPU path compiles: these kernels and the smoothing ones, which use this
+/// module's structs and helpers.
+pub fn source() -> String {
+    format!("{CUDA_SOURCE}{}", super::smoothing::CUDA_SOURCE)
+}
+
+/// Every kernel of [`source`], for the compile checks.
+pub fn all_kernels() -> impl Iterator<Item = &'static str> {
+    KERNELS.iter().chain(super::smoothing::KERNELS).copied()
+}
 
 /// The newest PTX ISA a CUDA 13.0 driver loads (PTX from NVRTC 13.1 and later is newer, and
 /// such a driver rejects it): the kernel checks hold the compiled kernels to it.
 pub const MAX_PTX_ISA: (u32, u32) = (9, 0);
 
-/// [`CUDA_SOURCE`] compiled to PTX: what the GPU path loads, and what the kernel checks
-/// assemble with `ptxas` without a GPU.
+/// [`source`] compiled to PTX: what the GPU path loads, and what the kernel checks assemble
+/// with `ptxas` without a GPU.
 pub fn compile_ptx(nvrtc: &super::nvrtc::Nvrtc) -> Result<String> {
-    nvrtc.compile(CUDA_SOURCE, "stylize_kernels.cu", NVRTC_OPTIONS)
+    nvrtc.compile(&source(), "stylize_kernels.cu", NVRTC_OPTIONS)
 }
 
 /// A packed 8-bit RGB-family frame as the kernels address it (C `struct Packed`).

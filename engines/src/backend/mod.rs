@@ -15,6 +15,8 @@ pub mod cpu;
 pub mod deferred;
 #[cfg(feature = "tensorrt")]
 mod device;
+#[cfg(feature = "tensorrt")]
+mod device_smoothing;
 pub mod dylib;
 pub mod engine_cache;
 #[cfg(feature = "tensorrt")]
@@ -22,6 +24,7 @@ pub mod gpu;
 pub mod kernels;
 pub mod nvrtc;
 pub mod select;
+pub mod smoothing;
 
 pub use select::{BackendKind, Choice};
 
@@ -77,14 +80,17 @@ pub trait Backend: Send {
 }
 
 /// Frames that stay on an accelerator between one upload and one download: conversion,
-/// resizing and inference all run there (see [`kernels`] for the steps).
+/// resizing, inference and temporal smoothing all run there (see [`kernels`] and
+/// [`smoothing`] for the steps).
 pub trait DeviceFrames {
-    /// Stylize a packed frame in place; the timings count the host↔device copies made.
+    /// Stylize a packed frame in place, smoothed against the previous one when `smoothing`
+    /// is given; the timings count the host↔device copies made.
     fn stylize_frame(
         &mut self,
         data: &mut [u8],
         plan: &kernels::FramePlan,
         conditioning: &[f32],
+        smoothing: Option<smoothing::Smoothing>,
     ) -> Result<Timings>;
 }
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use libloading::Library;
 
+use super::dylib::reason;
 use crate::error::{Error, Result};
 use crate::runtime;
 
@@ -65,18 +66,18 @@ impl Nvrtc {
             match found {
                 Some(dir) => {
                     let builtins = dir.join(BUILTINS);
-                    let builtins = if builtins.is_file() {
-                        Some(
-                            Library::new(&builtins)
-                                .map_err(|e| load_error(&builtins.display().to_string(), e))?,
-                        )
-                    } else {
-                        None
-                    };
+                    let builtins =
+                        if builtins.is_file() {
+                            Some(Library::new(&builtins).map_err(|e| {
+                                load_error(&builtins.display().to_string(), reason(&e))
+                            })?)
+                        } else {
+                            None
+                        };
                     let path = dir.join(LIBRARY);
                     Library::new(&path)
                         .map(|lib| (lib, builtins, path.display().to_string()))
-                        .map_err(|e| load_error(&path.display().to_string(), e))
+                        .map_err(|e| load_error(&path.display().to_string(), reason(&e)))
                 }
                 None => Library::new(LIBRARY)
                     .map(|lib| (lib, None, LIBRARY.to_string()))
@@ -86,8 +87,9 @@ impl Nvrtc {
                         load_error(
                             LIBRARY,
                             format!(
-                                "not in {} nor on the loader's path ({e})",
-                                looked.join(", ")
+                                "not in {} nor on the loader's path ({})",
+                                looked.join(", "),
+                                reason(&e)
                             ),
                         )
                     }),
