@@ -317,8 +317,14 @@ def check(lib):
             f"{', '.join(sorted(trt_missing or trt_libs))} (backend tensorrt unavailable)")
     for name, deps in broken.items():
         log(f"check: MISSING for {name}: {', '.join(deps)}")
-    if broken:
-        raise Failure(f"{len(broken)} libraries have unresolved dependencies (listed above)")
+    # Libraries nothing links but ONNX Runtime's CUDA provider opens by name while it runs
+    # (cuDNN, cuFFT, NVRTC): ldd cannot see those, so they are checked by name.
+    absent = [f for pin in RUNTIME for f in REQUIRED[pin[0]]
+              if not os.path.isfile(os.path.join(lib, f))]
+    if absent:
+        log(f"check: MISSING in {lib}: {', '.join(absent)}")
+    if broken or absent:
+        raise Failure("the runtime is incomplete (listed above): rerun scripts/setup-gpu")
     log("check: every dependency resolves except the driver")
 
 
