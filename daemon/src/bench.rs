@@ -154,6 +154,8 @@ struct ModelResult {
     model: String,
     family: String,
     backend: String,
+    /// Why that backend ran ("requested", or what `auto` found).
+    backend_reason: String,
     /// The style the model ran with (name, blend or style image).
     style: String,
     cases: Vec<CaseResult>,
@@ -385,6 +387,7 @@ fn bench_model(
         model: model.display().to_string(),
         family: stylizer.info().family.to_string(),
         backend: stylizer.backend_name().to_string(),
+        backend_reason: stylizer.backend_reason().to_string(),
         style: label,
         cases,
     })

@@ -102,6 +102,7 @@ impl StyleArgs {
         inference: stylize_engines::InferenceSize,
     ) -> anyhow::Result<stylize_engines::Session> {
         let session = stylize_engines::Session::open(&self.session_config(stability, inference))?;
+        eprintln!("stylize: backend {}", session.stylizer.backend_summary());
         for warning in &session.warnings {
             eprintln!("stylize: warning: {warning}");
         }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use fast_image_resize as fr;
 
 use crate::backend::kernels::FramePlan;
+use crate::backend::smoothing::Smoothing;
 use crate::backend::{self, Backend, BackendOptions};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameLayout, RgbImage};
@@ -77,6 +78,14 @@ pub struct Stylizer {
     strength: f32,
     /// Output smoothing across frames; off (stability 0) unless set.
     temporal: TemporalFilter,
+    /// Why this backend runs (`auto`'s choice), when loaded by [`Stylizer::load`].
+    backend_reason: String,
+    /// Changes whenever the device path must forget its previous frame (see
+    /// [`Smoothing::epoch`]).
+    smoothing_epoch: u64,
+    /// Whether the last frame took the device path: smoothing state is kept on one side
+    /// only, so switching sides starts it afresh.
+    last_on_device: Option<bool>,
 }
 
 impl Stylizer {
@@ -88,6 +97,9 @@ impl Stylizer {
             predictor: None,
             strength: 1.0,
             temporal: TemporalFilter::new(0.0),
+            backend_reason: String::new(),
+            smoothing_epoch: 0,
+            last_on_device: None,
         }
     }
 
@@ -128,9 +140,12 @@ impl Stylizer {
         Ok(())
     }
 
-    /// Load a model on the default backend.
+    /// Load a model on the backend the options ask for (`auto`: the best that loads).
     pub fn load(path: &Path, options: &BackendOptions) -> Result<Self> {
-        Ok(Self::new(backend::load(path, options)?))
+        let (backend, choice) = backend::load_chosen(path, options)?;
+        let mut stylizer = Self::new(backend);
+        stylizer.backend_reason = choice.reason;
+        Ok(stylizer)
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -141,10 +156,28 @@ impl Stylizer {
         self.backend.name()
     }
 
+    /// Why the backend runs: "requested", or what `auto` found (e.g. "auto: libcuda.so.1 (the
+    /// NVIDIA driver) could not be loaded: ..."); empty for a backend given to [`Stylizer::new`].
+    pub fn backend_reason(&self) -> &str {
+        &self.backend_reason
+    }
+
+    /// `cpu (auto: ...)`: the backend and why, for logs and the command line.
+    pub fn backend_summary(&self) -> String {
+        if self.backend_reason.is_empty() {
+            self.backend_name().to_string()
+        } else {
+            format!("{} ({})", self.backend_name(), self.backend_reason)
+        }
+    }
+
     /// Temporal stability, 0 (off) to 1: see [`crate::temporal`]. Takes effect on the next
     /// frame; turning it off forgets the previous frame.
     pub fn set_stability(&mut self, stability: f64) {
         self.temporal.set_stability(stability);
+        if !self.temporal.enabled() {
+            self.smoothing_epoch += 1;
+        }
     }
 
     pub fn stability(&self) -> f64 {
@@ -154,6 +187,7 @@ impl Stylizer {
     /// Forget the previous frame (seek, flush, new caps): the next frame is not smoothed.
     pub fn reset_temporal(&mut self) {
         self.temporal.reset();
+        self.smoothing_epoch += 1;
     }
 
     /// Padded tensor size for an inference size: the model's fixed size if it has one,
@@ -315,8 +349,9 @@ impl Stylizer {
         Ok(timings)
     }
 
-    /// The device-resident path of a GPU backend, or `None` for the host path. Temporal
-    /// smoothing and the strength blend work on host images, so they keep the host path.
+    /// The device-resident path of a GPU backend, with temporal smoothing there too, or
+    /// `None` for the host path. The strength blend works on host images, so it keeps the
+    /// host path.
     fn stylize_on_device(
         &mut self,
         data: &mut [u8],
@@ -324,16 +359,28 @@ impl Stylizer {
         inference: (usize, usize),
         conditioning: &[f32],
     ) -> Result<Option<Timings>> {
-        if self.temporal.enabled() || self.strength < 1.0 {
+        let on_device = self.strength >= 1.0 && self.backend.device_frames().is_some();
+        if self.last_on_device == Some(!on_device) {
+            // The previous frame's smoothing state is on the other side.
+            self.reset_temporal();
+        }
+        self.last_on_device = Some(on_device);
+        if !on_device {
             return Ok(None);
         }
         let padded = self.padded_size(inference.0, inference.1)?;
         let scale = self.info().input_range.scale();
+        let plan = FramePlan::new(layout, inference, padded, scale)?;
+        let smoothing = self.temporal.enabled().then(|| Smoothing {
+            stability: self.temporal.stability() as f32,
+            epoch: self.smoothing_epoch,
+        });
         let Some(device) = self.backend.device_frames() else {
             return Ok(None);
         };
-        let plan = FramePlan::new(layout, inference, padded, scale)?;
-        device.stylize_frame(data, &plan, conditioning).map(Some)
+        device
+            .stylize_frame(data, &plan, conditioning, smoothing)
+            .map(Some)
     }
 }
 

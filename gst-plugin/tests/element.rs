@@ -990,3 +990,63 @@ fn a_corrupt_style_library_keeps_the_models_own_styles() {
     );
     let _ = std::fs::remove_dir_all(&library);
 }
+
+/// The `stylize-backend` messages waiting on a bus: (backend, requested, reason).
+fn backend_messages(bus: &gst::Bus) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    while let Some(msg) = bus.pop() {
+        let Some(s) = msg.structure() else { continue };
+        if s.name() == gststylize::stylize::BACKEND_MESSAGE {
+            let field = |name| s.get::<String>(name).unwrap();
+            found.push((field("backend"), field("requested"), field("reason")));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_backend_in_use_and_why_are_a_property_and_a_message() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    let element = stylize_element(&model, &[]);
+    let active = |e: &gst::Element| {
+        (
+            e.property::<Option<String>>("active-backend"),
+            e.property::<Option<String>>("backend-reason"),
+        )
+    };
+    assert_eq!(active(&element), (None, None), "nothing loaded yet");
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = start_harness(&element);
+    h.push(buffer(picture(W, H, 0), 0)).unwrap();
+    pull_data(&mut h);
+    // This machine has no GPU (or this build no GPU support): `auto` runs on the CPU and
+    // says why.
+    let (name, reason) = active(&element);
+    assert_eq!(name.as_deref(), Some("cpu"));
+    let reason = reason.unwrap();
+    assert!(reason.starts_with("auto: "), "{reason}");
+    assert!(
+        reason.contains("libcuda.so.1") || reason.contains("--features tensorrt"),
+        "{reason}"
+    );
+    let messages = backend_messages(&bus);
+    assert_eq!(
+        messages,
+        vec![("cpu".into(), "auto".into(), reason)],
+        "one message per start"
+    );
+
+    // Asked for explicitly: "requested".
+    let element = stylize_element(&model, &[("backend", "cpu")]);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let _h = start_harness(&element);
+    assert_eq!(
+        active(&element),
+        (Some("cpu".into()), Some("requested".into()))
+    );
+    assert_eq!(backend_messages(&bus).len(), 1);
+}

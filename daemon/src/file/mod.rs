@@ -692,6 +692,11 @@ fn wait(
                 gst::MessageView::Error(err) => {
                     return Err(crate::exit::PipelineError::new(err).into())
                 }
+                gst::MessageView::Element(e) => {
+                    if let Some(line) = backend_line(e.structure()) {
+                        bar.suspend(|| eprintln!("stylize: {prefix}{line}"));
+                    }
+                }
                 gst::MessageView::Warning(w) => {
                     // Corrupt input makes demuxers and decoders warn for what they skip:
                     // the first few are shown, all are counted.
@@ -731,6 +736,17 @@ fn wait(
             stats.fps_den.load(Ordering::Relaxed),
         );
         bar.set_message(format!("{prefix}{}", progress_message(frames, total, fps)));
+    }
+}
+
+/// "backend cpu (auto: ...)" from the element's `stylize-backend` message: which backend the
+/// model runs on and why, said once per start.
+fn backend_line(s: Option<&gst::StructureRef>) -> Option<String> {
+    let s = s.filter(|s| s.name() == gststylize::stylize::BACKEND_MESSAGE)?;
+    let backend = s.get::<String>("backend").ok()?;
+    match s.get::<String>("reason").ok().filter(|r| !r.is_empty()) {
+        Some(reason) => Some(format!("backend {backend} ({reason})")),
+        None => Some(format!("backend {backend}")),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Kernels for device-resident frames (GPU path), with CPU mirrors.
 //!
-//! The CUDA C source below is compiled at run time through NVRTC by the GPU backend. Each
+//! The CUDA C source below is compiled at run time through NVRTC by the GPU backend (and by the
+//! kernel checks of the test suite, `engines/tests/cuda_kernels.rs`, which need no GPU). Each
 //! kernel has a Rust mirror (`*_pixel`: one GPU thread) written expression for expression, and
 //! [`launch_on_cpu`] runs a mirror over the same launch grid, so the addressing (strides,
 //! pixel layouts, chroma subsampling, resampling taps, padding, planar layout) is tested here
@@ -139,6 +140,37 @@ extern "C" __global__ void nv12_to_planar(const unsigned char* y_plane, int y_st
 /// Kernel names in [`CUDA_SOURCE`].
 pub const PACKED_TO_PLANAR: &str = "packed_to_planar";
 pub const PLANAR_TO_PACKED: &str = "planar_to_packed";
+pub const NV12_TO_PLANAR: &str = "nv12_to_planar";
+
+/// The kernels of [`CUDA_SOURCE`].
+pub const KERNELS: &[&str] = &[PACKED_TO_PLANAR, PLANAR_TO_PACKED, NV12_TO_PLANAR];
+
+/// NVRTC options of the kernels. No architecture: the PTX targets NVRTC's oldest, and the
+/// driver compiles it for the GPU at hand when the module loads. No fused multiply-adds: the
+/// GPU then rounds every product and sum as the CPU mirrors do, so what the mirrors compute
+/// (and the tests check against the host path) is what the GPU computes.
+pub const NVRTC_OPTIONS: &[&str] = &["--fmad=false"];
+
+/// The program the GPU path compiles: these kernels and the smoothing ones, which use this
+/// module's structs and helpers.
+pub fn source() -> String {
+    format!("{CUDA_SOURCE}{}", super::smoothing::CUDA_SOURCE)
+}
+
+/// Every kernel of [`source`], for the compile checks.
+pub fn all_kernels() -> impl Iterator<Item = &'static str> {
+    KERNELS.iter().chain(super::smoothing::KERNELS).copied()
+}
+
+/// The newest PTX ISA a CUDA 13.0 driver loads (PTX from NVRTC 13.1 and later is newer, and
+/// such a driver rejects it): the kernel checks hold the compiled kernels to it.
+pub const MAX_PTX_ISA: (u32, u32) = (9, 0);
+
+/// [`source`] compiled to PTX: what the GPU path loads, and what the kernel checks assemble
+/// with `ptxas` without a GPU.
+pub fn compile_ptx(nvrtc: &super::nvrtc::Nvrtc) -> Result<String> {
+    nvrtc.compile(&source(), "stylize_kernels.cu", NVRTC_OPTIONS)
+}
 
 /// A packed 8-bit RGB-family frame as the kernels address it (C `struct Packed`).
 #[repr(C)]
@@ -729,7 +761,7 @@ mod tests {
     fn kernel_parameter_structs_have_the_c_layout() {
         assert_eq!(std::mem::size_of::<Packed>(), 7 * 4);
         assert_eq!(std::mem::size_of::<Planar>(), 5 * 4);
-        for name in [PACKED_TO_PLANAR, PLANAR_TO_PACKED, "nv12_to_planar"] {
+        for name in KERNELS {
             assert!(
                 CUDA_SOURCE.contains(&format!("__global__ void {name}(")),
                 "{name}"

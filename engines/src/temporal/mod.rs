@@ -41,13 +41,23 @@ pub use metrics::*;
 pub use select::agreement_mask;
 pub use warp::warp_rgb;
 
+/// The filter's parameters, for its device port (`backend::smoothing`), which passes them to
+/// the kernels rather than restating them.
+pub(crate) mod params {
+    pub(crate) use super::blur::{boxes_for_gauss, gaussian_taps, BOX_SIGMA};
+    pub(crate) use super::detail::{DETAIL_SIGMA, ENERGY_SIGMA, MAX_DETAIL_GAIN};
+    pub(crate) use super::flow::CONSISTENCY_SLACK;
+    pub(crate) use super::select::{AGREE, DISAGREE};
+    pub(crate) use super::FLOW_MAX_WIDTH;
+}
+
 use detail::restore_detail;
 use select::propagation_weight;
 use warp::{warp_many, Kernel};
 
 /// Grey images for motion estimation are at most this wide (the inference size of a 16:9
 /// frame at `scale` 0.25 of 720p): blocks are matched at half this width, vectors refined here.
-const FLOW_MAX_WIDTH: usize = 320;
+pub(crate) const FLOW_MAX_WIDTH: usize = 320;
 
 fn to_u8(dst: &mut RgbImage, src: &[f32]) {
     for (o, v) in dst.data.iter_mut().zip(src) {

@@ -258,7 +258,7 @@ fn prepare(settings: &Settings, model: &Path) -> Result<Prepared, gst::ErrorMess
         "loaded {} ({} model, backend {})",
         model.display(),
         stylizer.info().family,
-        stylizer.backend_name()
+        stylizer.backend_summary()
     );
     Ok(Prepared {
         state: State {
@@ -367,6 +367,9 @@ pub struct Stylize {
     latency_ns: AtomicU64,
     /// The `model-styles` property: set when a model is ready.
     model_styles: Mutex<Option<String>>,
+    /// The backend the loaded model runs on and why (`active-backend`, `backend-reason`);
+    /// `None` until a load finishes.
+    active_backend: Mutex<Option<(String, String)>>,
 }
 
 impl Stylize {
@@ -419,6 +422,7 @@ impl Stylize {
             Poll::Pending => Ok(false),
             Poll::Ready(Ok(prepared)) => {
                 self.post_notes(&prepared.warnings);
+                self.announce_backend(&prepared.state.stylizer);
                 let state = prepared.state;
                 match layout {
                     // Loaded, but not yet warmed up at the negotiated size: that runs in the
@@ -499,6 +503,29 @@ impl Stylize {
                 post_warning(self, &err, &format!("{err}; keeping the previous style"));
             }
         }
+    }
+
+    /// Say once per start which backend the model runs on and why (`auto` may have fallen back
+    /// to the CPU): the `active-backend` and `backend-reason` properties and an element message.
+    fn announce_backend(&self, stylizer: &Stylizer) {
+        let (name, reason) = (stylizer.backend_name(), stylizer.backend_reason());
+        {
+            let mut active = lock(&self.active_backend);
+            if active.is_some() {
+                return;
+            }
+            *active = Some((name.to_string(), reason.to_string()));
+        }
+        gst::info!(CAT, imp = self, "backend {}", stylizer.backend_summary());
+        let requested = lock(&self.settings).backend;
+        let s = gst::Structure::builder(super::BACKEND_MESSAGE)
+            .field("backend", name)
+            .field("requested", BackendKind::from(requested).to_string())
+            .field("reason", reason)
+            .build();
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 
     fn post_notes(&self, notes: &[String]) {
@@ -612,6 +639,16 @@ impl ObjectImpl for Stylize {
                     .default_value(true)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("active-backend")
+                    .nick("Active backend")
+                    .blurb("The backend the loaded model runs on (cpu, cuda or tensorrt); empty until loaded.")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("backend-reason")
+                    .nick("Backend reason")
+                    .blurb("Why active-backend was taken: requested, or what backend=auto found missing.")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecString::builder("model-styles")
                     .nick("Model styles")
                     .blurb("Comma-separated style names of the loaded model (read-only).")
@@ -682,6 +719,14 @@ impl ObjectImpl for Stylize {
             "backend" => settings.backend.to_value(),
             "stability" => settings.stability.to_value(),
             "background-load" => settings.background_load.to_value(),
+            "active-backend" => lock(&self.active_backend)
+                .as_ref()
+                .map(|(name, _)| name.clone())
+                .to_value(),
+            "backend-reason" => lock(&self.active_backend)
+                .as_ref()
+                .map(|(_, reason)| reason.clone())
+                .to_value(),
             "model-styles" => lock(&self.model_styles).to_value(),
             "post-messages" => settings.post_messages.to_value(),
             other => unreachable!("unknown property {other}"),
@@ -745,6 +790,7 @@ impl BaseTransformImpl for Stylize {
                 ("no model set: set the `model` property to an ONNX style model")
             ));
         };
+        *lock(&self.active_backend) = None;
         let building = settings.background_load != BackgroundLoad::Never
             && backend::engine_build_pending(
                 &model,
@@ -776,6 +822,7 @@ impl BaseTransformImpl for Stylize {
             let prepared = prepare(&settings, &model)?;
             self.post_notes(&prepared.warnings);
             self.publish(&prepared.state);
+            self.announce_backend(&prepared.state.stylizer);
             Phase::Ready(Box::new(prepared.state))
         };
         *lock(&self.state) = Some(phase);

@@ -21,6 +21,11 @@
  * setting `GST_LIBRARY_ERROR_SETTINGS` (a warning when changed while running: the previous
  * style stays), a missing runtime `GST_LIBRARY_ERROR_INIT`.
  *
+ * `backend=auto` (the default) runs the model with TensorRT, else CUDA, else on the CPU, by
+ * what loads on the machine. Once the model is loaded the element says which it took and why
+ * in a `stylize-backend` element message (`backend`, `requested`, `reason`) and in the
+ * read-only `active-backend` and `backend-reason` properties.
+ *
  * After every frame the element posts a `stylize-frame` element message with the frame
  * number, PTS and timings (`inference-ms`, `convert-ms`, `temporal-ms`, `total-ms`,
  * `host-copies`, `inference-width`, `inference-height`), unless `post-messages` is false.
@@ -56,6 +61,11 @@ glib::wrapper! {
 
 /// Name of the element message posted after every frame (see `post-messages`).
 pub const FRAME_MESSAGE: &str = "stylize-frame";
+
+/// Name of the element message posted once a model is loaded: fields `backend` (cpu, cuda,
+/// tensorrt), `requested` (the `backend` property) and `reason` (why, e.g. what `auto` found
+/// missing).
+pub const BACKEND_MESSAGE: &str = "stylize-backend";
 
 pub fn register(plugin: Option<&gst::Plugin>) -> Result<(), glib::BoolError> {
     // The enums of the `backend` and `background-load` properties are documented with the
