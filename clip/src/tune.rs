@@ -81,7 +81,7 @@ fn content_tensor(stylizer: &Stylizer, img: &RgbImage, size: usize) -> Result<Te
     let small = frame::resize_rgb(&mut fast_image_resize::Resizer::new(), img, w, h)?;
     Ok(frame::image_to_tensor(
         &small,
-        (h, w),
+        stylize_engines::Size::new(w, h),
         stylizer.info().input_range.scale(),
     ))
 }

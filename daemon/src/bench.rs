@@ -415,9 +415,9 @@ fn bench_case(
     let (fw, fh) = (case.frame.0 as usize, case.frame.1 as usize);
     let (iw, ih) = (case.inference.0 as usize, case.inference.1 as usize);
     let info = stylizer.info().clone();
-    let tensor = (
-        frame::round_up(ih, info.size_multiple),
+    let tensor = stylize_engines::Size::new(
         frame::round_up(iw, info.size_multiple),
+        frame::round_up(ih, info.size_multiple),
     );
     let picture = test_image(fw, fh);
     let content = {
@@ -533,9 +533,9 @@ fn bench_case(
     Ok(CaseResult {
         frame: [case.frame.0, case.frame.1],
         inference: [case.inference.0, case.inference.1],
-        tensor: [tensor.1, tensor.0],
+        tensor: [tensor.width, tensor.height],
         macs,
-        macs_per_pixel: macs.map(|m| m as f64 / (tensor.0 * tensor.1) as f64),
+        macs_per_pixel: macs.map(|m| m as f64 / tensor.pixels() as f64),
         engine_gflops,
         fraction_of_fma_peak: engine_gflops.filter(|_| peak > 0.0).map(|g| g / peak),
         element_overhead: ratio(&element_ms, &engine_infer_ms, true),
@@ -689,8 +689,9 @@ impl Peer {
         model: &Path,
         input: &Path,
         weights: &Path,
-        (h, w): (usize, usize),
+        tensor: stylize_engines::Size,
     ) -> Result<u64> {
+        let (w, h) = (tensor.width, tensor.height);
         let reply = self.request(json!({
             "cmd": "load", "model": model, "input": input, "weights": weights,
             "height": h, "width": w,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::limits::{self, MAX_CONDITIONING_LEN, MAX_SIZE_MULTIPLE};
+use crate::size::Size;
 
 pub const CONTENT: &str = "content";
 pub const STYLE_WEIGHTS: &str = "style_weights";
@@ -111,8 +112,8 @@ pub struct ModelInfo {
     pub input_range: InputRange,
     /// Input height and width must be multiples of this; the engine pads and crops.
     pub size_multiple: usize,
-    /// A fixed (height, width) when the graph does not accept other sizes.
-    pub fixed_size: Option<(usize, usize)>,
+    /// The one size the graph takes, when it does not accept others.
+    pub fixed_size: Option<Size>,
     /// Style names: N for a CIN net, one (or none) for a per-style net.
     pub styles: Vec<String>,
     /// Length of the conditioning vector (`style_weights` N or embedding size).
@@ -312,8 +313,8 @@ impl ContractCheck<'_> {
             })
     }
 
-    /// (height, width) when the graph takes only one size, which must be within the limits.
-    fn fixed_size(&self, content: &TensorSpec) -> Result<Option<(usize, usize)>> {
+    /// The size when the graph takes only one, which must be within the limits.
+    fn fixed_size(&self, content: &TensorSpec) -> Result<Option<Size>> {
         let (h, w) = (content.dims[2], content.dims[3]);
         if h <= 0 || w <= 0 {
             return Ok(None);
@@ -326,7 +327,7 @@ impl ContractCheck<'_> {
                 format!("{}: {e}", dims_str(&content.dims)),
             )
         })?;
-        Ok(Some((h, w)))
+        Ok(Some(Size::new(w, h)))
     }
 }
 
@@ -573,7 +574,7 @@ mod tests {
         let inputs = vec![TensorSpec::new(CONTENT, "float32", &[1, 3, 224, 224])];
         let info = check_contract(Path::new("m.onnx"), &inputs, &out(), &HashMap::new()).unwrap();
         assert_eq!(info.family, Family::PerStyle);
-        assert_eq!(info.fixed_size, Some((224, 224)));
+        assert_eq!(info.fixed_size, Some(Size::new(224, 224)));
         assert_eq!(info.input_range, InputRange::Unit);
     }
 }

@@ -14,6 +14,7 @@ use crate::frame_path::FramePath;
 use crate::limits;
 use crate::model::{Family, ModelInfo};
 use crate::predictor::{self, StylePredictor};
+use crate::size::Size;
 use crate::temporal::TemporalFilter;
 use crate::tensor::Tensor;
 pub use crate::timings::Timings;
@@ -192,17 +193,18 @@ impl Stylizer {
 
     /// Padded tensor size for an inference size: the model's fixed size if it has one,
     /// else rounded up to its size multiple.
-    fn padded_size(&self, width: usize, height: usize) -> Result<(usize, usize)> {
+    fn padded_size(&self, width: usize, height: usize) -> Result<Size> {
         let info = self.info();
+        let asked = Size::new(width, height);
         match info.fixed_size {
-            Some((fh, fw)) if fh != height || fw != width => Err(Error::Frame(format!(
-                "model {} takes only {fw}x{fh} input, asked for {width}x{height}",
+            Some(fixed) if fixed != asked => Err(Error::Frame(format!(
+                "model {} takes only {fixed} input, asked for {asked}",
                 info.path.display()
             ))),
-            Some(size) => Ok(size),
-            None => Ok((
-                frame::round_up(height, info.size_multiple),
+            Some(fixed) => Ok(fixed),
+            None => Ok(Size::new(
                 frame::round_up(width, info.size_multiple),
+                frame::round_up(height, info.size_multiple),
             )),
         }
     }
@@ -210,13 +212,14 @@ impl Stylizer {
     /// Run the model on a planar tensor of any size: pad to the model's multiple, crop back.
     pub fn run_tensor(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor> {
         let padded = self.padded_size(content.width, content.height)?;
-        let output = if padded == (content.height, content.width) {
+        let size = Size::new(content.width, content.height);
+        let output = if padded == size {
             self.backend.run(content, conditioning)?
         } else {
             self.backend
                 .run(&frame::pad_tensor(content, padded), conditioning)?
         };
-        frame::crop_tensor(&output, content.height, content.width)
+        frame::crop_tensor(&output, size)
     }
 
     /// The backend alone on a ready tensor (padded to the model's multiple) into a kept
@@ -262,7 +265,7 @@ impl Stylizer {
         timings.host_copies = self.backend.host_copies();
 
         let start = Instant::now();
-        let mut styled = frame::tensor_to_image(&output, ih, iw, scale)?;
+        let mut styled = frame::tensor_to_image(&output, Size::new(iw, ih), scale)?;
         timings.convert_out_ms = ms_since(start);
 
         // Smoothing runs at the inference size: motion and textures are the net's, and it
@@ -370,6 +373,7 @@ impl Stylizer {
         }
         let padded = self.padded_size(inference.0, inference.1)?;
         let scale = self.info().input_range.scale();
+        let inference = Size::new(inference.0, inference.1);
         let plan = FramePlan::new(layout, inference, padded, scale)?;
         let smoothing = self.temporal.enabled().then(|| Smoothing {
             stability: self.temporal.stability() as f32,

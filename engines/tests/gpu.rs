@@ -79,9 +79,9 @@ fn picture(width: usize, height: usize) -> RgbImage {
 }
 
 fn content(info: &ModelInfo, width: usize, height: usize) -> Tensor {
-    let padded = (
-        frame::round_up(height, info.size_multiple),
+    let padded = stylize_engines::Size::new(
         frame::round_up(width, info.size_multiple),
+        frame::round_up(height, info.size_multiple),
     );
     frame::image_to_tensor(&picture(width, height), padded, info.input_range.scale())
 }

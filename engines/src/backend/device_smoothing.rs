@@ -12,6 +12,7 @@ use cudarc::driver::{
 use super::kernels::{self, Packed, Planar};
 use super::smoothing::{self as sm, Sizes, Smooth, Smoothing};
 use crate::error::{Error, Result};
+use crate::size::Size;
 use crate::temporal::{self, GreyImage};
 
 // SAFETY: `#[repr(C)]` plain-old-data with the layout of `struct Smooth` in the CUDA source
@@ -239,7 +240,7 @@ impl DeviceSmoother {
         stream.memcpy_dtod(&b.styled, &mut b.output).map_err(cuda)?;
         self.previous = Some(grey);
 
-        let bytes_plan = Planar::new((h, w), (h, w), 255.0)?;
+        let bytes_plan = Planar::new(Size::new(w, h), Size::new(w, h), 255.0)?;
         // SAFETY: as above; `bytes` holds the 3·w·h floats of `bytes_plan`, the frame the
         // `frame_plan.bytes()` that bound `planar_to_packed`'s writes.
         unsafe {

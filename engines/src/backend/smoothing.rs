@@ -27,6 +27,7 @@
 
 use super::kernels::{self, launch_on_cpu, FramePlan, Planar};
 use crate::error::{Error, Result};
+use crate::size::Size;
 use crate::temporal::{self, params, GreyImage};
 use crate::tensor::Tensor;
 
@@ -980,7 +981,7 @@ pub fn stylize_smoothed_frame_on_cpu(
         planar_to_rgb8_pixel(&styled_tensor.data, &output, &mut styled, x, y)
     });
     smoother.apply(&small, &mut styled, w, h, smoothing)?;
-    let bytes = Planar::new((h, w), (h, w), 255.0)?;
+    let bytes = Planar::new(Size::new(w, h), Size::new(w, h), 255.0)?;
     let mut smoothed = vec![0.0; bytes.len()];
     launch_on_cpu(w, h, |x, y| {
         rgb8_to_planar_pixel(&styled, &bytes, &mut smoothed, x, y)
@@ -1104,7 +1105,7 @@ mod tests {
         let (w, h) = (13, 7);
         let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 256) as u8).collect();
         for scale in [1.0, 255.0] {
-            let p = Planar::new((h + 3, w + 5), (h, w), scale).unwrap();
+            let p = Planar::new(Size::new(w + 5, h + 3), Size::new(w, h), scale).unwrap();
             let mut t = vec![f32::NAN; p.len()];
             launch_on_cpu(w, h, |x, y| rgb8_to_planar_pixel(&rgb, &p, &mut t, x, y));
             let mut back = vec![0u8; w * h * 3];
