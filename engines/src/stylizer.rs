@@ -302,7 +302,7 @@ impl Stylizer {
         }
         if self.strength < 1.0 && self.predictor.is_some() {
             // The frame's own style embedding needs the whole picture: the composed path.
-            return self.stylize_frame_composed(data, layout, inference, conditioning);
+            return self.stylize_frame_via_image(data, layout, inference, conditioning);
         }
         let mut timings = Timings::default();
         let start = Instant::now();
@@ -334,7 +334,7 @@ impl Stylizer {
     }
 
     /// A packed frame through [`Stylizer::stylize_image`].
-    fn stylize_frame_composed(
+    fn stylize_frame_via_image(
         &mut self,
         data: &mut [u8],
         layout: &FrameLayout,
@@ -383,7 +383,7 @@ impl Stylizer {
             return Ok(None);
         };
         device
-            .stylize_frame(data, &plan, conditioning, smoothing)
+            .run_frame(data, &plan, conditioning, smoothing)
             .map(Some)
     }
 }

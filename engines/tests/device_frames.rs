@@ -1,5 +1,5 @@
 //! The stylizer's device-resident frame path, with a stand-in device that runs the kernels'
-//! CPU mirrors (`kernels::stylize_frame_on_cpu`, and with smoothing
+//! CPU mirrors (`kernels::device_frame_on_cpu`, and with smoothing
 //! `smoothing::stylize_smoothed_frame_on_cpu`): which frames take it, what it reports, and
 //! that its output matches the host path. The CUDA version is checked in `gpu.rs`.
 
@@ -66,7 +66,7 @@ impl Backend for Invert {
 }
 
 impl DeviceFrames for Invert {
-    fn stylize_frame(
+    fn run_frame(
         &mut self,
         data: &mut [u8],
         plan: &FramePlan,
@@ -77,7 +77,7 @@ impl DeviceFrames for Invert {
         let mut smoother = std::mem::take(&mut self.smoother);
         let model = |t: &Tensor| self.run(t, conditioning);
         match smoothing {
-            None => kernels::stylize_frame_on_cpu(data, plan, model)?,
+            None => kernels::device_frame_on_cpu(data, plan, model)?,
             Some(s) => {
                 smoothing::stylize_smoothed_frame_on_cpu(data, plan, &mut smoother, s, model)?
             }

@@ -8,7 +8,7 @@
 //! input, the output and the style vector every frame, and converts and resizes on the CPU.
 //!
 //! Nothing here runs without a GPU; the same pipeline runs on the CPU with the kernels'
-//! mirrors in [`kernels::stylize_frame_on_cpu`], where it is tested.
+//! mirrors in [`kernels::device_frame_on_cpu`], where it is tested.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -140,7 +140,7 @@ impl CudaFrames {
     }
 
     /// Stylize one packed frame in place (see the module comment for the steps).
-    pub(super) fn stylize_frame(
+    pub(super) fn run_frame(
         &mut self,
         session: &mut Session,
         info: &ModelInfo,

@@ -272,7 +272,7 @@ impl Backend for OrtGpu {
 }
 
 impl DeviceFrames for OrtGpu {
-    fn stylize_frame(
+    fn run_frame(
         &mut self,
         data: &mut [u8],
         plan: &FramePlan,
@@ -283,6 +283,6 @@ impl DeviceFrames for OrtGpu {
             return Err(Error::Backend("device frames are not started".into()));
         };
         let (session, info) = self.inner.parts();
-        frames.stylize_frame(session, info, data, plan, conditioning, smoothing)
+        frames.run_frame(session, info, data, plan, conditioning, smoothing)
     }
 }

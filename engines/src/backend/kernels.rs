@@ -7,7 +7,7 @@
 //! pixel layouts, chroma subsampling, resampling taps, padding, planar layout) is tested here
 //! on the CPU against the engine's own host conversion.
 //!
-//! The device pipeline of one frame ([`stylize_frame_on_cpu`] on the CPU, `backend::device`
+//! The device pipeline of one frame ([`device_frame_on_cpu`] on the CPU, `backend::device`
 //! on a GPU): upload the packed frame; `packed_to_planar` resizes it to the inference size,
 //! reflect-pads it and writes the planar float model input; the model runs; `planar_to_packed`
 //! resizes the output back to the frame size and writes only the colour bytes into the
@@ -482,7 +482,7 @@ pub fn launch_on_cpu(width: usize, height: usize, mut thread: impl FnMut(usize, 
 /// the GPU path, with `model` standing in for the network (its output may be larger than its
 /// input, as models may round sizes up). Tests compare it with the host path; it is the
 /// reference for what the GPU path computes.
-pub fn stylize_frame_on_cpu(
+pub fn device_frame_on_cpu(
     data: &mut [u8],
     plan: &FramePlan,
     model: impl FnOnce(&Tensor) -> Result<Tensor>,
@@ -738,12 +738,12 @@ mod tests {
         // The "model" returns its input in a tensor rounded up further, as some models do.
         let rounded_up =
             |t: &Tensor| Ok(frame::pad_tensor(t, Size::new(t.width + 4, t.height + 4)));
-        stylize_frame_on_cpu(&mut data, &p, rounded_up).unwrap();
+        device_frame_on_cpu(&mut data, &p, rounded_up).unwrap();
         assert_eq!(data, original);
-        let err = stylize_frame_on_cpu(&mut data[..100], &p, rounded_up).unwrap_err();
+        let err = device_frame_on_cpu(&mut data[..100], &p, rounded_up).unwrap_err();
         assert!(err.to_string().contains("smaller than"), "{err}");
         let shrunk = |t: &Tensor| frame::crop_tensor(t, Size::new(t.width, t.height - 4));
-        let err = stylize_frame_on_cpu(&mut data, &p, shrunk).unwrap_err();
+        let err = device_frame_on_cpu(&mut data, &p, shrunk).unwrap_err();
         assert!(err.to_string().contains("does not fit"), "{err}");
     }
 

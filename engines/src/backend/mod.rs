@@ -85,7 +85,7 @@ pub trait Backend: Send {
 pub trait DeviceFrames {
     /// Stylize a packed frame in place, smoothed against the previous one when `smoothing`
     /// is given; the timings count the host↔device copies made.
-    fn stylize_frame(
+    fn run_frame(
         &mut self,
         data: &mut [u8],
         plan: &kernels::FramePlan,

@@ -946,7 +946,7 @@ fn smooth_on_cpu(
     reference
 }
 
-/// The device pipeline of a smoothed frame on the CPU: [`kernels::stylize_frame_on_cpu`]'s
+/// The device pipeline of a smoothed frame on the CPU: [`kernels::device_frame_on_cpu`]'s
 /// steps, with the model's input and output turned into 8-bit images, smoothed by `smoother`
 /// and handed to the output kernel as a planar tensor in bytes (scale 255, so its levels
 /// pass exactly).
