@@ -26,6 +26,7 @@ fn element_name(ty: TensorElementType) -> String {
         TensorElementType::Uint8 => "uint8".into(),
         TensorElementType::Int8 => "int8".into(),
         TensorElementType::Int64 => "int64".into(),
+        TensorElementType::Int32 => "int32".into(),
         other => other.to_string(),
     }
 }
