@@ -58,9 +58,11 @@ pub struct DalleConfig {
     pub layers: usize,
     pub heads: usize,
     pub head_dim: usize,
-    pub pad_id: i64,
-    pub bos_id: i64,
-    pub eos_id: i64,
+    /// Padding, start and end ids when set (the byte tokenizer defaults them to 256, 257,
+    /// 258; a tokenizer.json brings its own start/end and usually its padding).
+    pub pad_id: Option<i64>,
+    pub bos_id: Option<i64>,
+    pub eos_id: Option<i64>,
     /// The transformer takes `attention_mask` [B,P+T] (all ones: every position is attended,
     /// padding included, as minDALL-E does) and `position_ids` [B,T] (P..P+T).
     pub attention_mask: bool,
@@ -129,8 +131,10 @@ impl Dalle {
         let file = |name: &Option<String>, default: &str| dir.join(name.as_deref().unwrap_or(default));
         let transformer = Graph::load(&file(&settings.transformer, TRANSFORMER_FILE), threads)?;
         let decoder = Graph::load(&file(&settings.decoder, DECODER_FILE), threads)?;
-        let config = check_transformer(&transformer, &settings)?;
-        let tokenizer = match tokenizer_setting(&transformer, &settings) {
+        let tokenizer_name = tokenizer_setting(&transformer, &settings);
+        let bytes = tokenizer_name.as_deref() == Some("bytes");
+        let config = check_transformer(&transformer, &settings, bytes)?;
+        let tokenizer = match tokenizer_name {
             None => {
                 return Err(transformer.violation(
                     "metadata `dalle.tokenizer`",
@@ -146,17 +150,16 @@ impl Dalle {
                         config.text_vocab.to_string(),
                     ));
                 }
+                // check_transformer gives every id a default in byte mode.
                 PromptTokenizer::Bytes {
-                    bos: config.bos_id,
-                    eos: config.eos_id,
-                    pad: config.pad_id,
+                    bos: config.bos_id.unwrap_or(257),
+                    eos: config.eos_id.unwrap_or(258),
+                    pad: config.pad_id.unwrap_or(256),
                 }
             }
-            Some(name) => PromptTokenizer::from_file(
-                &dir.join(name),
-                settings.pad_id.map(|p| p as i64),
-                config.text_vocab,
-            )?,
+            Some(name) => {
+                PromptTokenizer::from_file(&dir.join(name), config.pad_id, config.text_vocab)?
+            }
         };
         decoder.check_input(
             IMAGE_TOKENS,
@@ -336,7 +339,7 @@ fn tokenizer_setting(g: &Graph, settings: &Settings) -> Option<String> {
         .or_else(|| g.metadata.get("dalle.tokenizer").cloned())
 }
 
-fn check_transformer(g: &Graph, settings: &Settings) -> Result<DalleConfig> {
+fn check_transformer(g: &Graph, settings: &Settings, bytes: bool) -> Result<DalleConfig> {
     let meta = |key: &str, setting: Option<usize>| {
         if let Some(v) = setting.filter(|&v| v > 0) {
             return Ok(v);
@@ -353,10 +356,12 @@ fn check_transformer(g: &Graph, settings: &Settings) -> Result<DalleConfig> {
     let image_vocab = meta("dalle.image_vocab", settings.image_vocab)?;
     let text_len = meta("dalle.text_len", settings.text_len)?;
     let image_tokens = meta("dalle.image_tokens", settings.image_tokens)?;
-    let id = |key: &str, setting: Option<usize>, default: usize| -> Result<i64> {
-        let v = match setting {
-            Some(v) => v,
-            None => g.meta_usize(key)?.unwrap_or(default),
+    // Defaults only for the byte tokenizer; a tokenizer.json has its own special tokens.
+    let id = |key: &str, setting: Option<usize>, default: usize| -> Result<Option<i64>> {
+        let v = match (setting, g.meta_usize(key)?) {
+            (Some(v), _) | (None, Some(v)) => v,
+            (None, None) if bytes => default,
+            (None, None) => return Ok(None),
         };
         if v >= text_vocab {
             return Err(g.violation(
@@ -365,7 +370,7 @@ fn check_transformer(g: &Graph, settings: &Settings) -> Result<DalleConfig> {
                 v.to_string(),
             ));
         }
-        Ok(v as i64)
+        Ok(Some(v as i64))
     };
     let (pad_id, bos_id, eos_id) = (
         id("dalle.pad_id", settings.pad_id, 256)?,
