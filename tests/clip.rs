@@ -340,7 +340,10 @@ fn assert_rows_close(what: &str, ours: &[f32], want: &[f32], dim: usize, tol: Op
             Some(tol) => {
                 let scale = b.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
                 for (x, y) in a.iter().zip(b) {
-                    assert!((x - y).abs() <= tol * scale, "{what} row {row}: {a:?} vs {b:?}");
+                    assert!(
+                        (x - y).abs() <= tol * scale,
+                        "{what} row {row}: {a:?} vs {b:?}"
+                    );
                 }
             }
             None => {
@@ -366,11 +369,20 @@ fn real_clip_exports_load_and_match_pytorch() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r.as_array().unwrap().iter().map(|i| i.as_i64().unwrap()).collect())
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_i64().unwrap())
+                    .collect()
+            })
             .collect();
         for (prompt, want) in prompts.iter().zip(&ids) {
             let ours = tokenizer::tokenize(prompt.as_str().unwrap(), Overflow::Error).unwrap();
-            assert_eq!(&ours, want, "{layout}: the fixture's ids are clip.tokenize's");
+            assert_eq!(
+                &ours, want,
+                "{layout}: the fixture's ids are clip.tokenize's"
+            );
         }
         let want_image = floats(&reference["image_embeds"]);
         let want_text = floats(&reference["text_embeds"]);
@@ -378,8 +390,8 @@ fn real_clip_exports_load_and_match_pytorch() {
             let image = dir.join(pair[0].as_str().unwrap());
             let text = dir.join(pair[1].as_str().unwrap());
             let what = format!("{layout} {}", image.display());
-            let mut clip = ClipEncoders::load(&image, &text, 1)
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let mut clip =
+                ClipEncoders::load(&image, &text, 1).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(clip.dim(), 8, "{what}");
             // The second pair of the Optimum layout is the dynamically quantized one.
             let tol = (n == 0).then(|| reference["tolerance"].as_f64().unwrap() as f32);
@@ -412,14 +424,30 @@ fn a_clip_export_of_the_hidden_state_says_what_to_do() {
         "import onnx\nm = onnx.load({:?})\n\
          keep = [o for o in m.graph.output if o.name == 'image_embeds']\n\
          del m.graph.output[:]\nm.graph.output.extend(keep)\nonnx.save(m, {:?})",
-        checkpoint("unfixed").join("image.onnx").display().to_string(),
+        checkpoint("unfixed")
+            .join("image.onnx")
+            .display()
+            .to_string(),
         broken.display().to_string()
     );
     let out = Command::new(python).args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = checkpoint("recipe").join("text.onnx");
-    let err = ClipEncoders::load(&broken, &text, 1).err().unwrap().to_string();
-    for part in ["image_embeds", "[?,50,16]", "hidden state", ".pooler_output", "docs/prompts.md"] {
+    let err = ClipEncoders::load(&broken, &text, 1)
+        .err()
+        .unwrap()
+        .to_string();
+    for part in [
+        "image_embeds",
+        "[?,50,16]",
+        "hidden state",
+        ".pooler_output",
+        "docs/prompts.md",
+    ] {
         assert!(err.contains(part), "{part}: {err}");
     }
     // Towers of two different models (widths 8 and 16) are refused.
@@ -441,7 +469,17 @@ fn a_clip_export_of_the_hidden_state_says_what_to_do() {
         .args(["-c", &script])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let err = ClipEncoders::load(&other, &wide, 1).err().unwrap().to_string();
-    assert!(err.contains("width 16") && err.contains("not towers of one CLIP model"), "{err}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = ClipEncoders::load(&other, &wide, 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("width 16") && err.contains("not towers of one CLIP model"),
+        "{err}"
+    );
 }

@@ -441,7 +441,10 @@ fn stylegan_exports_traced_at_a_fixed_batch_run_at_any_batch() {
     run(&syn, &dir.join("dynamic"));
     let err = run(&s(&b1), &dir.join("b1"));
     assert!(err.contains("generated 9 images"), "{err}");
-    assert!(err.contains("runs at batch 1 only"), "the fallback is reported: {err}");
+    assert!(
+        err.contains("runs at batch 1 only"),
+        "the fallback is reported: {err}"
+    );
     let err = run(&s(&b2), &dir.join("b2"));
     assert!(err.contains("generated 9 images"), "{err}");
     for seed in 0..9 {
@@ -450,7 +453,10 @@ fn stylegan_exports_traced_at_a_fixed_batch_run_at_any_batch() {
         for variant in ["b1", "b2"] {
             let got = png(&dir.join(variant).join(&name)).2;
             let max = got.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).max();
-            assert!(max <= Some(1), "{variant} {name}: differs by {max:?} levels");
+            assert!(
+                max <= Some(1),
+                "{variant} {name}: differs by {max:?} levels"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

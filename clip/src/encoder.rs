@@ -39,7 +39,10 @@ const PAIRS: &[(&str, &str)] = &[
     ("image.onnx", "text.onnx"),
     ("vision_model.onnx", "text_model.onnx"),
     ("vision_model_quantized.onnx", "text_model_quantized.onnx"),
-    ("clip_image_model_vitb32.onnx", "clip_text_model_vitb32.onnx"),
+    (
+        "clip_image_model_vitb32.onnx",
+        "clip_text_model_vitb32.onnx",
+    ),
     ("clip_image_model.onnx", "clip_text_model.onnx"),
 ];
 
@@ -207,7 +210,9 @@ fn text_tower(path: &Path, threads: usize) -> Result<Tower> {
                 .any(|ty| graph::matches(s, ty, &[Dim::Any, Dim::Is(CONTEXT)]))
     };
     let input = pick_input(&graph, TEXT_INPUT_NAMES, ids, "int64 or int32 [B,77]")?;
-    let ids_are_i32 = graph.input(&input).is_some_and(|s| s.element_type == "int32");
+    let ids_are_i32 = graph
+        .input(&input)
+        .is_some_and(|s| s.element_type == "int32");
     let mask = graph.input(ATTENTION_MASK).map(|s| s.name.clone());
     if let Some(m) = graph.input(ATTENTION_MASK) {
         let ty = if ids_are_i32 { "int32" } else { "int64" };
@@ -318,10 +323,10 @@ impl ClipEncoders {
     /// Raw image embeddings of B preprocessed images (B·3·224·224 values), concatenated.
     pub fn encode_pixels(&mut self, pixels: &[f32], batch: usize) -> Result<Vec<f32>> {
         let input = Input::F32(vec![batch, 3, SIZE, SIZE], pixels.to_vec());
-        let out = self
-            .image
-            .graph
-            .run(vec![(self.image.input.clone(), input)], &[&self.image.output])?;
+        let out = self.image.graph.run(
+            vec![(self.image.input.clone(), input)],
+            &[&self.image.output],
+        )?;
         embeddings(&self.image, out, batch)
     }
 }

@@ -128,20 +128,21 @@ impl Dalle {
             )));
         }
         let settings = Settings::load(dir)?;
-        let file = |name: &Option<String>, default: &str| dir.join(name.as_deref().unwrap_or(default));
+        let file =
+            |name: &Option<String>, default: &str| dir.join(name.as_deref().unwrap_or(default));
         let transformer = Graph::load(&file(&settings.transformer, TRANSFORMER_FILE), threads)?;
         let decoder = Graph::load(&file(&settings.decoder, DECODER_FILE), threads)?;
         let tokenizer_name = tokenizer_setting(&transformer, &settings);
         let bytes = tokenizer_name.as_deref() == Some("bytes");
         let config = check_transformer(&transformer, &settings, bytes)?;
         let tokenizer = match tokenizer_name {
-            None => {
-                return Err(transformer.violation(
-                    "metadata `dalle.tokenizer`",
-                    format!("`bytes` or a tokenizer.json file (here or as `tokenizer` in {SETTINGS_FILE})"),
-                    "nothing".into(),
-                ))
-            }
+            None => return Err(transformer.violation(
+                "metadata `dalle.tokenizer`",
+                format!(
+                    "`bytes` or a tokenizer.json file (here or as `tokenizer` in {SETTINGS_FILE})"
+                ),
+                "nothing".into(),
+            )),
             Some(name) if name == "bytes" => {
                 if config.text_vocab < 256 {
                     return Err(transformer.violation(
@@ -196,7 +197,10 @@ impl Dalle {
             let positions: Vec<i64> = (0..batch)
                 .flat_map(|_| (cache.len..cache.len + t).map(|p| p as i64))
                 .collect();
-            inputs.push((POSITION_IDS.to_string(), Input::I64(vec![batch, t], positions)));
+            inputs.push((
+                POSITION_IDS.to_string(),
+                Input::I64(vec![batch, t], positions),
+            ));
         }
         let mut wanted = vec![LOGITS.to_string()];
         for (layer, (k, v)) in cache.layers.iter_mut().enumerate() {
@@ -347,7 +351,10 @@ fn check_transformer(g: &Graph, settings: &Settings, bytes: bool) -> Result<Dall
         g.meta_usize(key)?.ok_or_else(|| {
             g.violation(
                 &format!("metadata `{key}`"),
-                format!("a positive integer (in the graph or as `{}` in {SETTINGS_FILE})", &key[6..]),
+                format!(
+                    "a positive integer (in the graph or as `{}` in {SETTINGS_FILE})",
+                    &key[6..]
+                ),
                 "nothing".into(),
             )
         })

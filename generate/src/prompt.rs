@@ -20,9 +20,7 @@ pub enum PromptTokenizer {
 impl PromptTokenizer {
     /// Load a `tokenizer.json`, checking that its ids fit the model's text vocabulary.
     pub fn from_file(path: &Path, pad: Option<i64>, text_vocab: usize) -> Result<Self> {
-        let bad = |why: String| {
-            Error::Generate(format!("tokenizer {}: {why}", path.display()))
-        };
+        let bad = |why: String| Error::Generate(format!("tokenizer {}: {why}", path.display()));
         if !path.is_file() {
             return Err(bad("the file does not exist".into()));
         }
@@ -76,9 +74,9 @@ impl PromptTokenizer {
                 path,
                 pad,
             } => {
-                let encoding = tokenizer.encode(prompt, true).map_err(|e| {
-                    Error::Generate(format!("tokenizer {}: {e}", path.display()))
-                })?;
+                let encoding = tokenizer
+                    .encode(prompt, true)
+                    .map_err(|e| Error::Generate(format!("tokenizer {}: {e}", path.display())))?;
                 // A tokenizer saved with fixed-length padding pads by itself: count only
                 // the real tokens.
                 let ids: Vec<i64> = encoding

@@ -338,11 +338,22 @@ fn optimum_decoder_with_bpe_tokenizer_matches_pytorch() {
     for sample in reference["samples"].as_array().unwrap() {
         let prompt = sample["prompt"].as_str().unwrap();
         let ints = |v: &serde_json::Value| -> Vec<i64> {
-            v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect()
         };
         let ids = d.tokenize(prompt).unwrap();
-        assert_eq!(ids, ints(&sample["input_ids"]), "{prompt}: tokenizer.json ids");
-        let want: Vec<u32> = ints(&sample["image_tokens"]).iter().map(|&t| t as u32).collect();
+        assert_eq!(
+            ids,
+            ints(&sample["input_ids"]),
+            "{prompt}: tokenizer.json ids"
+        );
+        let want: Vec<u32> = ints(&sample["image_tokens"])
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
         // Two samples in one batch: the cache, mask and positions are per row.
         let got = d.sample(&ids, &[3, 4], &greedy, true, || {}).unwrap();
         for row in 0..2 {
@@ -373,8 +384,16 @@ fn optimum_decoder_with_bpe_tokenizer_matches_pytorch() {
             .map(|v| v.as_u64().unwrap() as u8)
             .collect();
         assert_eq!(rgb.data.len(), want_rgb.len());
-        let max = rgb.data.iter().zip(&want_rgb).map(|(a, b)| a.abs_diff(*b)).max();
-        assert!(max <= Some(1), "{prompt}: decoded image differs by {max:?} levels");
+        let max = rgb
+            .data
+            .iter()
+            .zip(&want_rgb)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max();
+        assert!(
+            max <= Some(1),
+            "{prompt}: decoded image differs by {max:?} levels"
+        );
     }
     let err = d.tokenize(&"tiles ".repeat(20)).unwrap_err().to_string();
     assert!(err.contains("tokens; this model takes at most 16"), "{err}");
