@@ -450,6 +450,17 @@ fn a_clip_export_of_the_hidden_state_says_what_to_do() {
     ] {
         assert!(err.contains(part), "{part}: {err}");
     }
+    // A graph with inputs no CLIP tower has (here a decoder with a KV cache) is refused with
+    // what it takes.
+    let decoder = common::repo().join("tests/fixtures/checkpoints/dalle/model.onnx");
+    let err = ClipEncoders::load(&checkpoint("recipe").join("image.onnx"), &decoder, 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("past_key_values.0.key") && err.contains("only [input_ids, attention_mask]"),
+        "{err}"
+    );
     // Towers of two different models (widths 8 and 16) are refused.
     let other = checkpoint("recipe").join("image.onnx");
     let wide = dir.join("wide-text.onnx");

@@ -136,13 +136,15 @@ impl Dalle {
         let bytes = tokenizer_name.as_deref() == Some("bytes");
         let config = check_transformer(&transformer, &settings, bytes)?;
         let tokenizer = match tokenizer_name {
-            None => return Err(transformer.violation(
-                "metadata `dalle.tokenizer`",
-                format!(
+            None => {
+                return Err(transformer.violation(
+                    "metadata `dalle.tokenizer`",
+                    format!(
                     "`bytes` or a tokenizer.json file (here or as `tokenizer` in {SETTINGS_FILE})"
                 ),
-                "nothing".into(),
-            )),
+                    "nothing".into(),
+                ))
+            }
             Some(name) if name == "bytes" => {
                 if config.text_vocab < 256 {
                     return Err(transformer.violation(
