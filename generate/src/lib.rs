@@ -13,6 +13,7 @@ use stylize_engines::tensor::Tensor;
 pub mod dalle;
 
 pub mod output;
+pub mod prompt;
 pub mod rng;
 pub mod sampling;
 pub mod stylegan;

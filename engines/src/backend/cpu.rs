@@ -26,6 +26,7 @@ fn element_name(ty: TensorElementType) -> String {
         TensorElementType::Uint8 => "uint8".into(),
         TensorElementType::Int8 => "int8".into(),
         TensorElementType::Int64 => "int64".into(),
+        TensorElementType::Int32 => "int32".into(),
         other => other.to_string(),
     }
 }
@@ -47,7 +48,7 @@ fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
 
 /// A CPU session for any ONNX file, with load errors naming the file. Shared with the
 /// graphs outside the style-model contract (`graph::Graph`, the CLIP encoders).
-pub fn session(path: &Path, threads: usize) -> Result<Session> {
+pub(crate) fn session(path: &Path, threads: usize) -> Result<Session> {
     open_session(path, |builder| {
         // No spinning: between runs ONNX Runtime's idle workers would busy-wait on the cores
         // that the rest of a video pipeline (decoder, encoder, the temporal filter, a second
@@ -109,7 +110,7 @@ pub(crate) fn open_session(
 /// A session's inputs, outputs and custom metadata, as the contract checks see them.
 pub type GraphDescription = (Vec<TensorSpec>, Vec<TensorSpec>, HashMap<String, String>);
 
-pub fn describe(path: &Path, session: &Session) -> Result<GraphDescription> {
+pub(crate) fn describe(path: &Path, session: &Session) -> Result<GraphDescription> {
     let load_err = |e: ort::Error| Error::ModelLoad {
         path: path.to_path_buf(),
         reason: e.to_string(),
