@@ -16,6 +16,7 @@ Stages (each resumable; `all` runs cache, train, finetune, export, eval, skippin
   eval      fidelity on the held-out clip vs the teacher and the half-size teacher -> --report
   bench     ONNX Runtime latency, teacher vs student interleaved (also in eval) -> --report
   bench-element  the same through the Rust engine and the element (`stylize bench`) -> --report
+  stretches colour ΔE over the whole held-out clip in six stretches (closest styles) -> --report
   table     the report's markdown tables (docs/distill.md, models/MANIFEST.md)
 
 One command re-trains the shipped model (see docs/distill.md):
@@ -818,12 +819,42 @@ def cmd_bench_element(a):
     result = {"command": f"{os.path.relpath(a.cli)} bench --model STUDENT --compare TEACHER --cases 640x360 "
                          f"--iterations {a.bench_iterations} --threads {a.threads} --style starry-swirls --no-python "
                          "--smoothing 0 (the two models swapped every other round)",
-              "rounds": rounds, **summary}
+              "student_sha256": sha256(a.out), "rounds": rounds, **summary}
     log(f"element speed-up over {a.rounds} rounds: median {summary['element_ms']['median_speedup']:.2f}x "
         f"(min {summary['element_ms']['min_speedup']:.2f}, max {summary['element_ms']['max_speedup']:.2f})")
     if a.report and os.path.exists(a.report):
         report = json.load(open(a.report))
         report["speed_element_640x360"] = result
+        atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
+
+
+def cmd_stretches(a):
+    """Colour ΔE of student and half-size teacher over the whole held-out clip, in six
+    stretches of 130 frames (every 13th frame), for --stretch-styles: whether a colour win on
+    the 30 evaluated frames holds elsewhere in the clip."""
+    names = style_names(a.teacher)
+    teacher, student = session(a.teacher, a.threads), session(a.out, a.threads)
+    w_eval, h_eval = a.eval_size
+    frames = read_frames(os.path.join(a.assets, HELD_OUT_CLIP), limit=780, size=(w_eval, h_eval))
+    result = {}
+    for label in a.stretch_styles.split(","):
+        wv = np.eye(len(names), dtype=np.float32)[names.index(label)]
+        rows = []
+        for lo in range(0, len(frames) - 129, 130):
+            de = {"student": [], "teacher_half": []}
+            for f in frames[lo:lo + 130:13]:
+                x = f.astype(np.float32) / 255.0
+                t = run_net(teacher, x, wv)
+                half = cv2.resize(x, (w_eval // 2, h_eval // 2), interpolation=cv2.INTER_AREA)
+                h = cv2.resize(run_net(teacher, half, wv), (w_eval, h_eval), interpolation=cv2.INTER_LINEAR)
+                de["student"].append(colour_delta_e(run_net(student, x, wv), t))
+                de["teacher_half"].append(colour_delta_e(h, t))
+            rows.append({"frames": [lo, lo + 130], **{k: float(np.mean(v)) for k, v in de.items()}})
+            log(f"{label} frames {lo}-{lo + 130}: ΔE student {rows[-1]['student']:.2f}, half size {rows[-1]['teacher_half']:.2f}")
+        result[label] = rows
+    if a.report and os.path.exists(a.report):
+        report = json.load(open(a.report))
+        report["colour_stretches"] = dict(result, student_sha256=sha256(a.out))
         atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
 
 
@@ -916,7 +947,9 @@ def cmd_eval(a):
     if a.report:
         train_meta = {}
         if os.path.exists(a.report):
-            train_meta = {k: v for k, v in json.load(open(a.report)).items() if k == "training"}
+            # Provenance and the other stages' measurements (each names the student it measured).
+            train_meta = {k: v for k, v in json.load(open(a.report)).items()
+                          if k in ("training", "speed_element_640x360", "colour_stretches")}
         report.update(train_meta)
         atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1, default=lambda o: o.item()))
     log(f"speed 640x360: teacher {speed['teacher']['median_ms']:.1f} ms, student {speed['student']['median_ms']:.1f} ms "
@@ -954,7 +987,7 @@ def cmd_table(a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=["cache", "train", "finetune", "export", "eval", "bench", "bench-element", "table", "all"])
+    p.add_argument("stage", choices=["cache", "train", "finetune", "export", "eval", "bench", "bench-element", "stretches", "table", "all"])
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p.add_argument("--assets", default=os.environ.get("STYLIZE_ASSETS", os.path.join(here, "assets")))
     p.add_argument("--teacher", default=None, help="teacher ONNX (default ASSETS/models/multistyle26.onnx)")
@@ -988,6 +1021,7 @@ def main():
     p.add_argument("--sheet-styles", default="starry-swirls,mosaic,stained-glass,charcoal,pastel-wash,blend:starry-swirls+mosaic")
     p.add_argument("--sheets", default=os.path.join(here, "docs", "distill"))
     p.add_argument("--bench-iterations", type=int, default=30)
+    p.add_argument("--stretch-styles", default="pastel-wash,frosted", help="stretches: styles to check")
     p.add_argument("--rounds", type=int, default=6, help="bench-element: alternating rounds")
     p.add_argument("--cli", default=os.path.join(here, "target", "debug", "stylize"), help="bench-element: the stylize binary")
     a = p.parse_args()
