@@ -1,0 +1,175 @@
+//! Separable Gaussian blurs: exact for small σ, three box passes for large σ.
+
+/// Separable Gaussian blur (radius 3σ) of an interleaved image with `channels` channels,
+/// borders clamped. Both passes add whole shifted rows, so the inner loops are contiguous and
+/// vectorise.
+pub(super) fn gaussian_blur(
+    img: &[f32],
+    w: usize,
+    h: usize,
+    channels: usize,
+    sigma: f32,
+) -> Vec<f32> {
+    if sigma >= BOX_SIGMA {
+        return box_gaussian(img, w, h, channels, sigma);
+    }
+    let taps = gaussian_taps(sigma);
+    let radius = taps.len() / 2;
+    let row_len = w * channels;
+    // Horizontal: each row padded by repeating its edge pixels.
+    let mut across = vec![0f32; img.len()];
+    let mut padded = vec![0f32; (w + 2 * radius) * channels];
+    for (src, dst) in img
+        .chunks_exact(row_len)
+        .zip(across.chunks_exact_mut(row_len))
+    {
+        for (x, px) in padded.chunks_exact_mut(channels).enumerate() {
+            let sx = x.saturating_sub(radius).min(w - 1);
+            px.copy_from_slice(&src[sx * channels..][..channels]);
+        }
+        for (k, t) in taps.iter().enumerate() {
+            let shifted = &padded[k * channels..][..row_len];
+            for (d, v) in dst.iter_mut().zip(shifted) {
+                *d += t * v;
+            }
+        }
+    }
+    // Vertical: each output row is the weighted sum of clamped neighbouring rows.
+    let mut out = vec![0f32; img.len()];
+    for (y, dst) in out.chunks_exact_mut(row_len).enumerate() {
+        for (k, t) in taps.iter().enumerate() {
+            let sy = (y + k).saturating_sub(radius).min(h - 1);
+            for (d, v) in dst.iter_mut().zip(&across[sy * row_len..][..row_len]) {
+                *d += t * v;
+            }
+        }
+    }
+    out
+}
+
+/// The normalised taps of a Gaussian of `sigma`, radius 3σ (2·radius + 1 of them).
+pub(crate) fn gaussian_taps(sigma: f32) -> Vec<f32> {
+    let radius = (3.0 * sigma).ceil() as usize;
+    let taps: Vec<f32> = (0..=2 * radius)
+        .map(|k| {
+            let d = k as f32 - radius as f32;
+            (-d * d / (2.0 * sigma * sigma)).exp()
+        })
+        .collect();
+    let norm: f32 = taps.iter().sum();
+    taps.iter().map(|t| t / norm).collect()
+}
+
+/// From this σ on, a Gaussian is approximated by three box blurs (running sums: a cost per
+/// pixel independent of σ). The LK window (σ 3) and the energy window (σ 8) take this path;
+/// the detail split (σ 1.5) stays exact because it defines what "fine detail" is.
+pub(crate) const BOX_SIGMA: f32 = 2.5;
+
+/// Widths (odd) of three box blurs whose sequence has the variance of a Gaussian of `sigma`
+/// (Kovesi, "Fast almost-Gaussian filtering", 2010).
+pub(crate) fn boxes_for_gauss(sigma: f32) -> [usize; 3] {
+    let n = 3.0;
+    let ideal = (12.0 * sigma * sigma / n + 1.0).sqrt();
+    let mut lower = ideal.floor() as usize;
+    if lower.is_multiple_of(2) {
+        lower -= 1;
+    }
+    let wl = lower as f32;
+    let m = ((12.0 * sigma * sigma - n * wl * wl - 4.0 * n * wl - 3.0 * n) / (-4.0 * wl - 4.0))
+        .round() as usize;
+    std::array::from_fn(|i| if i < m { lower } else { lower + 2 })
+}
+
+/// Gaussian blur as three box blurs, each a horizontal then a vertical running sum, borders
+/// clamped like [`gaussian_blur`].
+pub(super) fn box_gaussian(
+    img: &[f32],
+    w: usize,
+    h: usize,
+    channels: usize,
+    sigma: f32,
+) -> Vec<f32> {
+    let mut a = img.to_vec();
+    box_gaussian_in_place(&mut a, &mut Vec::new(), w, h, channels, sigma);
+    a
+}
+
+/// [`box_gaussian`] of `img` in place, with `tmp` as the buffer between passes.
+pub(super) fn box_gaussian_in_place(
+    img: &mut [f32],
+    tmp: &mut Vec<f32>,
+    w: usize,
+    h: usize,
+    channels: usize,
+    sigma: f32,
+) {
+    tmp.resize(img.len(), 0.0);
+    for width in boxes_for_gauss(sigma) {
+        let r = width / 2;
+        box_rows(img, tmp, w, channels, r);
+        box_columns(tmp, img, w, h, channels, r);
+    }
+}
+
+pub(super) fn box_rows(src: &[f32], dst: &mut [f32], w: usize, channels: usize, r: usize) {
+    // The channel count as a constant lets the per-pixel channel loop unroll and vectorise.
+    match channels {
+        1 => box_rows_n::<1>(src, dst, w, r),
+        3 => box_rows_n::<3>(src, dst, w, r),
+        5 => box_rows_n::<5>(src, dst, w, r),
+        _ => unreachable!("box blur of {channels} channels"),
+    }
+}
+
+pub(super) fn box_rows_n<const C: usize>(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
+    let norm = 1.0 / (2 * r + 1) as f32;
+    let at = |x: isize| x.clamp(0, w as isize - 1) as usize * C;
+    for (s, d) in src.chunks_exact(w * C).zip(dst.chunks_exact_mut(w * C)) {
+        let mut acc = [0f32; C];
+        for k in -(r as isize)..=r as isize {
+            let px: &[f32; C] = s[at(k)..at(k) + C].try_into().expect("C values");
+            for c in 0..C {
+                acc[c] += px[c];
+            }
+        }
+        for (x, out) in d.chunks_exact_mut(C).enumerate() {
+            let x = x as isize;
+            let add: &[f32; C] = s[at(x + r as isize + 1)..][..C].try_into().expect("C");
+            let sub: &[f32; C] = s[at(x - r as isize)..][..C].try_into().expect("C");
+            for c in 0..C {
+                out[c] = acc[c] * norm;
+                acc[c] += add[c] - sub[c];
+            }
+        }
+    }
+}
+
+pub(super) fn box_columns(
+    src: &[f32],
+    dst: &mut [f32],
+    w: usize,
+    h: usize,
+    channels: usize,
+    r: usize,
+) {
+    let norm = 1.0 / (2 * r + 1) as f32;
+    let row_len = w * channels;
+    let row = |y: isize| {
+        let y = y.clamp(0, h as isize - 1) as usize;
+        &src[y * row_len..(y + 1) * row_len]
+    };
+    let mut acc = vec![0f32; row_len];
+    for k in -(r as isize)..=r as isize {
+        for (a, v) in acc.iter_mut().zip(row(k)) {
+            *a += v;
+        }
+    }
+    for (y, d) in dst.chunks_exact_mut(row_len).enumerate() {
+        let y = y as isize;
+        let (add, sub) = (row(y + r as isize + 1), row(y - r as isize));
+        for (((o, a), p), m) in d.iter_mut().zip(acc.iter_mut()).zip(add).zip(sub) {
+            *o = *a * norm;
+            *a += p - m;
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Dense motion between two grey images: block matching on a half-resolution level for
+//! large motions, dense Lucas–Kanade refinement per pixel, and the forward–backward check.
+
+use super::blur::box_gaussian_in_place;
+use super::grey::{bilinear, halve, GreyImage};
+
+/// Dense Lucas–Kanade refinement: steps, and the σ of its Gaussian window (pixels).
+const DENSE_STEPS: usize = 3;
+const DENSE_WINDOW_SIGMA: f32 = 3.0;
+/// Narrowest half-resolution image blocks are matched on (its own coarse level is half that).
+const MIN_HALF_WIDTH: usize = 80;
+/// Forward–backward check: a vector passes when the round trip misses by at most
+/// √(1 % of the motion² + this) pixels (flow resolution); dense vectors scatter by about a
+/// pixel on real video, and a tighter check would refresh (flicker) good matches.
+pub(crate) const CONSISTENCY_SLACK: f32 = 1.0;
+/// Vectors shorter than this (pixels) are taken as no motion.
+const STILL: f32 = 0.2;
+/// Block size (pixels of the grey image) for block matching, and the grid step between blocks.
+const BLOCK: usize = 8;
+const STEP: usize = 4;
+/// Search radius on the half-resolution level, and around its prediction on the full one.
+const COARSE_RADIUS: i32 = 4;
+const FINE_RADIUS: i32 = 2;
+
+/// Backward motion on a grid (block centres, or every pixel): for a point p of the current
+/// image, the matching point of the previous image is p + (dx, dy). Vectors are in pixels of
+/// the image the flow was estimated on; `sample` interpolates them anywhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flow {
+    /// Grid size; grid point (c, r) sits at pixel `origin + step·(c, r)`.
+    pub cols: usize,
+    pub rows: usize,
+    pub origin: f32,
+    pub step: f32,
+    pub dx: Vec<f32>,
+    pub dy: Vec<f32>,
+}
+
+impl Flow {
+    /// Zero motion on the block grid.
+    pub(super) fn zero(cols: usize, rows: usize) -> Self {
+        Self {
+            cols,
+            rows,
+            origin: (BLOCK as f32 - 1.0) / 2.0,
+            step: STEP as f32,
+            dx: vec![0.0; cols * rows],
+            dy: vec![0.0; cols * rows],
+        }
+    }
+
+    /// Motion at pixel (x, y) of an image `scale` times the estimation image: the vector
+    /// in the estimation image's pixels. A dense flow at the same size is a lookup.
+    #[inline(always)]
+    pub(super) fn at_pixel(&self, x: usize, y: usize, scale: f32) -> (f32, f32) {
+        if scale == 1.0 && self.step == 1.0 && self.origin == 0.0 {
+            let i = y * self.cols + x;
+            return (self.dx[i], self.dy[i]);
+        }
+        self.sample(to_smaller(x, scale), to_smaller(y, scale))
+    }
+
+    /// Motion at a pixel of the estimation image (bilinear between grid points).
+    #[inline(always)]
+    pub fn sample(&self, x: f32, y: f32) -> (f32, f32) {
+        let gx = (x - self.origin) / self.step;
+        let gy = (y - self.origin) / self.step;
+        let at = |v: &Vec<f32>| bilinear(gx, gy, self.cols, self.rows, |c, r| v[r * self.cols + c]);
+        (at(&self.dx), at(&self.dy))
+    }
+}
+
+/// Sum of absolute differences of the block at (bx, by) in `cur` against `prev` displaced by
+/// an integer (dx, dy); `None` when the displaced block leaves the image.
+pub(super) fn sad(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    bx: usize,
+    by: usize,
+    dx: i32,
+    dy: i32,
+) -> Option<f32> {
+    let (px, py) = (bx as i32 + dx, by as i32 + dy);
+    if px < 0 || py < 0 || px as usize + BLOCK > prev.width || py as usize + BLOCK > prev.height {
+        return None;
+    }
+    let (px, py) = (px as usize, py as usize);
+    // One accumulator per column: a float sum in a fixed order does not vectorise.
+    let mut acc = [0f32; BLOCK];
+    for r in 0..BLOCK {
+        let c = &cur.data[(by + r) * cur.width + bx..][..BLOCK];
+        let p = &prev.data[(py + r) * prev.width + px..][..BLOCK];
+        for ((a, c), p) in acc.iter_mut().zip(c).zip(p) {
+            *a += (c - p).abs();
+        }
+    }
+    Some(acc.iter().sum())
+}
+
+/// Best integer vector within `radius` of `centre` (ties go to the smaller vector, so flat
+/// areas stay still), refined to sub-pixel by Lucas–Kanade.
+pub(super) fn match_block(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    bx: usize,
+    by: usize,
+    centre: (i32, i32),
+    radius: i32,
+) -> (f32, f32) {
+    let mut best = (0i32, 0i32);
+    let mut best_cost = sad(cur, prev, bx, by, 0, 0).unwrap_or(f32::INFINITY);
+    for dy in centre.1 - radius..=centre.1 + radius {
+        for dx in centre.0 - radius..=centre.0 + radius {
+            let Some(cost) = sad(cur, prev, bx, by, dx, dy) else {
+                continue;
+            };
+            let smaller = dx.abs() + dy.abs() < best.0.abs() + best.1.abs();
+            if cost < best_cost - 1e-3 || (cost <= best_cost + 1e-3 && smaller) {
+                best = (dx, dy);
+                best_cost = cost;
+            }
+        }
+    }
+    if !best_cost.is_finite() {
+        return (0.0, 0.0);
+    }
+    let (fx, fy) = lucas_kanade(cur, prev, bx, by, best);
+    (best.0 as f32 + fx, best.1 as f32 + fy)
+}
+
+/// Sub-pixel refinement of an integer match: two Lucas–Kanade steps on the block (solve
+/// the 2×2 normal equations of the linearised brightness constancy). Zero when the residual
+/// is zero, and skipped on flat blocks whose gradients cannot fix a direction.
+pub(super) fn lucas_kanade(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    bx: usize,
+    by: usize,
+    best: (i32, i32),
+) -> (f32, f32) {
+    let (mut fx, mut fy) = (0f32, 0f32);
+    for _ in 0..2 {
+        let (mut gxx, mut gxy, mut gyy, mut bxe, mut bye) = (0f32, 0f32, 0f32, 0f32, 0f32);
+        for r in 0..BLOCK {
+            for c in 0..BLOCK {
+                let x = (bx + c) as f32 + best.0 as f32 + fx;
+                let y = (by + r) as f32 + best.1 as f32 + fy;
+                let gx = 0.5 * (prev.sample(x + 1.0, y) - prev.sample(x - 1.0, y));
+                let gy = 0.5 * (prev.sample(x, y + 1.0) - prev.sample(x, y - 1.0));
+                let e = prev.sample(x, y) - cur.at(bx + c, by + r);
+                gxx += gx * gx;
+                gxy += gx * gy;
+                gyy += gy * gy;
+                bxe += gx * e;
+                bye += gy * e;
+            }
+        }
+        let det = gxx * gyy - gxy * gxy;
+        // Flat or one-dimensional texture: no reliable sub-pixel direction.
+        if det <= 1e-3 * (gxx + gyy).powi(2).max(1e-6) {
+            break;
+        }
+        let dx = -(gyy * bxe - gxy * bye) / det;
+        let dy = -(gxx * bye - gxy * bxe) / det;
+        fx = (fx + dx).clamp(-1.0, 1.0);
+        fy = (fy + dy).clamp(-1.0, 1.0);
+    }
+    (fx, fy)
+}
+
+pub(super) fn grid(img: &GreyImage) -> (usize, usize) {
+    let n = |len: usize| {
+        if len < BLOCK {
+            0
+        } else {
+            (len - BLOCK) / STEP + 1
+        }
+    };
+    (n(img.width), n(img.height))
+}
+
+pub(super) fn block_flow(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    radius: i32,
+    predict: impl Fn(f32, f32) -> (f32, f32),
+) -> Flow {
+    let (cols, rows) = grid(cur);
+    let mut flow = Flow::zero(cols, rows);
+    for r in 0..rows {
+        for c in 0..cols {
+            let (bx, by) = (c * STEP, r * STEP);
+            let centre = (BLOCK as f32 - 1.0) / 2.0;
+            let (px, py) = predict(bx as f32 + centre, by as f32 + centre);
+            let (dx, dy) = match_block(
+                cur,
+                prev,
+                bx,
+                by,
+                (px.round() as i32, py.round() as i32),
+                radius,
+            );
+            flow.dx[r * cols + c] = dx;
+            flow.dy[r * cols + c] = dy;
+        }
+    }
+    median3(&mut flow);
+    flow
+}
+
+/// 3×3 vector median (per component) over the block grid: removes isolated wrong matches.
+pub(super) fn median3(flow: &mut Flow) {
+    let (cols, rows) = (flow.cols, flow.rows);
+    for v in [&mut flow.dx, &mut flow.dy] {
+        let src = v.clone();
+        for r in 0..rows {
+            for c in 0..cols {
+                let mut window = [0f32; 9];
+                let mut n = 0;
+                for rr in r.saturating_sub(1)..(r + 2).min(rows) {
+                    for cc in c.saturating_sub(1)..(c + 2).min(cols) {
+                        window[n] = src[rr * cols + cc];
+                        n += 1;
+                    }
+                }
+                let w = &mut window[..n];
+                w.sort_by(f32::total_cmp);
+                v[r * cols + c] = w[n / 2];
+            }
+        }
+    }
+}
+
+/// Position on an image `scale` times smaller of pixel `i`'s centre (pixel centres align).
+pub(super) fn to_smaller(i: usize, scale: f32) -> f32 {
+    (i as f32 + 0.5) / scale - 0.5
+}
+
+/// Motion from `cur` back to `prev` on a block grid: block matching on a half-resolution
+/// level, then refined around that prediction at full resolution.
+pub(super) fn block_motion(cur: &GreyImage, prev: &GreyImage) -> Flow {
+    let (cols, rows) = grid(cur);
+    if cols == 0 || rows == 0 {
+        return Flow::zero(cols, rows);
+    }
+    let (cur_half, prev_half) = (halve(cur), halve(prev));
+    let coarse = if grid(&cur_half).0 > 0 && grid(&cur_half).1 > 0 {
+        Some(block_flow(&cur_half, &prev_half, COARSE_RADIUS, |_, _| {
+            (0.0, 0.0)
+        }))
+    } else {
+        None
+    };
+    block_flow(cur, prev, FINE_RADIUS, |x, y| match &coarse {
+        Some(f) => {
+            let (dx, dy) = f.sample(x / 2.0, y / 2.0);
+            (2.0 * dx, 2.0 * dy)
+        }
+        None => (0.0, 0.0),
+    })
+}
+
+/// Dense motion from `cur` back to `prev` (same size): block matching on the half-resolution
+/// image finds large motions robustly, then a few dense Lucas–Kanade steps per pixel at full
+/// resolution fit the vectors to the image. Block vectors alone are piecewise constant (one
+/// per 8×8 block): texture carried along them lands up to a pixel off where the motion is not
+/// a translation, which shows as flicker again.
+pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
+    let (w, h) = (cur.width, cur.height);
+    let mut flow = Flow {
+        cols: w,
+        rows: h,
+        origin: 0.0,
+        step: 1.0,
+        dx: vec![0.0; w * h],
+        dy: vec![0.0; w * h],
+    };
+    if prev.width != w || prev.height != h || w < 2 * BLOCK || h < 2 * BLOCK {
+        return flow;
+    }
+    // Blocks are matched at half resolution unless that would leave too few of them.
+    let (blocks, scale) = if w / 2 >= MIN_HALF_WIDTH {
+        (block_motion(&halve(cur), &halve(prev)), 2.0)
+    } else {
+        (block_motion(cur, prev), 1.0)
+    };
+    for y in 0..h {
+        for x in 0..w {
+            let (gx, gy) = (to_smaller(x, scale), to_smaller(y, scale));
+            let (dx, dy) = blocks.sample(gx, gy);
+            flow.dx[y * w + x] = scale * dx;
+            flow.dy[y * w + x] = scale * dy;
+        }
+    }
+    let mut scratch = LkScratch::default();
+    for _ in 0..DENSE_STEPS {
+        dense_lucas_kanade_step(cur, prev, &mut flow, &mut scratch);
+    }
+    // Still areas: sensor noise gives them tiny vectors, and resampling a texture at tiny
+    // offsets frame after frame slowly blurs it. Nothing that slow is visible as motion.
+    for (dx, dy) in flow.dx.iter_mut().zip(flow.dy.iter_mut()) {
+        if dx.hypot(*dy) < STILL {
+            (*dx, *dy) = (0.0, 0.0);
+        }
+    }
+    flow
+}
+
+/// Buffers of the Lucas–Kanade steps, kept from one step to the next: fresh multi-megabyte
+/// buffers cost a page fault per 4 KiB on every step.
+#[derive(Default)]
+pub(super) struct LkScratch {
+    warped: Vec<f32>,
+    terms: Vec<f32>,
+    tmp: Vec<f32>,
+}
+
+/// One Lucas–Kanade step at every pixel: linearise `prev` around the current match, sum the
+/// normal equations over a Gaussian window, solve the 2×2 system, update (at most 1 px per
+/// step). Flat or one-dimensional windows keep their vector.
+pub(super) fn dense_lucas_kanade_step(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    flow: &mut Flow,
+    scratch: &mut LkScratch,
+) {
+    let (w, h) = (cur.width, cur.height);
+    // `prev` warped by the current vectors; its central differences stand in for the gradient
+    // of `prev` at the matched points (one bilinear sample per pixel instead of five).
+    let LkScratch { warped, terms, tmp } = scratch;
+    warped.resize(w * h, 0.0);
+    for (i, v) in warped.iter_mut().enumerate() {
+        let (x, y) = ((i % w) as f32, (i / w) as f32);
+        *v = prev.sample(x + flow.dx[i], y + flow.dy[i]);
+    }
+    // Per pixel: gx², gx·gy, gy², gx·e, gy·e, interleaved for one blur.
+    terms.resize(w * h * 5, 0.0);
+    for y in 0..h {
+        let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
+        for x in 0..w {
+            let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
+            let i = y * w + x;
+            let gx = (warped[y * w + right] - warped[y * w + left]) / (right - left) as f32;
+            let gy = (warped[down * w + x] - warped[up * w + x]) / (down - up) as f32;
+            let e = warped[i] - cur.at(x, y);
+            terms[i * 5..i * 5 + 5].copy_from_slice(&[gx * gx, gx * gy, gy * gy, gx * e, gy * e]);
+        }
+    }
+    box_gaussian_in_place(terms, tmp, w, h, 5, DENSE_WINDOW_SIGMA);
+    let sums = &*terms;
+    for (i, t) in sums.chunks_exact(5).enumerate() {
+        let [gxx, gxy, gyy, bxe, bye] = [t[0], t[1], t[2], t[3], t[4]];
+        let det = gxx * gyy - gxy * gxy;
+        if det <= 1e-2 * (gxx + gyy).powi(2).max(1e-3) {
+            continue;
+        }
+        let dx = -(gyy * bxe - gxy * bye) / det;
+        let dy = -(gxx * bye - gxy * bxe) / det;
+        flow.dx[i] += dx.clamp(-1.0, 1.0);
+        flow.dy[i] += dy.clamp(-1.0, 1.0);
+    }
+}
+
+/// 1 where the backward flow (current → previous) and the forward flow (previous → current)
+/// agree, 0 where they do not: pixels uncovered by a moving object have no true match in the
+/// previous frame, and their backward vector, borrowed from the object, fails this check
+/// (Sundaram et al. 2010). Per pixel of an image `scale` times the flow's size.
+pub fn consistency_mask(
+    back: &Flow,
+    fwd: &Flow,
+    width: usize,
+    height: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let mut mask = vec![0f32; width * height];
+    for y in 0..height {
+        for x in 0..width {
+            let (gx, gy) = (to_smaller(x, scale), to_smaller(y, scale));
+            let (bx, by) = back.at_pixel(x, y, scale);
+            let (fx, fy) = fwd.sample(gx + bx, gy + by);
+            let (ex, ey) = (bx + fx, by + fy);
+            let mag = bx * bx + by * by + fx * fx + fy * fy;
+            if ex * ex + ey * ey <= 0.01 * mag + CONSISTENCY_SLACK {
+                mask[y * width + x] = 1.0;
+            }
+        }
+    }
+    mask
+}

@@ -1,0 +1,83 @@
+//! Grey images for motion estimation: conversion, downscaling, bilinear sampling.
+
+use crate::frame::RgbImage;
+
+/// A single-channel float image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreyImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+impl GreyImage {
+    pub(super) fn at(&self, x: usize, y: usize) -> f32 {
+        self.data[y * self.width + x]
+    }
+
+    /// Bilinear sample with clamping at the borders.
+    #[inline(always)]
+    pub(super) fn sample(&self, x: f32, y: f32) -> f32 {
+        bilinear(x, y, self.width, self.height, |xi, yi| self.at(xi, yi))
+    }
+}
+
+/// Luma (BT.601) averaged over `factor`×`factor` boxes.
+pub fn grey_downscaled(img: &RgbImage, factor: usize) -> GreyImage {
+    let factor = factor.max(1);
+    let (w, h) = ((img.width / factor).max(1), (img.height / factor).max(1));
+    let mut data = vec![0f32; w * h];
+    for (y, row) in data.chunks_exact_mut(w).enumerate() {
+        for (x, out) in row.iter_mut().enumerate() {
+            let mut sum = 0f32;
+            let mut n = 0f32;
+            for sy in y * factor..((y + 1) * factor).min(img.height) {
+                for sx in x * factor..((x + 1) * factor).min(img.width) {
+                    let p = &img.data[(sy * img.width + sx) * 3..][..3];
+                    sum +=
+                        0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+                    n += 1.0;
+                }
+            }
+            *out = sum / n.max(1.0);
+        }
+    }
+    GreyImage {
+        width: w,
+        height: h,
+        data,
+    }
+}
+
+pub(super) fn halve(img: &GreyImage) -> GreyImage {
+    let (w, h) = ((img.width / 2).max(1), (img.height / 2).max(1));
+    let mut data = vec![0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (x0, y0) = ((2 * x).min(img.width - 1), (2 * y).min(img.height - 1));
+            let (x1, y1) = ((x0 + 1).min(img.width - 1), (y0 + 1).min(img.height - 1));
+            data[y * w + x] =
+                0.25 * (img.at(x0, y0) + img.at(x1, y0) + img.at(x0, y1) + img.at(x1, y1));
+        }
+    }
+    GreyImage {
+        width: w,
+        height: h,
+        data,
+    }
+}
+
+/// Bilinear interpolation of `f` at (x, y), coordinates clamped to the image. Inlined: it
+/// runs a dozen times per pixel, and a call per sample cost more than the arithmetic.
+#[inline(always)]
+pub(super) fn bilinear(x: f32, y: f32, w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> f32 {
+    let x = x.clamp(0.0, (w - 1) as f32);
+    let y = y.clamp(0.0, (h - 1) as f32);
+    // Both are ≥ 0 here, so truncation is the floor (and no libm call on baseline x86-64).
+    let (x0, y0) = (x as usize, y as usize);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let top = f(x0, y0) * (1.0 - fx) + f(x1, y0) * fx;
+    let bottom = f(x0, y1) * (1.0 - fx) + f(x1, y1) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
