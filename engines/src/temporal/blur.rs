@@ -1,8 +1,11 @@
-//! Separable Gaussian blurs: exact for small σ, three box passes for large σ.
+//! Separable Gaussian blurs: exact for small σ, three box passes for large σ. Both run in
+//! bands of rows ([`super::par`]) into buffers the caller keeps.
+
+use super::par::for_bands;
 
 /// Separable Gaussian blur (radius 3σ) of an interleaved image with `channels` channels,
-/// borders clamped. Both passes add whole shifted rows, so the inner loops are contiguous and
-/// vectorise.
+/// borders clamped.
+#[cfg(test)]
 pub(super) fn gaussian_blur(
     img: &[f32],
     w: usize,
@@ -10,9 +13,71 @@ pub(super) fn gaussian_blur(
     channels: usize,
     sigma: f32,
 ) -> Vec<f32> {
+    let mut out = Vec::new();
+    gaussian_blur_into(img, &mut out, &mut Vec::new(), w, h, channels, sigma, 1);
+    out
+}
+
+/// [`gaussian_blur`] into `out`, with `tmp` between the passes, on up to `threads` threads.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gaussian_blur_into(
+    img: &[f32],
+    out: &mut Vec<f32>,
+    tmp: &mut Vec<f32>,
+    w: usize,
+    h: usize,
+    channels: usize,
+    sigma: f32,
+    threads: usize,
+) {
+    out.resize(img.len(), 0.0);
     if sigma >= BOX_SIGMA {
-        return box_gaussian(img, w, h, channels, sigma);
+        out.copy_from_slice(img);
+        box_gaussian_in_place(out, tmp, w, h, channels, sigma, threads);
+        return;
     }
+    let taps = gaussian_taps(sigma);
+    let radius = taps.len() / 2;
+    let row_len = w * channels;
+    tmp.resize(img.len(), 0.0);
+    // Horizontal: each row padded by repeating its edge pixels; whole shifted rows are added,
+    // so the inner loops are contiguous and vectorise.
+    for_bands(tmp, row_len, threads, |rows, band| {
+        let mut padded = vec![0f32; (w + 2 * radius) * channels];
+        for (src, dst) in img[rows.start * row_len..rows.end * row_len]
+            .chunks_exact(row_len)
+            .zip(band.chunks_exact_mut(row_len))
+        {
+            for (x, px) in padded.chunks_exact_mut(channels).enumerate() {
+                let sx = x.saturating_sub(radius).min(w - 1);
+                px.copy_from_slice(&src[sx * channels..][..channels]);
+            }
+            dst.fill(0.0);
+            for (k, t) in taps.iter().enumerate() {
+                let shifted = &padded[k * channels..][..row_len];
+                for (d, v) in dst.iter_mut().zip(shifted) {
+                    *d += t * v;
+                }
+            }
+        }
+    });
+    // Vertical: each output row is the weighted sum of clamped neighbouring rows.
+    let across = &*tmp;
+    for_bands(out, row_len, threads, |rows, band| {
+        for (y, dst) in rows.zip(band.chunks_exact_mut(row_len)) {
+            dst.fill(0.0);
+            for (k, t) in taps.iter().enumerate() {
+                let sy = (y + k).saturating_sub(radius).min(h - 1);
+                for (d, v) in dst.iter_mut().zip(&across[sy * row_len..][..row_len]) {
+                    *d += t * v;
+                }
+            }
+        }
+    });
+}
+
+/// Normalised taps of a Gaussian of `sigma`, radius ⌈3σ⌉.
+fn gaussian_taps(sigma: f32) -> Vec<f32> {
     let radius = (3.0 * sigma).ceil() as usize;
     let taps: Vec<f32> = (0..=2 * radius)
         .map(|k| {
@@ -21,37 +86,7 @@ pub(super) fn gaussian_blur(
         })
         .collect();
     let norm: f32 = taps.iter().sum();
-    let taps: Vec<f32> = taps.iter().map(|t| t / norm).collect();
-    let row_len = w * channels;
-    // Horizontal: each row padded by repeating its edge pixels.
-    let mut across = vec![0f32; img.len()];
-    let mut padded = vec![0f32; (w + 2 * radius) * channels];
-    for (src, dst) in img
-        .chunks_exact(row_len)
-        .zip(across.chunks_exact_mut(row_len))
-    {
-        for (x, px) in padded.chunks_exact_mut(channels).enumerate() {
-            let sx = x.saturating_sub(radius).min(w - 1);
-            px.copy_from_slice(&src[sx * channels..][..channels]);
-        }
-        for (k, t) in taps.iter().enumerate() {
-            let shifted = &padded[k * channels..][..row_len];
-            for (d, v) in dst.iter_mut().zip(shifted) {
-                *d += t * v;
-            }
-        }
-    }
-    // Vertical: each output row is the weighted sum of clamped neighbouring rows.
-    let mut out = vec![0f32; img.len()];
-    for (y, dst) in out.chunks_exact_mut(row_len).enumerate() {
-        for (k, t) in taps.iter().enumerate() {
-            let sy = (y + k).saturating_sub(radius).min(h - 1);
-            for (d, v) in dst.iter_mut().zip(&across[sy * row_len..][..row_len]) {
-                *d += t * v;
-            }
-        }
-    }
-    out
+    taps.iter().map(|t| t / norm).collect()
 }
 
 /// From this σ on, a Gaussian is approximated by three box blurs (running sums: a cost per
@@ -76,6 +111,7 @@ pub(super) fn boxes_for_gauss(sigma: f32) -> [usize; 3] {
 
 /// Gaussian blur as three box blurs, each a horizontal then a vertical running sum, borders
 /// clamped like [`gaussian_blur`].
+#[cfg(test)]
 pub(super) fn box_gaussian(
     img: &[f32],
     w: usize,
@@ -84,11 +120,12 @@ pub(super) fn box_gaussian(
     sigma: f32,
 ) -> Vec<f32> {
     let mut a = img.to_vec();
-    box_gaussian_in_place(&mut a, &mut Vec::new(), w, h, channels, sigma);
+    box_gaussian_in_place(&mut a, &mut Vec::new(), w, h, channels, sigma, 1);
     a
 }
 
-/// [`box_gaussian`] of `img` in place, with `tmp` as the buffer between passes.
+/// [`box_gaussian`] of `img` in place, with `tmp` as the buffer between passes, on up to
+/// `threads` threads.
 pub(super) fn box_gaussian_in_place(
     img: &mut [f32],
     tmp: &mut Vec<f32>,
@@ -96,12 +133,26 @@ pub(super) fn box_gaussian_in_place(
     h: usize,
     channels: usize,
     sigma: f32,
+    threads: usize,
 ) {
     tmp.resize(img.len(), 0.0);
+    let row_len = w * channels;
     for width in boxes_for_gauss(sigma) {
         let r = width / 2;
-        box_rows(img, tmp, w, channels, r);
-        box_columns(tmp, img, w, h, channels, r);
+        let src = &*img;
+        for_bands(tmp, row_len, threads, |rows, band| {
+            box_rows(
+                &src[rows.start * row_len..rows.end * row_len],
+                band,
+                w,
+                channels,
+                r,
+            );
+        });
+        let src = &*tmp;
+        for_bands(img, row_len, threads, |rows, band| {
+            box_columns(src, band, rows.start, w, h, channels, r);
+        });
     }
 }
 
@@ -138,9 +189,13 @@ pub(super) fn box_rows_n<const C: usize>(src: &[f32], dst: &mut [f32], w: usize,
     }
 }
 
+/// Vertical running sums of `src` (the whole image) for the rows of `dst`, a band of the
+/// output that starts at row `y0`. Each band starts its sum afresh, so the result does not
+/// depend on how the rows are split.
 pub(super) fn box_columns(
     src: &[f32],
     dst: &mut [f32],
+    y0: usize,
     w: usize,
     h: usize,
     channels: usize,
@@ -152,14 +207,15 @@ pub(super) fn box_columns(
         let y = y.clamp(0, h as isize - 1) as usize;
         &src[y * row_len..(y + 1) * row_len]
     };
+    let y0 = y0 as isize;
     let mut acc = vec![0f32; row_len];
     for k in -(r as isize)..=r as isize {
-        for (a, v) in acc.iter_mut().zip(row(k)) {
+        for (a, v) in acc.iter_mut().zip(row(y0 + k)) {
             *a += v;
         }
     }
-    for (y, d) in dst.chunks_exact_mut(row_len).enumerate() {
-        let y = y as isize;
+    for (i, d) in dst.chunks_exact_mut(row_len).enumerate() {
+        let y = y0 + i as isize;
         let (add, sub) = (row(y + r as isize + 1), row(y - r as isize));
         for (((o, a), p), m) in d.iter_mut().zip(acc.iter_mut()).zip(add).zip(sub) {
             *o = *a * norm;

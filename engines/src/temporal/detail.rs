@@ -1,6 +1,7 @@
 //! Fine-detail energy matching: propagated texture keeps the current frame's stroke energy.
 
-use super::blur::gaussian_blur;
+use super::blur::gaussian_blur_into;
+use super::par::for_bands;
 
 /// Fine detail is what a σ = 1.5 px blur removes; its energy is matched to the current frame's
 /// over a σ = 8 px window, with a gain of at most 1.5 (or at least 1/1.5).
@@ -8,17 +9,54 @@ const DETAIL_SIGMA: f32 = 1.5;
 const ENERGY_SIGMA: f32 = 8.0;
 const MAX_DETAIL_GAIN: f32 = 1.5;
 
+/// Buffers of [`restore_detail_with`], kept from one frame to the next.
+#[derive(Default)]
+pub(super) struct DetailScratch {
+    base: Vec<f32>,
+    power: Vec<f32>,
+    energy: Vec<f32>,
+    target: Vec<f32>,
+    tmp: Vec<f32>,
+}
+
 /// Fine detail (the image minus its σ = `DETAIL_SIGMA` blur) and its local energy (mean over
 /// channels of detail², averaged over a σ = `ENERGY_SIGMA` window).
+#[cfg(test)]
 pub(super) fn detail_and_energy(img: &[f32], w: usize, h: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let base = gaussian_blur(img, w, h, 3, DETAIL_SIGMA);
-    let detail: Vec<f32> = img.iter().zip(&base).map(|(v, b)| v - b).collect();
-    let power: Vec<f32> = detail
-        .chunks_exact(3)
-        .map(|d| d.iter().map(|v| v * v).sum::<f32>() / 3.0)
-        .collect();
-    let energy = gaussian_blur(&power, w, h, 1, ENERGY_SIGMA);
-    (base, detail, energy)
+    let mut s = DetailScratch::default();
+    let mut energy = Vec::new();
+    base_and_energy(img, &mut energy, &mut s, w, h, 1);
+    let detail = img.iter().zip(&s.base).map(|(v, b)| v - b).collect();
+    (s.base, detail, energy)
+}
+
+/// The σ `DETAIL_SIGMA` blur of `img` into `s.base`, and the local energy of its fine detail
+/// into `energy`.
+fn base_and_energy(
+    img: &[f32],
+    energy: &mut Vec<f32>,
+    s: &mut DetailScratch,
+    w: usize,
+    h: usize,
+    threads: usize,
+) {
+    gaussian_blur_into(img, &mut s.base, &mut s.tmp, w, h, 3, DETAIL_SIGMA, threads);
+    s.power.resize(w * h, 0.0);
+    let base = &s.base;
+    for_bands(&mut s.power, w, threads, |rows, band| {
+        let px = rows.start * w * 3..rows.end * w * 3;
+        for ((p, v), b) in band
+            .iter_mut()
+            .zip(img[px.clone()].chunks_exact(3))
+            .zip(base[px].chunks_exact(3))
+        {
+            let d = [v[0] - b[0], v[1] - b[1], v[2] - b[2]];
+            *p = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) / 3.0;
+        }
+    });
+    let power = std::mem::take(&mut s.power);
+    gaussian_blur_into(&power, energy, &mut s.tmp, w, h, 1, ENERGY_SIGMA, threads);
+    s.power = power;
 }
 
 /// Give `propagated` the fine-detail energy of `current` (this frame's own stylization),
@@ -28,15 +66,39 @@ pub(super) fn detail_and_energy(img: &[f32], w: usize, h: usize) -> (Vec<f32>, V
 /// change how the output relates to the content. Matching the energy to the frame the net
 /// painted now keeps the texture's statistics those of a single stylized frame. The gain is
 /// bounded both ways so a wrong estimate cannot add or remove much.
+#[cfg(test)]
 pub(super) fn restore_detail(propagated: &mut [f32], current: &[f32], w: usize, h: usize) {
-    let (_, _, target) = detail_and_energy(current, w, h);
-    let (base, detail, energy) = detail_and_energy(propagated, w, h);
-    for (i, px) in propagated.chunks_exact_mut(3).enumerate() {
-        let gain = ((target[i] + 1.0) / (energy[i] + 1.0))
-            .sqrt()
-            .clamp(1.0 / MAX_DETAIL_GAIN, MAX_DETAIL_GAIN);
-        for (c, v) in px.iter_mut().enumerate() {
-            *v = base[i * 3 + c] + gain * detail[i * 3 + c];
+    restore_detail_with(propagated, current, w, h, &mut DetailScratch::default(), 1);
+}
+
+/// [`restore_detail`] with kept buffers, on up to `threads` threads.
+pub(super) fn restore_detail_with(
+    propagated: &mut [f32],
+    current: &[f32],
+    w: usize,
+    h: usize,
+    s: &mut DetailScratch,
+    threads: usize,
+) {
+    let mut target = std::mem::take(&mut s.target);
+    let mut energy = std::mem::take(&mut s.energy);
+    base_and_energy(current, &mut target, s, w, h, threads);
+    base_and_energy(propagated, &mut energy, s, w, h, threads);
+    let base = &s.base;
+    for_bands(propagated, w * 3, threads, |rows, band| {
+        for (y, row) in rows.zip(band.chunks_exact_mut(w * 3)) {
+            for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                let i = y * w + x;
+                let gain = ((target[i] + 1.0) / (energy[i] + 1.0))
+                    .sqrt()
+                    .clamp(1.0 / MAX_DETAIL_GAIN, MAX_DETAIL_GAIN);
+                for (c, v) in px.iter_mut().enumerate() {
+                    let b = base[i * 3 + c];
+                    *v = b + gain * (*v - b);
+                }
+            }
         }
-    }
+    });
+    s.target = target;
+    s.energy = energy;
 }

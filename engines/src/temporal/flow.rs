@@ -3,6 +3,7 @@
 
 use super::blur::box_gaussian_in_place;
 use super::grey::{bilinear, halve, GreyImage};
+use super::par::{for_bands, for_bands2};
 
 /// Dense Lucas–Kanade refinement: steps, and the σ of its Gaussian window (pixels).
 const DENSE_STEPS: usize = 3;
@@ -266,17 +267,45 @@ pub(super) fn block_motion(cur: &GreyImage, prev: &GreyImage) -> Flow {
 /// per 8×8 block): texture carried along them lands up to a pixel off where the motion is not
 /// a translation, which shows as flicker again.
 pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
+    let mut flow = Flow::dense(0, 0);
+    estimate_flow_into(cur, prev, &mut flow, &mut LkScratch::default(), 1);
+    flow
+}
+
+impl Flow {
+    /// Zero motion at every pixel of a `w`×`h` image.
+    pub(super) fn dense(w: usize, h: usize) -> Self {
+        Self {
+            cols: w,
+            rows: h,
+            origin: 0.0,
+            step: 1.0,
+            dx: vec![0.0; w * h],
+            dy: vec![0.0; w * h],
+        }
+    }
+}
+
+/// [`estimate_flow`] into a kept flow and buffers, its per-pixel steps on up to `threads`
+/// threads.
+pub(super) fn estimate_flow_into(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    flow: &mut Flow,
+    scratch: &mut LkScratch,
+    threads: usize,
+) {
     let (w, h) = (cur.width, cur.height);
-    let mut flow = Flow {
-        cols: w,
-        rows: h,
-        origin: 0.0,
-        step: 1.0,
-        dx: vec![0.0; w * h],
-        dy: vec![0.0; w * h],
-    };
+    flow.cols = w;
+    flow.rows = h;
+    flow.origin = 0.0;
+    flow.step = 1.0;
+    flow.dx.clear();
+    flow.dx.resize(w * h, 0.0);
+    flow.dy.clear();
+    flow.dy.resize(w * h, 0.0);
     if prev.width != w || prev.height != h || w < 2 * BLOCK || h < 2 * BLOCK {
-        return flow;
+        return;
     }
     // Blocks are matched at half resolution unless that would leave too few of them.
     let (blocks, scale) = if w / 2 >= MIN_HALF_WIDTH {
@@ -284,17 +313,17 @@ pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
     } else {
         (block_motion(cur, prev), 1.0)
     };
-    for y in 0..h {
-        for x in 0..w {
-            let (gx, gy) = (to_smaller(x, scale), to_smaller(y, scale));
-            let (dx, dy) = blocks.sample(gx, gy);
-            flow.dx[y * w + x] = scale * dx;
-            flow.dy[y * w + x] = scale * dy;
+    for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, bx, by| {
+        let rows = rows.zip(bx.chunks_exact_mut(w).zip(by.chunks_exact_mut(w)));
+        for (y, (rx, ry)) in rows {
+            for (x, (vx, vy)) in rx.iter_mut().zip(ry.iter_mut()).enumerate() {
+                let (dx, dy) = blocks.sample(to_smaller(x, scale), to_smaller(y, scale));
+                (*vx, *vy) = (scale * dx, scale * dy);
+            }
         }
-    }
-    let mut scratch = LkScratch::default();
+    });
     for _ in 0..DENSE_STEPS {
-        dense_lucas_kanade_step(cur, prev, &mut flow, &mut scratch);
+        dense_lucas_kanade_step(cur, prev, flow, scratch, threads);
     }
     // Still areas: sensor noise gives them tiny vectors, and resampling a texture at tiny
     // offsets frame after frame slowly blurs it. Nothing that slow is visible as motion.
@@ -303,11 +332,10 @@ pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
             (*dx, *dy) = (0.0, 0.0);
         }
     }
-    flow
 }
 
-/// Buffers of the Lucas–Kanade steps, kept from one step to the next: fresh multi-megabyte
-/// buffers cost a page fault per 4 KiB on every step.
+/// Buffers of the Lucas–Kanade steps, kept from one step (and frame) to the next: fresh
+/// multi-megabyte buffers cost a page fault per 4 KiB on every step.
 #[derive(Default)]
 pub(super) struct LkScratch {
     warped: Vec<f32>,
@@ -323,42 +351,65 @@ pub(super) fn dense_lucas_kanade_step(
     prev: &GreyImage,
     flow: &mut Flow,
     scratch: &mut LkScratch,
+    threads: usize,
 ) {
     let (w, h) = (cur.width, cur.height);
     // `prev` warped by the current vectors; its central differences stand in for the gradient
     // of `prev` at the matched points (one bilinear sample per pixel instead of five).
     let LkScratch { warped, terms, tmp } = scratch;
     warped.resize(w * h, 0.0);
-    for (i, v) in warped.iter_mut().enumerate() {
-        let (x, y) = ((i % w) as f32, (i / w) as f32);
-        *v = prev.sample(x + flow.dx[i], y + flow.dy[i]);
-    }
+    let (fdx, fdy) = (&flow.dx, &flow.dy);
+    for_bands(warped, w, threads, |rows, band| {
+        for (y, row) in rows.zip(band.chunks_exact_mut(w)) {
+            for (x, v) in row.iter_mut().enumerate() {
+                let i = y * w + x;
+                *v = prev.sample(x as f32 + fdx[i], y as f32 + fdy[i]);
+            }
+        }
+    });
     // Per pixel: gx², gx·gy, gy², gx·e, gy·e, interleaved for one blur.
     terms.resize(w * h * 5, 0.0);
-    for y in 0..h {
-        let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
-        for x in 0..w {
-            let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
-            let i = y * w + x;
-            let gx = (warped[y * w + right] - warped[y * w + left]) / (right - left) as f32;
-            let gy = (warped[down * w + x] - warped[up * w + x]) / (down - up) as f32;
-            let e = warped[i] - cur.at(x, y);
-            terms[i * 5..i * 5 + 5].copy_from_slice(&[gx * gx, gx * gy, gy * gy, gx * e, gy * e]);
+    let warped = &*warped;
+    for_bands(terms, w * 5, threads, |rows, band| {
+        for (y, row) in rows.zip(band.chunks_exact_mut(w * 5)) {
+            let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
+            for (x, t) in row.chunks_exact_mut(5).enumerate() {
+                let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
+                let i = y * w + x;
+                let gx = (warped[y * w + right] - warped[y * w + left]) / (right - left) as f32;
+                let gy = (warped[down * w + x] - warped[up * w + x]) / (down - up) as f32;
+                let e = warped[i] - cur.at(x, y);
+                t.copy_from_slice(&[gx * gx, gx * gy, gy * gy, gx * e, gy * e]);
+            }
         }
-    }
-    box_gaussian_in_place(terms, tmp, w, h, 5, DENSE_WINDOW_SIGMA);
+    });
+    box_gaussian_in_place(terms, tmp, w, h, 5, DENSE_WINDOW_SIGMA, threads);
     let sums = &*terms;
-    for (i, t) in sums.chunks_exact(5).enumerate() {
-        let [gxx, gxy, gyy, bxe, bye] = [t[0], t[1], t[2], t[3], t[4]];
-        let det = gxx * gyy - gxy * gxy;
-        if det <= 1e-2 * (gxx + gyy).powi(2).max(1e-3) {
-            continue;
+    for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, bx, by| {
+        let sums = sums[rows.start * w * 5..rows.end * w * 5].chunks_exact(5);
+        for ((t, vx), vy) in sums.zip(bx.iter_mut()).zip(by.iter_mut()) {
+            let [gxx, gxy, gyy, bxe, bye] = [t[0], t[1], t[2], t[3], t[4]];
+            let det = gxx * gyy - gxy * gxy;
+            if det <= 1e-2 * (gxx + gyy).powi(2).max(1e-3) {
+                continue;
+            }
+            let dx = -(gyy * bxe - gxy * bye) / det;
+            let dy = -(gxx * bye - gxy * bxe) / det;
+            *vx += dx.clamp(-1.0, 1.0);
+            *vy += dy.clamp(-1.0, 1.0);
         }
-        let dx = -(gyy * bxe - gxy * bye) / det;
-        let dy = -(gxx * bye - gxy * bxe) / det;
-        flow.dx[i] += dx.clamp(-1.0, 1.0);
-        flow.dy[i] += dy.clamp(-1.0, 1.0);
-    }
+    });
+}
+
+/// Whether a backward vector `b` at a point `g` of the flow's image (current → previous) comes
+/// back there along the forward flow (previous → current): within √(1 % of the motion² +
+/// slack) pixels.
+#[inline(always)]
+pub(super) fn round_trip_holds(fwd: &Flow, gx: f32, gy: f32, (bx, by): (f32, f32)) -> bool {
+    let (fx, fy) = fwd.sample(gx + bx, gy + by);
+    let (ex, ey) = (bx + fx, by + fy);
+    let mag = bx * bx + by * by + fx * fx + fy * fy;
+    ex * ex + ey * ey <= 0.01 * mag + CONSISTENCY_SLACK
 }
 
 /// 1 where the backward flow (current → previous) and the forward flow (previous → current)
@@ -376,11 +427,7 @@ pub fn consistency_mask(
     for y in 0..height {
         for x in 0..width {
             let (gx, gy) = (to_smaller(x, scale), to_smaller(y, scale));
-            let (bx, by) = back.at_pixel(x, y, scale);
-            let (fx, fy) = fwd.sample(gx + bx, gy + by);
-            let (ex, ey) = (bx + fx, by + fy);
-            let mag = bx * bx + by * by + fx * fx + fy * fy;
-            if ex * ex + ey * ey <= 0.01 * mag + CONSISTENCY_SLACK {
+            if round_trip_holds(fwd, gx, gy, back.at_pixel(x, y, scale)) {
                 mask[y * width + x] = 1.0;
             }
         }

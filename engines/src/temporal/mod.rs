@@ -30,6 +30,7 @@ mod detail;
 mod flow;
 mod grey;
 mod metrics;
+mod par;
 mod select;
 #[cfg(test)]
 mod tests;
@@ -41,31 +42,54 @@ pub use metrics::*;
 pub use select::agreement_mask;
 pub use warp::warp_rgb;
 
-use detail::restore_detail;
-use select::propagation_weight;
-use warp::{warp_many, Kernel};
+use detail::{restore_detail_with, DetailScratch};
+use flow::{estimate_flow_into, round_trip_holds, to_smaller, LkScratch};
+use par::{for_bands, for_bands2, join};
+use select::{agreement, input_difference, max3_row, neighbour_rows, propagation_weight};
+use warp::{cubic_pair, PixelPair};
 
 /// Grey images for motion estimation are at most this wide (the inference size of a 16:9
 /// frame at `scale` 0.25 of 720p): blocks are matched at half this width, vectors refined here.
 const FLOW_MAX_WIDTH: usize = 320;
 
-fn to_u8(dst: &mut RgbImage, src: &[f32]) {
-    for (o, v) in dst.data.iter_mut().zip(src) {
-        *o = v.round().clamp(0.0, 255.0) as u8;
-    }
-}
-
+#[cfg(test)]
 fn to_f32(img: &RgbImage) -> Vec<f32> {
     img.data.iter().map(|v| f32::from(*v)).collect()
 }
 
+/// A value of the filter's float arithmetic as the byte it is stored as.
+#[inline(always)]
+fn rounded(v: f32) -> f32 {
+    v.round().clamp(0.0, 255.0)
+}
+
 struct Previous {
-    /// The input that `output`'s texture was painted for, carried along the motion with it:
-    /// propagated texture is only kept while this still matches the current input, so a
-    /// slow change (a fade, a lighting change) refreshes it instead of freezing it.
-    reference: RgbImage,
+    width: usize,
+    height: usize,
+    /// Per pixel, side by side ([`PixelPair`]): the input the output's texture was painted
+    /// for (the reference), carried along the motion with it, and the output, both rounded to
+    /// bytes. Propagated texture is only kept while the reference still matches the current
+    /// input, so a slow change (a fade, a lighting change) refreshes it instead of freezing it.
+    pairs: Vec<PixelPair>,
     grey: GreyImage,
-    output: RgbImage,
+}
+
+/// Buffers of [`TemporalFilter::apply`], kept across frames (a fresh multi-megabyte buffer
+/// costs a page fault per 4 KiB).
+#[derive(Default)]
+struct Buffers {
+    back: Option<Flow>,
+    fwd: Option<Flow>,
+    lk: [LkScratch; 2],
+    /// Per pixel: the carried reference (RGB), its difference to the current input, the
+    /// carried output (RGB), and 1 where the motion's round trip holds.
+    carried: Vec<PixelPair>,
+    /// The input difference's maximum over each pixel and its left and right neighbours.
+    across: Vec<f32>,
+    current: Vec<f32>,
+    out: Vec<f32>,
+    next: Vec<PixelPair>,
+    detail: DetailScratch,
 }
 
 /// How the previous output is brought to the current frame.
@@ -84,6 +108,9 @@ pub struct TemporalFilter {
     stability: f32,
     mode: Mode,
     previous: Option<Previous>,
+    /// Threads for the per-pixel stages (see `par`).
+    threads: usize,
+    buffers: Buffers,
 }
 
 impl TemporalFilter {
@@ -106,7 +133,18 @@ impl TemporalFilter {
             stability: stability.clamp(0.0, 1.0) as f32,
             mode: Mode::MotionCompensated,
             previous: None,
+            threads: par::default_threads(),
+            buffers: Buffers::default(),
         }
+    }
+
+    /// Threads for the filter's per-pixel work; 0 = one per core (at most 8). The result does
+    /// not depend on it.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = match threads {
+            0 => par::default_threads(),
+            n => n,
+        };
     }
 
     /// Plain frame blending without motion or mask, for comparisons only.
@@ -143,59 +181,161 @@ impl TemporalFilter {
             self.previous = None;
             return;
         }
-        let factor = input.width.div_ceil(FLOW_MAX_WIDTH).max(1);
+        let (w, h) = (input.width, input.height);
+        let factor = w.div_ceil(FLOW_MAX_WIDTH).max(1);
         let grey = grey_downscaled(input, factor);
-        let mut reference = input.clone();
-        if let Some(prev) = self
+        let previous = self
             .previous
-            .as_ref()
-            .filter(|p| p.output.width == input.width && p.output.height == input.height)
-        {
-            let (w, h) = (input.width, input.height);
-            let current = to_f32(output);
-            match self.mode {
-                Mode::MotionCompensated => {
-                    let back = estimate_flow(&grey, &prev.grey);
-                    let fwd = estimate_flow(&prev.grey, &grey);
-                    let scale = w as f32 / grey.width as f32;
-                    let mut warped = warp_many(
-                        &[&prev.reference, &prev.output],
-                        &back,
-                        scale,
-                        Kernel::Cubic,
-                    );
-                    let warped_out = warped.pop().expect("two warped");
-                    let warped_ref = warped.pop().expect("two warped");
-                    let agreement = agreement_mask(&warped_ref, input);
-                    let consistent = consistency_mask(&back, &fwd, w, h, scale);
-                    let mut out = current.clone();
-                    let mut refr = to_f32(input);
-                    for (i, (a, c)) in agreement.iter().zip(&consistent).enumerate() {
-                        let k = propagation_weight(a * c, self.stability);
-                        for ch in i * 3..i * 3 + 3 {
-                            out[ch] = (1.0 - k) * out[ch] + k * warped_out[ch];
-                            refr[ch] = (1.0 - k) * refr[ch] + k * warped_ref[ch];
-                        }
-                    }
-                    restore_detail(&mut out, &current, w, h);
-                    to_u8(output, &out);
-                    to_u8(&mut reference, &refr);
-                }
-                Mode::Naive => {
-                    let k = self.stability;
-                    let out: Vec<f32> = current
-                        .iter()
-                        .zip(&prev.output.data)
-                        .map(|(c, p)| (1.0 - k) * c + k * f32::from(*p))
-                        .collect();
-                    to_u8(output, &out);
-                }
+            .take()
+            .filter(|p| p.width == w && p.height == h);
+        let mut next = std::mem::take(&mut self.buffers.next);
+        match (&previous, self.mode) {
+            (Some(prev), Mode::MotionCompensated) => {
+                self.motion_compensated(prev, &grey, input, output, &mut next);
             }
+            (Some(prev), Mode::Naive) => {
+                let k = self.stability;
+                for (o, p) in output.data.chunks_exact_mut(3).zip(&prev.pairs) {
+                    for (o, p) in o.iter_mut().zip(&p[4..7]) {
+                        *o = rounded((1.0 - k) * f32::from(*o) + k * p) as u8;
+                    }
+                }
+                store_pairs(&mut next, input, output);
+            }
+            (None, _) => store_pairs(&mut next, input, output),
+        }
+        if let Some(prev) = previous {
+            self.buffers.next = prev.pairs;
         }
         self.previous = Some(Previous {
-            reference,
+            width: w,
+            height: h,
+            pairs: next,
             grey,
-            output: output.clone(),
         });
     }
+
+    /// The motion-compensated filter (steps 1–4 of the module's description); writes the
+    /// smoothed output in place and the next frame's carried pairs into `next`.
+    fn motion_compensated(
+        &mut self,
+        prev: &Previous,
+        grey: &GreyImage,
+        input: &RgbImage,
+        output: &mut RgbImage,
+        next: &mut Vec<PixelPair>,
+    ) {
+        let (w, h) = (input.width, input.height);
+        let threads = self.threads;
+        let b = &mut self.buffers;
+        // 1. Motion, both directions at once (each on half the threads).
+        let inner = (threads / 2).max(1);
+        let (mut back, mut fwd) = (b.back.take(), b.fwd.take());
+        let [lk_back, lk_fwd] = &mut b.lk;
+        let (back, fwd) = join(
+            threads,
+            || {
+                let mut f = back.take().unwrap_or_else(|| Flow::dense(0, 0));
+                estimate_flow_into(grey, &prev.grey, &mut f, lk_back, inner);
+                f
+            },
+            || {
+                let mut f = fwd.take().unwrap_or_else(|| Flow::dense(0, 0));
+                estimate_flow_into(&prev.grey, grey, &mut f, lk_fwd, inner);
+                f
+            },
+        );
+        let scale = w as f32 / grey.width as f32;
+
+        // 2. Carry the previous reference and output along the backward motion; the carried
+        // reference's difference to this input, and the motion's round trip, per pixel.
+        b.carried.resize(w * h, [0.0; 8]);
+        for_bands(&mut b.carried, w, threads, |rows, band| {
+            for (y, row) in rows.zip(band.chunks_exact_mut(w)) {
+                let gy = to_smaller(y, scale);
+                for (x, c) in row.iter_mut().enumerate() {
+                    let v = back.at_pixel(x, y, scale);
+                    let sx = (x as f32 + v.0 * scale).clamp(0.0, (w - 1) as f32);
+                    let sy = (y as f32 + v.1 * scale).clamp(0.0, (h - 1) as f32);
+                    *c = cubic_pair(&prev.pairs, w, h, sx, sy);
+                    let here = &input.data[(y * w + x) * 3..][..3];
+                    c[3] = input_difference(&[c[0], c[1], c[2]], here);
+                    let holds = round_trip_holds(&fwd, to_smaller(x, scale), gy, v);
+                    c[7] = if holds { 1.0 } else { 0.0 };
+                }
+            }
+        });
+
+        // 3.–4. Mask (worst difference over 3×3, times the round trip) and selection.
+        b.across.resize(w * h, 0.0);
+        let carried = &b.carried;
+        for_bands(&mut b.across, w, threads, |rows, band| {
+            for (y, row) in rows.zip(band.chunks_exact_mut(w)) {
+                let diff: Vec<f32> = carried[y * w..][..w].iter().map(|c| c[3]).collect();
+                max3_row(&diff, row);
+            }
+        });
+        b.current.clear();
+        b.current.extend(output.data.iter().map(|v| f32::from(*v)));
+        b.out.resize(w * h * 3, 0.0);
+        next.resize(w * h, [0.0; 8]);
+        let (across, current, stability) = (&b.across, &b.current, self.stability);
+        for_bands2(&mut b.out, w * 3, next, w, threads, |rows, out, next| {
+            let out = out.chunks_exact_mut(w * 3).zip(next.chunks_exact_mut(w));
+            for (y, (out, next)) in rows.zip(out) {
+                let around = neighbour_rows(across, w, h, y);
+                for (x, (o, n)) in out.chunks_exact_mut(3).zip(next.iter_mut()).enumerate() {
+                    let i = y * w + x;
+                    let c = &carried[i];
+                    let worst = around[0][x].max(around[1][x]).max(around[2][x]);
+                    let k = propagation_weight(agreement(worst) * c[7], stability);
+                    let here = &input.data[i * 3..][..3];
+                    for ch in 0..3 {
+                        o[ch] = (1.0 - k) * current[i * 3 + ch] + k * c[4 + ch];
+                        n[ch] = rounded((1.0 - k) * f32::from(here[ch]) + k * c[ch]);
+                    }
+                }
+            }
+        });
+
+        // 5. Detail energy of this frame's stylization.
+        restore_detail_with(&mut b.out, current, w, h, &mut b.detail, threads);
+        for ((o, v), n) in output
+            .data
+            .chunks_exact_mut(3)
+            .zip(b.out.chunks_exact(3))
+            .zip(next.iter_mut())
+        {
+            for ch in 0..3 {
+                let r = rounded(v[ch]);
+                o[ch] = r as u8;
+                n[4 + ch] = r;
+            }
+        }
+        (b.back, b.fwd) = (Some(back), Some(fwd));
+    }
+}
+
+/// This frame's input (the reference) and output as the next frame's carried pairs.
+fn store_pairs(pairs: &mut Vec<PixelPair>, input: &RgbImage, output: &RgbImage) {
+    pairs.clear();
+    pairs.extend(
+        input
+            .data
+            .chunks_exact(3)
+            .zip(output.data.chunks_exact(3))
+            .map(|(i, o)| {
+                let f = |v: u8| f32::from(v);
+                [
+                    f(i[0]),
+                    f(i[1]),
+                    f(i[2]),
+                    0.0,
+                    f(o[0]),
+                    f(o[1]),
+                    f(o[2]),
+                    0.0,
+                ]
+            }),
+    );
 }
