@@ -2,6 +2,7 @@
 //! bands of rows ([`super::par`]) into buffers the caller keeps.
 
 use super::par::for_bands;
+use super::simd::kernel;
 
 /// Separable Gaussian blur (radius 3σ) of an interleaved image with `channels` channels,
 /// borders clamped.
@@ -37,17 +38,28 @@ pub(super) fn gaussian_blur_into(
         return;
     }
     let taps = gaussian_taps(sigma);
-    let radius = taps.len() / 2;
     let row_len = w * channels;
     tmp.resize(img.len(), 0.0);
     // Horizontal: each row padded by repeating its edge pixels; whole shifted rows are added,
     // so the inner loops are contiguous and vectorise.
     for_bands(tmp, row_len, threads, |rows, band| {
+        let src = &img[rows.start * row_len..rows.end * row_len];
+        gaussian_rows(src, band, w, channels, &taps);
+    });
+    // Vertical: each output row is the weighted sum of clamped neighbouring rows.
+    let across = &*tmp;
+    for_bands(out, row_len, threads, |rows, band| {
+        gaussian_columns(across, band, rows.start, w, h, channels, &taps);
+    });
+}
+
+kernel! {
+    /// The horizontal pass of [`gaussian_blur`] over whole rows of `src` into `dst`.
+    fn gaussian_rows(src: &[f32], dst: &mut [f32], w: usize, channels: usize, taps: &[f32]) {
+        let radius = taps.len() / 2;
+        let row_len = w * channels;
         let mut padded = vec![0f32; (w + 2 * radius) * channels];
-        for (src, dst) in img[rows.start * row_len..rows.end * row_len]
-            .chunks_exact(row_len)
-            .zip(band.chunks_exact_mut(row_len))
-        {
+        for (src, dst) in src.chunks_exact(row_len).zip(dst.chunks_exact_mut(row_len)) {
             for (x, px) in padded.chunks_exact_mut(channels).enumerate() {
                 let sx = x.saturating_sub(radius).min(w - 1);
                 px.copy_from_slice(&src[sx * channels..][..channels]);
@@ -60,20 +72,33 @@ pub(super) fn gaussian_blur_into(
                 }
             }
         }
-    });
-    // Vertical: each output row is the weighted sum of clamped neighbouring rows.
-    let across = &*tmp;
-    for_bands(out, row_len, threads, |rows, band| {
-        for (y, dst) in rows.zip(band.chunks_exact_mut(row_len)) {
+    }
+}
+
+kernel! {
+    /// The vertical pass of [`gaussian_blur`]: rows `y0..` of the output into `dst` from the
+    /// whole horizontally blurred image `across`.
+    fn gaussian_columns(
+        across: &[f32],
+        dst: &mut [f32],
+        y0: usize,
+        w: usize,
+        h: usize,
+        channels: usize,
+        taps: &[f32],
+    ) {
+        let radius = taps.len() / 2;
+        let row_len = w * channels;
+        for (i, dst) in dst.chunks_exact_mut(row_len).enumerate() {
             dst.fill(0.0);
             for (k, t) in taps.iter().enumerate() {
-                let sy = (y + k).saturating_sub(radius).min(h - 1);
+                let sy = (y0 + i + k).saturating_sub(radius).min(h - 1);
                 for (d, v) in dst.iter_mut().zip(&across[sy * row_len..][..row_len]) {
                     *d += t * v;
                 }
             }
         }
-    });
+    }
 }
 
 /// Normalised taps of a Gaussian of `sigma`, radius ⌈3σ⌉.
@@ -156,17 +181,22 @@ pub(super) fn box_gaussian_in_place(
     }
 }
 
-pub(super) fn box_rows(src: &[f32], dst: &mut [f32], w: usize, channels: usize, r: usize) {
-    // The channel count as a constant lets the per-pixel channel loop unroll and vectorise.
-    match channels {
-        1 => box_rows_n::<1>(src, dst, w, r),
-        3 => box_rows_n::<3>(src, dst, w, r),
-        5 => box_rows_n::<5>(src, dst, w, r),
-        _ => unreachable!("box blur of {channels} channels"),
+kernel! {
+    /// Horizontal running sums (box of radius `r`) over whole rows of `src` into `dst`.
+    pub(super) fn box_rows(src: &[f32], dst: &mut [f32], w: usize, channels: usize, r: usize) {
+        // The channel count as a constant lets the per-pixel channel loop unroll and
+        // vectorise.
+        match channels {
+            1 => box_rows_n::<1>(src, dst, w, r),
+            3 => box_rows_n::<3>(src, dst, w, r),
+            5 => box_rows_n::<5>(src, dst, w, r),
+            _ => unreachable!("box blur of {channels} channels"),
+        }
     }
 }
 
-pub(super) fn box_rows_n<const C: usize>(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
+#[inline(always)]
+fn box_rows_n<const C: usize>(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
     let norm = 1.0 / (2 * r + 1) as f32;
     let at = |x: isize| x.clamp(0, w as isize - 1) as usize * C;
     for (s, d) in src.chunks_exact(w * C).zip(dst.chunks_exact_mut(w * C)) {
@@ -189,37 +219,39 @@ pub(super) fn box_rows_n<const C: usize>(src: &[f32], dst: &mut [f32], w: usize,
     }
 }
 
-/// Vertical running sums of `src` (the whole image) for the rows of `dst`, a band of the
-/// output that starts at row `y0`. Each band starts its sum afresh, so the result does not
-/// depend on how the rows are split.
-pub(super) fn box_columns(
-    src: &[f32],
-    dst: &mut [f32],
-    y0: usize,
-    w: usize,
-    h: usize,
-    channels: usize,
-    r: usize,
-) {
-    let norm = 1.0 / (2 * r + 1) as f32;
-    let row_len = w * channels;
-    let row = |y: isize| {
-        let y = y.clamp(0, h as isize - 1) as usize;
-        &src[y * row_len..(y + 1) * row_len]
-    };
-    let y0 = y0 as isize;
-    let mut acc = vec![0f32; row_len];
-    for k in -(r as isize)..=r as isize {
-        for (a, v) in acc.iter_mut().zip(row(y0 + k)) {
-            *a += v;
+kernel! {
+    /// Vertical running sums of `src` (the whole image) for the rows of `dst`, a band of the
+    /// output that starts at row `y0`. Each band starts its sum afresh, so the result does not
+    /// depend on how the rows are split.
+    pub(super) fn box_columns(
+        src: &[f32],
+        dst: &mut [f32],
+        y0: usize,
+        w: usize,
+        h: usize,
+        channels: usize,
+        r: usize,
+    ) {
+        let norm = 1.0 / (2 * r + 1) as f32;
+        let row_len = w * channels;
+        let row = |y: isize| {
+            let y = y.clamp(0, h as isize - 1) as usize;
+            &src[y * row_len..(y + 1) * row_len]
+        };
+        let y0 = y0 as isize;
+        let mut acc = vec![0f32; row_len];
+        for k in -(r as isize)..=r as isize {
+            for (a, v) in acc.iter_mut().zip(row(y0 + k)) {
+                *a += v;
+            }
         }
-    }
-    for (i, d) in dst.chunks_exact_mut(row_len).enumerate() {
-        let y = y0 + i as isize;
-        let (add, sub) = (row(y + r as isize + 1), row(y - r as isize));
-        for (((o, a), p), m) in d.iter_mut().zip(acc.iter_mut()).zip(add).zip(sub) {
-            *o = *a * norm;
-            *a += p - m;
+        for (i, d) in dst.chunks_exact_mut(row_len).enumerate() {
+            let y = y0 + i as isize;
+            let (add, sub) = (row(y + r as isize + 1), row(y - r as isize));
+            for (((o, a), p), m) in d.iter_mut().zip(acc.iter_mut()).zip(add).zip(sub) {
+                *o = *a * norm;
+                *a += p - m;
+            }
         }
     }
 }

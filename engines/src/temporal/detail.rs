@@ -2,6 +2,7 @@
 
 use super::blur::gaussian_blur_into;
 use super::par::for_bands;
+use super::simd::kernel;
 
 /// Fine detail is what a σ = 1.5 px blur removes; its energy is matched to the current frame's
 /// over a σ = 8 px window, with a gain of at most 1.5 (or at least 1/1.5).
@@ -45,14 +46,7 @@ fn base_and_energy(
     let base = &s.base;
     for_bands(&mut s.power, w, threads, |rows, band| {
         let px = rows.start * w * 3..rows.end * w * 3;
-        for ((p, v), b) in band
-            .iter_mut()
-            .zip(img[px.clone()].chunks_exact(3))
-            .zip(base[px].chunks_exact(3))
-        {
-            let d = [v[0] - b[0], v[1] - b[1], v[2] - b[2]];
-            *p = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) / 3.0;
-        }
+        detail_power(&img[px.clone()], &base[px], band);
     });
     let power = std::mem::take(&mut s.power);
     gaussian_blur_into(&power, energy, &mut s.tmp, w, h, 1, ENERGY_SIGMA, threads);
@@ -86,19 +80,35 @@ pub(super) fn restore_detail_with(
     base_and_energy(propagated, &mut energy, s, w, h, threads);
     let base = &s.base;
     for_bands(propagated, w * 3, threads, |rows, band| {
-        for (y, row) in rows.zip(band.chunks_exact_mut(w * 3)) {
-            for (x, px) in row.chunks_exact_mut(3).enumerate() {
-                let i = y * w + x;
-                let gain = ((target[i] + 1.0) / (energy[i] + 1.0))
-                    .sqrt()
-                    .clamp(1.0 / MAX_DETAIL_GAIN, MAX_DETAIL_GAIN);
-                for (c, v) in px.iter_mut().enumerate() {
-                    let b = base[i * 3 + c];
-                    *v = b + gain * (*v - b);
-                }
-            }
-        }
+        let (px, rgb) = (rows.start * w..rows.end * w, rows.start * w * 3..rows.end * w * 3);
+        scale_detail(band, &base[rgb], &target[px.clone()], &energy[px]);
     });
     s.target = target;
     s.energy = energy;
+}
+
+kernel! {
+    /// Per pixel, the mean over channels of the fine detail's square (`img` − `base`)².
+    fn detail_power(img: &[f32], base: &[f32], power: &mut [f32]) {
+        for ((p, v), b) in power.iter_mut().zip(img.chunks_exact(3)).zip(base.chunks_exact(3)) {
+            let d = [v[0] - b[0], v[1] - b[1], v[2] - b[2]];
+            *p = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) / 3.0;
+        }
+    }
+}
+
+kernel! {
+    /// Scale the fine detail of `img` (around `base`) so its energy goes from `energy` to
+    /// `target`, within the bounds.
+    fn scale_detail(img: &mut [f32], base: &[f32], target: &[f32], energy: &[f32]) {
+        let pixels = img.chunks_exact_mut(3).zip(base.chunks_exact(3));
+        for ((px, b), (t, e)) in pixels.zip(target.iter().zip(energy)) {
+            let gain = ((t + 1.0) / (e + 1.0))
+                .sqrt()
+                .clamp(1.0 / MAX_DETAIL_GAIN, MAX_DETAIL_GAIN);
+            for (v, b) in px.iter_mut().zip(b) {
+                *v = b + gain * (*v - b);
+            }
+        }
+    }
 }

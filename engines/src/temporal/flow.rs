@@ -2,8 +2,9 @@
 //! large motions, dense Lucas–Kanade refinement per pixel, and the forward–backward check.
 
 use super::blur::box_gaussian_in_place;
-use super::grey::{bilinear, halve, GreyImage};
+use super::grey::{halve, BilinearTaps, GreyImage};
 use super::par::{for_bands, for_bands2};
+use super::simd::kernel;
 
 /// Dense Lucas–Kanade refinement: steps, and the σ of its Gaussian window (pixels).
 const DENSE_STEPS: usize = 3;
@@ -64,15 +65,20 @@ impl Flow {
     /// Motion at a pixel of the estimation image (bilinear between grid points).
     #[inline(always)]
     pub fn sample(&self, x: f32, y: f32) -> (f32, f32) {
-        let gx = (x - self.origin) / self.step;
-        let gy = (y - self.origin) / self.step;
-        let at = |v: &Vec<f32>| bilinear(gx, gy, self.cols, self.rows, |c, r| v[r * self.cols + c]);
-        (at(&self.dx), at(&self.dy))
+        // A dense flow's grid is the pixel grid: no division (the same values).
+        let (gx, gy) = if self.step == 1.0 {
+            (x - self.origin, y - self.origin)
+        } else {
+            ((x - self.origin) / self.step, (y - self.origin) / self.step)
+        };
+        let taps = BilinearTaps::new(gx, gy, self.cols, self.rows);
+        (taps.apply(|i| self.dx[i]), taps.apply(|i| self.dy[i]))
     }
 }
 
 /// Sum of absolute differences of the block at (bx, by) in `cur` against `prev` displaced by
 /// an integer (dx, dy); `None` when the displaced block leaves the image.
+#[inline(always)]
 pub(super) fn sad(
     cur: &GreyImage,
     prev: &GreyImage,
@@ -100,6 +106,7 @@ pub(super) fn sad(
 
 /// Best integer vector within `radius` of `centre` (ties go to the smaller vector, so flat
 /// areas stay still), refined to sub-pixel by Lucas–Kanade.
+#[inline(always)]
 pub(super) fn match_block(
     cur: &GreyImage,
     prev: &GreyImage,
@@ -132,6 +139,7 @@ pub(super) fn match_block(
 /// Sub-pixel refinement of an integer match: two Lucas–Kanade steps on the block (solve
 /// the 2×2 normal equations of the linearised brightness constancy). Zero when the residual
 /// is zero, and skipped on flat blocks whose gradients cannot fix a direction.
+#[inline(always)]
 pub(super) fn lucas_kanade(
     cur: &GreyImage,
     prev: &GreyImage,
@@ -140,15 +148,26 @@ pub(super) fn lucas_kanade(
     best: (i32, i32),
 ) -> (f32, f32) {
     let (mut fx, mut fy) = (0f32, 0f32);
+    // `prev` around the matched block, one pixel of margin for the central differences: each
+    // point sampled once (the block's five samples per pixel share most of them).
+    const SIDE: usize = BLOCK + 2;
+    let mut window = [[0f32; SIDE]; SIDE];
     for _ in 0..2 {
+        for (r, row) in window.iter_mut().enumerate() {
+            let y = (by + r) as f32 - 1.0 + best.1 as f32 + fy;
+            for (c, v) in row.iter_mut().enumerate() {
+                let x = (bx + c) as f32 - 1.0 + best.0 as f32 + fx;
+                *v = prev.sample(x, y);
+            }
+        }
         let (mut gxx, mut gxy, mut gyy, mut bxe, mut bye) = (0f32, 0f32, 0f32, 0f32, 0f32);
         for r in 0..BLOCK {
+            let (above, here, below) = (&window[r], &window[r + 1], &window[r + 2]);
+            let cur_row = &cur.data[(by + r) * cur.width + bx..][..BLOCK];
             for c in 0..BLOCK {
-                let x = (bx + c) as f32 + best.0 as f32 + fx;
-                let y = (by + r) as f32 + best.1 as f32 + fy;
-                let gx = 0.5 * (prev.sample(x + 1.0, y) - prev.sample(x - 1.0, y));
-                let gy = 0.5 * (prev.sample(x, y + 1.0) - prev.sample(x, y - 1.0));
-                let e = prev.sample(x, y) - cur.at(bx + c, by + r);
+                let gx = 0.5 * (here[c + 2] - here[c]);
+                let gy = 0.5 * (below[c + 1] - above[c + 1]);
+                let e = here[c + 1] - cur_row[c];
                 gxx += gx * gx;
                 gxy += gx * gy;
                 gyy += gy * gy;
@@ -180,33 +199,49 @@ pub(super) fn grid(img: &GreyImage) -> (usize, usize) {
     (n(img.width), n(img.height))
 }
 
+/// Block vectors on `cur`'s grid, each searched within `radius` of its prediction: twice the
+/// `coarse` flow (of the half-size images) at the block's centre, or no motion.
 pub(super) fn block_flow(
     cur: &GreyImage,
     prev: &GreyImage,
     radius: i32,
-    predict: impl Fn(f32, f32) -> (f32, f32),
+    coarse: Option<&Flow>,
 ) -> Flow {
     let (cols, rows) = grid(cur);
     let mut flow = Flow::zero(cols, rows);
-    for r in 0..rows {
-        for c in 0..cols {
-            let (bx, by) = (c * STEP, r * STEP);
-            let centre = (BLOCK as f32 - 1.0) / 2.0;
-            let (px, py) = predict(bx as f32 + centre, by as f32 + centre);
-            let (dx, dy) = match_block(
-                cur,
-                prev,
-                bx,
-                by,
-                (px.round() as i32, py.round() as i32),
-                radius,
-            );
-            flow.dx[r * cols + c] = dx;
-            flow.dy[r * cols + c] = dy;
-        }
-    }
+    match_blocks(cur, prev, radius, coarse, &mut flow);
     median3(&mut flow);
     flow
+}
+
+kernel! {
+    fn match_blocks(
+        cur: &GreyImage,
+        prev: &GreyImage,
+        radius: i32,
+        coarse: Option<&Flow>,
+        flow: &mut Flow,
+    ) {
+        let cols = flow.cols;
+        for r in 0..flow.rows {
+            for c in 0..cols {
+                let (bx, by) = (c * STEP, r * STEP);
+                let centre = (BLOCK as f32 - 1.0) / 2.0;
+                let (x, y) = (bx as f32 + centre, by as f32 + centre);
+                let (px, py) = match coarse {
+                    Some(f) => {
+                        let (dx, dy) = f.sample(x / 2.0, y / 2.0);
+                        (2.0 * dx, 2.0 * dy)
+                    }
+                    None => (0.0, 0.0),
+                };
+                let predicted = (px.round() as i32, py.round() as i32);
+                let (dx, dy) = match_block(cur, prev, bx, by, predicted, radius);
+                flow.dx[r * cols + c] = dx;
+                flow.dy[r * cols + c] = dy;
+            }
+        }
+    }
 }
 
 /// 3×3 vector median (per component) over the block grid: removes isolated wrong matches.
@@ -233,6 +268,7 @@ pub(super) fn median3(flow: &mut Flow) {
 }
 
 /// Position on an image `scale` times smaller of pixel `i`'s centre (pixel centres align).
+#[inline(always)]
 pub(super) fn to_smaller(i: usize, scale: f32) -> f32 {
     (i as f32 + 0.5) / scale - 0.5
 }
@@ -246,19 +282,11 @@ pub(super) fn block_motion(cur: &GreyImage, prev: &GreyImage) -> Flow {
     }
     let (cur_half, prev_half) = (halve(cur), halve(prev));
     let coarse = if grid(&cur_half).0 > 0 && grid(&cur_half).1 > 0 {
-        Some(block_flow(&cur_half, &prev_half, COARSE_RADIUS, |_, _| {
-            (0.0, 0.0)
-        }))
+        Some(block_flow(&cur_half, &prev_half, COARSE_RADIUS, None))
     } else {
         None
     };
-    block_flow(cur, prev, FINE_RADIUS, |x, y| match &coarse {
-        Some(f) => {
-            let (dx, dy) = f.sample(x / 2.0, y / 2.0);
-            (2.0 * dx, 2.0 * dy)
-        }
-        None => (0.0, 0.0),
-    })
+    block_flow(cur, prev, FINE_RADIUS, coarse.as_ref())
 }
 
 /// Dense motion from `cur` back to `prev` (same size): block matching on the half-resolution
@@ -313,14 +341,8 @@ pub(super) fn estimate_flow_into(
     } else {
         (block_motion(cur, prev), 1.0)
     };
-    for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, bx, by| {
-        let rows = rows.zip(bx.chunks_exact_mut(w).zip(by.chunks_exact_mut(w)));
-        for (y, (rx, ry)) in rows {
-            for (x, (vx, vy)) in rx.iter_mut().zip(ry.iter_mut()).enumerate() {
-                let (dx, dy) = blocks.sample(to_smaller(x, scale), to_smaller(y, scale));
-                (*vx, *vy) = (scale * dx, scale * dy);
-            }
-        }
+    for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, dx, dy| {
+        blocks_to_pixels(&blocks, scale, w, dx, dy, rows.start);
     });
     for _ in 0..DENSE_STEPS {
         dense_lucas_kanade_step(cur, prev, flow, scratch, threads);
@@ -330,6 +352,27 @@ pub(super) fn estimate_flow_into(
     for (dx, dy) in flow.dx.iter_mut().zip(flow.dy.iter_mut()) {
         if dx.hypot(*dy) < STILL {
             (*dx, *dy) = (0.0, 0.0);
+        }
+    }
+}
+
+kernel! {
+    /// The block vectors (estimated on an image `scale` times smaller) at every pixel of rows
+    /// `y0..`, bilinear, in pixels of this image.
+    fn blocks_to_pixels(
+        blocks: &Flow,
+        scale: f32,
+        w: usize,
+        dx: &mut [f32],
+        dy: &mut [f32],
+        y0: usize,
+    ) {
+        let rows = dx.chunks_exact_mut(w).zip(dy.chunks_exact_mut(w));
+        for (y, (rx, ry)) in (y0..).zip(rows) {
+            for (x, (vx, vy)) in rx.iter_mut().zip(ry.iter_mut()).enumerate() {
+                let (dx, dy) = blocks.sample(to_smaller(x, scale), to_smaller(y, scale));
+                (*vx, *vy) = (scale * dx, scale * dy);
+            }
         }
     }
 }
@@ -360,45 +403,73 @@ pub(super) fn dense_lucas_kanade_step(
     warped.resize(w * h, 0.0);
     let (fdx, fdy) = (&flow.dx, &flow.dy);
     for_bands(warped, w, threads, |rows, band| {
-        for (y, row) in rows.zip(band.chunks_exact_mut(w)) {
-            for (x, v) in row.iter_mut().enumerate() {
-                let i = y * w + x;
-                *v = prev.sample(x as f32 + fdx[i], y as f32 + fdy[i]);
-            }
-        }
+        let px = rows.start * w..rows.end * w;
+        warp_grey_rows(prev, &fdx[px.clone()], &fdy[px], band, rows.start);
     });
     // Per pixel: gx², gx·gy, gy², gx·e, gy·e, interleaved for one blur.
     terms.resize(w * h * 5, 0.0);
     let warped = &*warped;
     for_bands(terms, w * 5, threads, |rows, band| {
-        for (y, row) in rows.zip(band.chunks_exact_mut(w * 5)) {
-            let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
-            for (x, t) in row.chunks_exact_mut(5).enumerate() {
-                let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
-                let i = y * w + x;
-                let gx = (warped[y * w + right] - warped[y * w + left]) / (right - left) as f32;
-                let gy = (warped[down * w + x] - warped[up * w + x]) / (down - up) as f32;
-                let e = warped[i] - cur.at(x, y);
-                t.copy_from_slice(&[gx * gx, gx * gy, gy * gy, gx * e, gy * e]);
-            }
-        }
+        lk_terms_rows(warped, cur, band, rows.start);
     });
     box_gaussian_in_place(terms, tmp, w, h, 5, DENSE_WINDOW_SIGMA, threads);
     let sums = &*terms;
     for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, bx, by| {
-        let sums = sums[rows.start * w * 5..rows.end * w * 5].chunks_exact(5);
-        for ((t, vx), vy) in sums.zip(bx.iter_mut()).zip(by.iter_mut()) {
+        lk_solve(&sums[rows.start * w * 5..rows.end * w * 5], bx, by);
+    });
+}
+
+kernel! {
+    /// `prev` at each pixel of rows `y0..` displaced by (`dx`, `dy`), bilinear.
+    fn warp_grey_rows(prev: &GreyImage, dx: &[f32], dy: &[f32], out: &mut [f32], y0: usize) {
+        let w = prev.width;
+        let rows = out.chunks_exact_mut(w).zip(dx.chunks_exact(w).zip(dy.chunks_exact(w)));
+        for (y, (row, (dx, dy))) in (y0..).zip(rows) {
+            for (x, ((v, dx), dy)) in row.iter_mut().zip(dx).zip(dy).enumerate() {
+                *v = prev.sample(x as f32 + dx, y as f32 + dy);
+            }
+        }
+    }
+}
+
+kernel! {
+    /// The Lucas–Kanade terms of rows `y0..`: gradient of `warped` (central differences,
+    /// one-sided at the borders) and its difference to `cur`, as gx², gx·gy, gy², gx·e, gy·e.
+    fn lk_terms_rows(warped: &[f32], cur: &GreyImage, out: &mut [f32], y0: usize) {
+        let (w, h) = (cur.width, cur.height);
+        let mut grad = vec![[0f32; 3]; w];
+        for (y, out) in (y0..).zip(out.chunks_exact_mut(w * 5)) {
+            let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
+            let row = &warped[y * w..][..w];
+            let (above, below) = (&warped[up * w..][..w], &warped[down * w..][..w]);
+            let vertical = (down - up) as f32;
+            for (x, g) in grad.iter_mut().enumerate() {
+                let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
+                let gx = (row[right] - row[left]) / (right - left) as f32;
+                let gy = (below[x] - above[x]) / vertical;
+                *g = [gx, gy, row[x] - cur.data[y * w + x]];
+            }
+            for (t, [gx, gy, e]) in out.chunks_exact_mut(5).zip(&grad) {
+                t.copy_from_slice(&[gx * gx, gx * gy, gy * gy, gx * e, gy * e]);
+            }
+        }
+    }
+}
+
+kernel! {
+    /// Solve each pixel's 2×2 system from its window sums and move its vector (at most 1 px).
+    fn lk_solve(sums: &[f32], dx: &mut [f32], dy: &mut [f32]) {
+        for ((t, vx), vy) in sums.chunks_exact(5).zip(dx.iter_mut()).zip(dy.iter_mut()) {
             let [gxx, gxy, gyy, bxe, bye] = [t[0], t[1], t[2], t[3], t[4]];
             let det = gxx * gyy - gxy * gxy;
-            if det <= 1e-2 * (gxx + gyy).powi(2).max(1e-3) {
-                continue;
-            }
-            let dx = -(gyy * bxe - gxy * bye) / det;
-            let dy = -(gxx * bye - gxy * bxe) / det;
-            *vx += dx.clamp(-1.0, 1.0);
-            *vy += dy.clamp(-1.0, 1.0);
+            // Flat or one-dimensional texture: no reliable direction, the vector stays.
+            let reliable = det > 1e-2 * (gxx + gyy).powi(2).max(1e-3);
+            let ux = -(gyy * bxe - gxy * bye) / det;
+            let uy = -(gxx * bye - gxy * bxe) / det;
+            *vx += if reliable { ux.clamp(-1.0, 1.0) } else { 0.0 };
+            *vy += if reliable { uy.clamp(-1.0, 1.0) } else { 0.0 };
         }
-    });
+    }
 }
 
 /// Whether a backward vector `b` at a point `g` of the flow's image (current → previous) comes

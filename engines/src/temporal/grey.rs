@@ -11,6 +11,7 @@ pub struct GreyImage {
 }
 
 impl GreyImage {
+    #[inline(always)]
     pub(super) fn at(&self, x: usize, y: usize) -> f32 {
         self.data[y * self.width + x]
     }
@@ -18,7 +19,7 @@ impl GreyImage {
     /// Bilinear sample with clamping at the borders.
     #[inline(always)]
     pub(super) fn sample(&self, x: f32, y: f32) -> f32 {
-        bilinear(x, y, self.width, self.height, |xi, yi| self.at(xi, yi))
+        BilinearTaps::new(x, y, self.width, self.height).apply(|i| self.data[i])
     }
 }
 
@@ -67,17 +68,37 @@ pub(super) fn halve(img: &GreyImage) -> GreyImage {
     }
 }
 
-/// Bilinear interpolation of `f` at (x, y), coordinates clamped to the image. Inlined: it
-/// runs a dozen times per pixel, and a call per sample cost more than the arithmetic.
-#[inline(always)]
-pub(super) fn bilinear(x: f32, y: f32, w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> f32 {
-    let x = x.clamp(0.0, (w - 1) as f32);
-    let y = y.clamp(0.0, (h - 1) as f32);
-    // Both are ≥ 0 here, so truncation is the floor (and no libm call on baseline x86-64).
-    let (x0, y0) = (x as usize, y as usize);
-    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let top = f(x0, y0) * (1.0 - fx) + f(x1, y0) * fx;
-    let bottom = f(x0, y1) * (1.0 - fx) + f(x1, y1) * fx;
-    top * (1.0 - fy) + bottom * fy
+/// Where and with which weights a bilinear sample reads a `w`×`h` grid: worked out once for
+/// several grids of one size (the two components of a flow).
+pub(super) struct BilinearTaps {
+    /// Indices of the top-left, top-right, bottom-left and bottom-right neighbours.
+    at: [usize; 4],
+    fx: f32,
+    fy: f32,
+}
+
+impl BilinearTaps {
+    /// Taps at (x, y), coordinates clamped to the grid.
+    #[inline(always)]
+    pub(super) fn new(x: f32, y: f32, w: usize, h: usize) -> Self {
+        let x = x.clamp(0.0, (w - 1) as f32);
+        let y = y.clamp(0.0, (h - 1) as f32);
+        // Both are ≥ 0 here, so truncation is the floor (and no libm call on baseline x86-64).
+        let (x0, y0) = (x as usize, y as usize);
+        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+        Self {
+            at: [y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1],
+            fx: x - x0 as f32,
+            fy: y - y0 as f32,
+        }
+    }
+
+    /// The sample of the grid whose value at index i is `f(i)`.
+    #[inline(always)]
+    pub(super) fn apply(&self, f: impl Fn(usize) -> f32) -> f32 {
+        let (fx, fy) = (self.fx, self.fy);
+        let top = f(self.at[0]) * (1.0 - fx) + f(self.at[1]) * fx;
+        let bottom = f(self.at[2]) * (1.0 - fx) + f(self.at[3]) * fx;
+        top * (1.0 - fy) + bottom * fy
+    }
 }

@@ -31,6 +31,7 @@ mod flow;
 mod grey;
 mod metrics;
 mod par;
+mod simd;
 mod select;
 #[cfg(test)]
 mod tests;
@@ -45,6 +46,7 @@ pub use warp::warp_rgb;
 use detail::{restore_detail_with, DetailScratch};
 use flow::{estimate_flow_into, round_trip_holds, to_smaller, LkScratch};
 use par::{for_bands, for_bands2, join};
+use simd::kernel;
 use select::{agreement, input_difference, max3_row, neighbour_rows, propagation_weight};
 use warp::{cubic_pair, PixelPair};
 
@@ -57,10 +59,16 @@ fn to_f32(img: &RgbImage) -> Vec<f32> {
     img.data.iter().map(|v| f32::from(*v)).collect()
 }
 
-/// A value of the filter's float arithmetic as the byte it is stored as.
+/// A value of the filter's float arithmetic as the byte it is stored as (rounded half up:
+/// `f32::round` is a library call on the baseline x86-64, this a vector conversion).
 #[inline(always)]
 fn rounded(v: f32) -> f32 {
-    v.round().clamp(0.0, 255.0)
+    to_byte(v) as f32
+}
+
+#[inline(always)]
+fn to_byte(v: f32) -> u8 {
+    (v.clamp(0.0, 255.0) + 0.5) as u8
 }
 
 struct Previous {
@@ -197,7 +205,7 @@ impl TemporalFilter {
                 let k = self.stability;
                 for (o, p) in output.data.chunks_exact_mut(3).zip(&prev.pairs) {
                     for (o, p) in o.iter_mut().zip(&p[4..7]) {
-                        *o = rounded((1.0 - k) * f32::from(*o) + k * p) as u8;
+                        *o = to_byte((1.0 - k) * f32::from(*o) + k * p);
                     }
                 }
                 store_pairs(&mut next, input, output);
@@ -250,69 +258,149 @@ impl TemporalFilter {
         // 2. Carry the previous reference and output along the backward motion; the carried
         // reference's difference to this input, and the motion's round trip, per pixel.
         b.carried.resize(w * h, [0.0; 8]);
+        let carry = Carry {
+            prev: &prev.pairs,
+            input: &input.data,
+            back: &back,
+            fwd: &fwd,
+            w,
+            h,
+            scale,
+        };
         for_bands(&mut b.carried, w, threads, |rows, band| {
-            for (y, row) in rows.zip(band.chunks_exact_mut(w)) {
-                let gy = to_smaller(y, scale);
-                for (x, c) in row.iter_mut().enumerate() {
-                    let v = back.at_pixel(x, y, scale);
-                    let sx = (x as f32 + v.0 * scale).clamp(0.0, (w - 1) as f32);
-                    let sy = (y as f32 + v.1 * scale).clamp(0.0, (h - 1) as f32);
-                    *c = cubic_pair(&prev.pairs, w, h, sx, sy);
-                    let here = &input.data[(y * w + x) * 3..][..3];
-                    c[3] = input_difference(&[c[0], c[1], c[2]], here);
-                    let holds = round_trip_holds(&fwd, to_smaller(x, scale), gy, v);
-                    c[7] = if holds { 1.0 } else { 0.0 };
-                }
-            }
+            carry_rows(&carry, band, rows.start);
         });
 
         // 3.–4. Mask (worst difference over 3×3, times the round trip) and selection.
         b.across.resize(w * h, 0.0);
         let carried = &b.carried;
         for_bands(&mut b.across, w, threads, |rows, band| {
-            for (y, row) in rows.zip(band.chunks_exact_mut(w)) {
-                let diff: Vec<f32> = carried[y * w..][..w].iter().map(|c| c[3]).collect();
-                max3_row(&diff, row);
-            }
+            worst_across_rows(&carried[rows.start * w..rows.end * w], band, w);
         });
         b.current.clear();
         b.current.extend(output.data.iter().map(|v| f32::from(*v)));
         b.out.resize(w * h * 3, 0.0);
         next.resize(w * h, [0.0; 8]);
-        let (across, current, stability) = (&b.across, &b.current, self.stability);
+        let select = Select {
+            carried,
+            across: &b.across,
+            current: &b.current,
+            input: &input.data,
+            w,
+            h,
+            stability: self.stability,
+        };
         for_bands2(&mut b.out, w * 3, next, w, threads, |rows, out, next| {
-            let out = out.chunks_exact_mut(w * 3).zip(next.chunks_exact_mut(w));
-            for (y, (out, next)) in rows.zip(out) {
-                let around = neighbour_rows(across, w, h, y);
-                for (x, (o, n)) in out.chunks_exact_mut(3).zip(next.iter_mut()).enumerate() {
-                    let i = y * w + x;
-                    let c = &carried[i];
-                    let worst = around[0][x].max(around[1][x]).max(around[2][x]);
-                    let k = propagation_weight(agreement(worst) * c[7], stability);
-                    let here = &input.data[i * 3..][..3];
-                    for ch in 0..3 {
-                        o[ch] = (1.0 - k) * current[i * 3 + ch] + k * c[4 + ch];
-                        n[ch] = rounded((1.0 - k) * f32::from(here[ch]) + k * c[ch]);
-                    }
-                }
-            }
+            select_rows(&select, out, next, rows.start);
         });
+        let current = &b.current;
 
         // 5. Detail energy of this frame's stylization.
         restore_detail_with(&mut b.out, current, w, h, &mut b.detail, threads);
-        for ((o, v), n) in output
-            .data
-            .chunks_exact_mut(3)
-            .zip(b.out.chunks_exact(3))
-            .zip(next.iter_mut())
-        {
-            for ch in 0..3 {
-                let r = rounded(v[ch]);
-                o[ch] = r as u8;
-                n[4 + ch] = r;
+        store_output(&b.out, &mut output.data, next);
+        (b.back, b.fwd) = (Some(back), Some(fwd));
+    }
+}
+
+/// What the carry pass reads.
+struct Carry<'a> {
+    prev: &'a [PixelPair],
+    input: &'a [u8],
+    back: &'a Flow,
+    fwd: &'a Flow,
+    w: usize,
+    h: usize,
+    /// Frame pixels per flow pixel.
+    scale: f32,
+}
+
+kernel! {
+    /// Rows `y0..` of the carry pass: per pixel, the previous reference and output carried
+    /// along the backward motion (cubic), the carried reference's difference to this input,
+    /// and whether the motion's round trip holds (see [`Buffers::carried`]).
+    fn carry_rows(c: &Carry<'_>, band: &mut [PixelPair], y0: usize) {
+        let (w, h, scale) = (c.w, c.h, c.scale);
+        let (max_x, max_y) = ((w - 1) as f32, (h - 1) as f32);
+        // `Flow::at_pixel`, with the positions on the flow's grid worked out once per column.
+        let same_grid = scale == 1.0 && c.back.step == 1.0 && c.back.origin == 0.0;
+        let columns: Vec<f32> = (0..w).map(|x| to_smaller(x, scale)).collect();
+        for (y, row) in (y0..).zip(band.chunks_exact_mut(w)) {
+            let gy = to_smaller(y, scale);
+            for (x, (out, &gx)) in row.iter_mut().zip(&columns).enumerate() {
+                let i = y * w + x;
+                let v = match same_grid {
+                    true => (c.back.dx[i], c.back.dy[i]),
+                    false => c.back.sample(gx, gy),
+                };
+                let sx = (x as f32 + v.0 * scale).clamp(0.0, max_x);
+                let sy = (y as f32 + v.1 * scale).clamp(0.0, max_y);
+                *out = cubic_pair(c.prev, w, h, sx, sy);
+                let here = &c.input[i * 3..][..3];
+                out[3] = input_difference(&[out[0], out[1], out[2]], here);
+                out[7] = if round_trip_holds(c.fwd, gx, gy, v) { 1.0 } else { 0.0 };
             }
         }
-        (b.back, b.fwd) = (Some(back), Some(fwd));
+    }
+}
+
+kernel! {
+    /// The horizontal half of the 3×3 maximum of the carried input difference.
+    fn worst_across_rows(carried: &[PixelPair], out: &mut [f32], w: usize) {
+        let mut diff = vec![0f32; w];
+        for (c, o) in carried.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
+            for (d, c) in diff.iter_mut().zip(c) {
+                *d = c[3];
+            }
+            max3_row(&diff, o);
+        }
+    }
+}
+
+/// What the selection pass reads.
+struct Select<'a> {
+    carried: &'a [PixelPair],
+    across: &'a [f32],
+    current: &'a [f32],
+    input: &'a [u8],
+    w: usize,
+    h: usize,
+    stability: f32,
+}
+
+kernel! {
+    /// Rows `y0..` of the selection: the propagation weight from the mask, the output (before
+    /// the detail match) into `out` and the carried reference, rounded, into `next`.
+    fn select_rows(s: &Select<'_>, out: &mut [f32], next: &mut [PixelPair], y0: usize) {
+        let (w, h) = (s.w, s.h);
+        let rows = out.chunks_exact_mut(w * 3).zip(next.chunks_exact_mut(w));
+        for (y, (out, next)) in (y0..).zip(rows) {
+            let around = neighbour_rows(s.across, w, h, y);
+            for (x, (o, n)) in out.chunks_exact_mut(3).zip(next.iter_mut()).enumerate() {
+                let i = y * w + x;
+                let c = &s.carried[i];
+                let worst = around[0][x].max(around[1][x]).max(around[2][x]);
+                let k = propagation_weight(agreement(worst) * c[7], s.stability);
+                let here = &s.input[i * 3..][..3];
+                let current = &s.current[i * 3..][..3];
+                for ch in 0..3 {
+                    o[ch] = (1.0 - k) * current[ch] + k * c[4 + ch];
+                    n[ch] = rounded((1.0 - k) * f32::from(here[ch]) + k * c[ch]);
+                }
+            }
+        }
+    }
+}
+
+kernel! {
+    /// The filtered output as bytes, into the frame and the next frame's carried pairs.
+    fn store_output(filtered: &[f32], output: &mut [u8], next: &mut [PixelPair]) {
+        let pixels = output.chunks_exact_mut(3).zip(filtered.chunks_exact(3));
+        for ((o, v), n) in pixels.zip(next.iter_mut()) {
+            for ch in 0..3 {
+                o[ch] = to_byte(v[ch]);
+                n[4 + ch] = f32::from(o[ch]);
+            }
+        }
     }
 }
 

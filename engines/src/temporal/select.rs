@@ -44,6 +44,7 @@ pub(super) fn input_difference(carried: &[f32; 3], current: &[u8]) -> f32 {
 
 /// Maximum of each value and its left and right neighbours (borders clamped): the
 /// horizontal half of the 3×3 maximum.
+#[inline(always)]
 pub(super) fn max3_row(src: &[f32], dst: &mut [f32]) {
     let n = src.len();
     if n == 0 {

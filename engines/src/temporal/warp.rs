@@ -25,6 +25,7 @@ pub(super) enum Kernel {
 
 impl Kernel {
     /// Taps (first integer position and weights) along one axis for a sample at `pos`.
+    #[inline(always)]
     pub(super) fn taps(self, pos: f32) -> (isize, [f32; 4], usize) {
         // Callers clamp `pos` to the image, so truncation is the floor.
         debug_assert!(pos >= 0.0);
