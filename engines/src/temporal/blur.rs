@@ -198,19 +198,24 @@ kernel! {
 #[inline(always)]
 fn box_rows_n<const C: usize>(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
     let norm = 1.0 / (2 * r + 1) as f32;
-    let at = |x: isize| x.clamp(0, w as isize - 1) as usize * C;
+    // Each row with its edge pixels repeated r + 1 times on both sides: no clamping per pixel.
+    let pad = r + 1;
+    let mut padded = vec![0f32; (w + 2 * pad) * C];
     for (s, d) in src.chunks_exact(w * C).zip(dst.chunks_exact_mut(w * C)) {
+        for (x, px) in padded.chunks_exact_mut(C).enumerate() {
+            let sx = x.saturating_sub(pad).min(w - 1);
+            px.copy_from_slice(&s[sx * C..][..C]);
+        }
         let mut acc = [0f32; C];
-        for k in -(r as isize)..=r as isize {
-            let px: &[f32; C] = s[at(k)..at(k) + C].try_into().expect("C values");
+        for px in padded[C..].chunks_exact(C).take(2 * r + 1) {
             for c in 0..C {
                 acc[c] += px[c];
             }
         }
-        for (x, out) in d.chunks_exact_mut(C).enumerate() {
-            let x = x as isize;
-            let add: &[f32; C] = s[at(x + r as isize + 1)..][..C].try_into().expect("C");
-            let sub: &[f32; C] = s[at(x - r as isize)..][..C].try_into().expect("C");
+        // Pixel x adds padded pixel x + 2r + 2 and drops x + 1 (x + r + 1 and x − r unpadded).
+        let adds = padded[(2 * r + 2) * C..].chunks_exact(C);
+        let subs = padded[C..].chunks_exact(C);
+        for ((out, add), sub) in d.chunks_exact_mut(C).zip(adds).zip(subs) {
             for c in 0..C {
                 out[c] = acc[c] * norm;
                 acc[c] += add[c] - sub[c];

@@ -80,7 +80,10 @@ pub(super) fn restore_detail_with(
     base_and_energy(propagated, &mut energy, s, w, h, threads);
     let base = &s.base;
     for_bands(propagated, w * 3, threads, |rows, band| {
-        let (px, rgb) = (rows.start * w..rows.end * w, rows.start * w * 3..rows.end * w * 3);
+        let (px, rgb) = (
+            rows.start * w..rows.end * w,
+            rows.start * w * 3..rows.end * w * 3,
+        );
         scale_detail(band, &base[rgb], &target[px.clone()], &energy[px]);
     });
     s.target = target;

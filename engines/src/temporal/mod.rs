@@ -31,8 +31,8 @@ mod flow;
 mod grey;
 mod metrics;
 mod par;
-mod simd;
 mod select;
+mod simd;
 #[cfg(test)]
 mod tests;
 mod warp;
@@ -46,8 +46,8 @@ pub use warp::warp_rgb;
 use detail::{restore_detail_with, DetailScratch};
 use flow::{estimate_flow_into, round_trip_holds, to_smaller, LkScratch};
 use par::{for_bands, for_bands2, join};
-use simd::kernel;
 use select::{agreement, input_difference, max3_row, neighbour_rows, propagation_weight};
+use simd::kernel;
 use warp::{cubic_pair, PixelPair};
 
 /// Grey images for motion estimation are at most this wide (the inference size of a 16:9
@@ -372,16 +372,24 @@ kernel! {
     /// the detail match) into `out` and the carried reference, rounded, into `next`.
     fn select_rows(s: &Select<'_>, out: &mut [f32], next: &mut [PixelPair], y0: usize) {
         let (w, h) = (s.w, s.h);
+        let mut weights = vec![0f32; w];
+        let mut round_trip = vec![0f32; w];
         let rows = out.chunks_exact_mut(w * 3).zip(next.chunks_exact_mut(w));
         for (y, (out, next)) in (y0..).zip(rows) {
-            let around = neighbour_rows(s.across, w, h, y);
-            for (x, (o, n)) in out.chunks_exact_mut(3).zip(next.iter_mut()).enumerate() {
-                let i = y * w + x;
-                let c = &s.carried[i];
-                let worst = around[0][x].max(around[1][x]).max(around[2][x]);
-                let k = propagation_weight(agreement(worst) * c[7], s.stability);
-                let here = &s.input[i * 3..][..3];
-                let current = &s.current[i * 3..][..3];
+            let carried = &s.carried[y * w..][..w];
+            for (r, c) in round_trip.iter_mut().zip(carried) {
+                *r = c[7];
+            }
+            // The weights first, in a loop of their own that vectorises (two divisions each).
+            let [above, here, below] = neighbour_rows(s.across, w, h, y);
+            let around = above.iter().zip(here).zip(below).zip(&round_trip);
+            for (k, (((a, b), c), r)) in weights.iter_mut().zip(around) {
+                *k = propagation_weight(agreement(a.max(*b).max(*c)) * r, s.stability);
+            }
+            let pixels = out.chunks_exact_mut(3).zip(next.iter_mut()).zip(carried);
+            let inputs = s.input[y * w * 3..][..w * 3].chunks_exact(3);
+            let current = s.current[y * w * 3..][..w * 3].chunks_exact(3);
+            for ((((o, n), c), k), (here, current)) in pixels.zip(&weights).zip(inputs.zip(current)) {
                 for ch in 0..3 {
                     o[ch] = (1.0 - k) * current[ch] + k * c[4 + ch];
                     n[ch] = rounded((1.0 - k) * f32::from(here[ch]) + k * c[ch]);
