@@ -10,7 +10,7 @@
 //! Each frame's "stylized output" is the frame with per-frame noise (a flickering net); the
 //! filter's cost does not depend on what the output shows. Prints the median over frames of
 //! each frame's best wall and CPU time (all threads) over the rounds. With a fifth argument, writes the filtered frames there (raw
-//! RGB) to compare two versions of the filter.
+//! RGB) to compare two versions of the filter. `THREADS=n` sets the filter's threads.
 
 use std::time::Instant;
 use stylize_engines::frame::RgbImage;
@@ -75,6 +75,9 @@ fn main() {
     let mut dump = Vec::new();
     for round in 0..rounds {
         let mut filter = TemporalFilter::new(DEFAULT_STABILITY);
+        if let Some(n) = std::env::var("THREADS").ok().and_then(|n| n.parse().ok()) {
+            filter.set_threads(n);
+        }
         for (i, (f, o)) in frames.iter().zip(&outputs).enumerate() {
             let mut out = o.clone();
             let (t, c) = (Instant::now(), cpu_ms());

@@ -2,7 +2,7 @@
 //! large motions, dense Lucas–Kanade refinement per pixel, and the forward–backward check.
 
 use super::blur::box_gaussian_in_place;
-use super::grey::{halve, BilinearTaps, GreyImage};
+use super::grey::{axis_taps, halve, BilinearTaps, GreyImage};
 use super::par::{for_bands, for_bands2};
 use super::simd::kernel;
 
@@ -65,14 +65,55 @@ impl Flow {
     /// Motion at a pixel of the estimation image (bilinear between grid points).
     #[inline(always)]
     pub fn sample(&self, x: f32, y: f32) -> (f32, f32) {
-        // A dense flow's grid is the pixel grid: no division (the same values).
-        let (gx, gy) = if self.step == 1.0 {
-            (x - self.origin, y - self.origin)
-        } else {
-            ((x - self.origin) / self.step, (y - self.origin) / self.step)
-        };
+        let (gx, gy) = (self.grid_coord(x), self.grid_coord(y));
         let taps = BilinearTaps::new(gx, gy, self.cols, self.rows);
         (taps.apply(|i| self.dx[i]), taps.apply(|i| self.dy[i]))
+    }
+
+    /// A coordinate of the estimation image on the grid. A dense flow's grid is the pixel grid:
+    /// no division (the same values).
+    #[inline(always)]
+    fn grid_coord(&self, v: f32) -> f32 {
+        if self.step == 1.0 {
+            v - self.origin
+        } else {
+            (v - self.origin) / self.step
+        }
+    }
+
+    /// Where [`Flow::at_pixel`] reads the grid along x, for each column of an image `width`
+    /// pixels wide and `scale` times the estimation image.
+    pub(super) fn column_taps(&self, width: usize, scale: f32) -> Vec<(usize, usize, f32)> {
+        (0..width)
+            .map(|x| axis_taps(self.grid_coord(to_smaller(x, scale)), self.cols))
+            .collect()
+    }
+
+    /// [`Flow::at_pixel`] for a whole row `y` (`columns` from [`Flow::column_taps`]): the same
+    /// values, in a loop without the per-pixel work on positions.
+    #[inline(always)]
+    pub(super) fn row_at_pixels(
+        &self,
+        y: usize,
+        scale: f32,
+        columns: &[(usize, usize, f32)],
+        dx: &mut [f32],
+        dy: &mut [f32],
+    ) {
+        if scale == 1.0 && self.step == 1.0 && self.origin == 0.0 {
+            dx.copy_from_slice(&self.dx[y * self.cols..][..dx.len()]);
+            dy.copy_from_slice(&self.dy[y * self.cols..][..dy.len()]);
+            return;
+        }
+        let (r0, r1, fy) = axis_taps(self.grid_coord(to_smaller(y, scale)), self.rows);
+        for (v, out) in [(&self.dx, dx), (&self.dy, dy)] {
+            let (top, bottom) = (&v[r0 * self.cols..][..self.cols], &v[r1 * self.cols..][..self.cols]);
+            for (o, &(c0, c1, fx)) in out.iter_mut().zip(columns) {
+                let t = top[c0] * (1.0 - fx) + top[c1] * fx;
+                let b = bottom[c0] * (1.0 - fx) + bottom[c1] * fx;
+                *o = t * (1.0 - fy) + b * fy;
+            }
+        }
     }
 }
 

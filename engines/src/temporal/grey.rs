@@ -68,6 +68,16 @@ pub(super) fn halve(img: &GreyImage) -> GreyImage {
     }
 }
 
+/// Along one axis of `len` points, a bilinear sample at `x` (clamped to the axis): the two
+/// neighbours and the weight of the second.
+#[inline(always)]
+pub(super) fn axis_taps(x: f32, len: usize) -> (usize, usize, f32) {
+    let x = x.clamp(0.0, (len - 1) as f32);
+    // x ≥ 0 here, so truncation is the floor (and no libm call on baseline x86-64).
+    let x0 = x as usize;
+    (x0, (x0 + 1).min(len - 1), x - x0 as f32)
+}
+
 /// Where and with which weights a bilinear sample reads a `w`×`h` grid: worked out once for
 /// several grids of one size (the two components of a flow).
 pub(super) struct BilinearTaps {
@@ -81,15 +91,12 @@ impl BilinearTaps {
     /// Taps at (x, y), coordinates clamped to the grid.
     #[inline(always)]
     pub(super) fn new(x: f32, y: f32, w: usize, h: usize) -> Self {
-        let x = x.clamp(0.0, (w - 1) as f32);
-        let y = y.clamp(0.0, (h - 1) as f32);
-        // Both are ≥ 0 here, so truncation is the floor (and no libm call on baseline x86-64).
-        let (x0, y0) = (x as usize, y as usize);
-        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+        let (x0, x1, fx) = axis_taps(x, w);
+        let (y0, y1, fy) = axis_taps(y, h);
         Self {
             at: [y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1],
-            fx: x - x0 as f32,
-            fy: y - y0 as f32,
+            fx,
+            fy,
         }
     }
 

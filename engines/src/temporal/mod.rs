@@ -233,6 +233,12 @@ impl TemporalFilter {
         output: &mut RgbImage,
         next: &mut Vec<PixelPair>,
     ) {
+        fn cpu() -> f64 {
+            let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+            t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 * 1e-6
+        }
+        let mut marks = vec![cpu()];
         let (w, h) = (input.width, input.height);
         let threads = self.threads;
         let b = &mut self.buffers;
@@ -255,6 +261,7 @@ impl TemporalFilter {
         );
         let scale = w as f32 / grey.width as f32;
 
+        marks.push(cpu());
         // 2. Carry the previous reference and output along the backward motion; the carried
         // reference's difference to this input, and the motion's round trip, per pixel.
         b.carried.resize(w * h, [0.0; 8]);
@@ -271,6 +278,7 @@ impl TemporalFilter {
             carry_rows(&carry, band, rows.start);
         });
 
+        marks.push(cpu());
         // 3.–4. Mask (worst difference over 3×3, times the round trip) and selection.
         b.across.resize(w * h, 0.0);
         let carried = &b.carried;
@@ -281,6 +289,7 @@ impl TemporalFilter {
         b.current.extend(output.data.iter().map(|v| f32::from(*v)));
         b.out.resize(w * h * 3, 0.0);
         next.resize(w * h, [0.0; 8]);
+        marks.push(cpu());
         let select = Select {
             carried,
             across: &b.across,
@@ -295,10 +304,17 @@ impl TemporalFilter {
         });
         let current = &b.current;
 
+        marks.push(cpu());
         // 5. Detail energy of this frame's stylization.
         restore_detail_with(&mut b.out, current, w, h, &mut b.detail, threads);
+        marks.push(cpu());
         store_output(&b.out, &mut output.data, next);
+        marks.push(cpu());
         (b.back, b.fwd) = (Some(back), Some(fwd));
+        if std::env::var_os("TT").is_some() {
+            let d: Vec<String> = marks.windows(2).map(|m| format!("{:.1}", m[1] - m[0])).collect();
+            eprintln!("TT flows carry max3 select detail store: {}", d.join(" "));
+        }
     }
 }
 
@@ -321,17 +337,16 @@ kernel! {
     fn carry_rows(c: &Carry<'_>, band: &mut [PixelPair], y0: usize) {
         let (w, h, scale) = (c.w, c.h, c.scale);
         let (max_x, max_y) = ((w - 1) as f32, (h - 1) as f32);
-        // `Flow::at_pixel`, with the positions on the flow's grid worked out once per column.
-        let same_grid = scale == 1.0 && c.back.step == 1.0 && c.back.origin == 0.0;
         let columns: Vec<f32> = (0..w).map(|x| to_smaller(x, scale)).collect();
+        let taps = c.back.column_taps(w, scale);
+        let (mut vx, mut vy) = (vec![0f32; w], vec![0f32; w]);
         for (y, row) in (y0..).zip(band.chunks_exact_mut(w)) {
             let gy = to_smaller(y, scale);
+            // The backward motion at each pixel of the row (`Flow::at_pixel`).
+            c.back.row_at_pixels(y, scale, &taps, &mut vx, &mut vy);
             for (x, (out, &gx)) in row.iter_mut().zip(&columns).enumerate() {
                 let i = y * w + x;
-                let v = match same_grid {
-                    true => (c.back.dx[i], c.back.dy[i]),
-                    false => c.back.sample(gx, gy),
-                };
+                let v = (vx[x], vy[x]);
                 let sx = (x as f32 + v.0 * scale).clamp(0.0, max_x);
                 let sy = (y as f32 + v.1 * scale).clamp(0.0, max_y);
                 *out = cubic_pair(c.prev, w, h, sx, sy);
