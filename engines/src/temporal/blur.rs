@@ -60,10 +60,7 @@ kernel! {
         let row_len = w * channels;
         let mut padded = vec![0f32; (w + 2 * radius) * channels];
         for (src, dst) in src.chunks_exact(row_len).zip(dst.chunks_exact_mut(row_len)) {
-            for (x, px) in padded.chunks_exact_mut(channels).enumerate() {
-                let sx = x.saturating_sub(radius).min(w - 1);
-                px.copy_from_slice(&src[sx * channels..][..channels]);
-            }
+            pad_row(src, &mut padded, channels, radius);
             dst.fill(0.0);
             for (k, t) in taps.iter().enumerate() {
                 let shifted = &padded[k * channels..][..row_len];
@@ -72,6 +69,19 @@ kernel! {
                 }
             }
         }
+    }
+}
+
+/// `row` (pixels of `channels` values) into `padded` with its first and last pixel repeated
+/// `pad` times before and after: one copy of the row, values copied one by one only at the
+/// edges (a copy per pixel of a run-time length is a library call each).
+#[inline(always)]
+fn pad_row(row: &[f32], padded: &mut [f32], channels: usize, pad: usize) {
+    let (edge, len) = (pad * channels, row.len());
+    padded[edge..edge + len].copy_from_slice(row);
+    for i in 0..edge {
+        padded[i] = row[i % channels];
+        padded[edge + len + i] = row[len - channels + i % channels];
     }
 }
 
@@ -197,28 +207,41 @@ kernel! {
 
 #[inline(always)]
 fn box_rows_n<const C: usize>(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
+    // Rows are summed four at a time: a running sum is a chain of dependent additions, and
+    // four independent chains keep the adder busy (the same sums as one row at a time).
+    const ROWS: usize = 4;
     let norm = 1.0 / (2 * r + 1) as f32;
     // Each row with its edge pixels repeated r + 1 times on both sides: no clamping per pixel.
     let pad = r + 1;
-    let mut padded = vec![0f32; (w + 2 * pad) * C];
-    for (s, d) in src.chunks_exact(w * C).zip(dst.chunks_exact_mut(w * C)) {
-        for (x, px) in padded.chunks_exact_mut(C).enumerate() {
-            let sx = x.saturating_sub(pad).min(w - 1);
-            px.copy_from_slice(&s[sx * C..][..C]);
+    let padded_len = (w + 2 * pad) * C;
+    let mut padded = vec![0f32; ROWS * padded_len];
+    let groups = src.chunks(ROWS * w * C).zip(dst.chunks_mut(ROWS * w * C));
+    for (s, d) in groups {
+        let n = s.len() / (w * C);
+        for (row, p) in s
+            .chunks_exact(w * C)
+            .zip(padded.chunks_exact_mut(padded_len))
+        {
+            pad_row(row, p, C, pad);
         }
-        let mut acc = [0f32; C];
-        for px in padded[C..].chunks_exact(C).take(2 * r + 1) {
-            for c in 0..C {
-                acc[c] += px[c];
+        let mut acc = [[0f32; C]; ROWS];
+        for (a, p) in acc.iter_mut().zip(padded.chunks_exact(padded_len)).take(n) {
+            for px in p[C..].chunks_exact(C).take(2 * r + 1) {
+                for c in 0..C {
+                    a[c] += px[c];
+                }
             }
         }
         // Pixel x adds padded pixel x + 2r + 2 and drops x + 1 (x + r + 1 and x − r unpadded).
-        let adds = padded[(2 * r + 2) * C..].chunks_exact(C);
-        let subs = padded[C..].chunks_exact(C);
-        for ((out, add), sub) in d.chunks_exact_mut(C).zip(adds).zip(subs) {
-            for c in 0..C {
-                out[c] = acc[c] * norm;
-                acc[c] += add[c] - sub[c];
+        for x in 0..w {
+            for (j, a) in acc.iter_mut().enumerate().take(n) {
+                let p = &padded[j * padded_len..][..padded_len];
+                let (add, sub) = (&p[(x + 2 * r + 2) * C..][..C], &p[(x + 1) * C..][..C]);
+                let out = &mut d[(j * w + x) * C..][..C];
+                for c in 0..C {
+                    out[c] = a[c] * norm;
+                    a[c] += add[c] - sub[c];
+                }
             }
         }
     }

@@ -107,7 +107,10 @@ impl Flow {
         }
         let (r0, r1, fy) = axis_taps(self.grid_coord(to_smaller(y, scale)), self.rows);
         for (v, out) in [(&self.dx, dx), (&self.dy, dy)] {
-            let (top, bottom) = (&v[r0 * self.cols..][..self.cols], &v[r1 * self.cols..][..self.cols]);
+            let (top, bottom) = (
+                &v[r0 * self.cols..][..self.cols],
+                &v[r1 * self.cols..][..self.cols],
+            );
             for (o, &(c0, c1, fx)) in out.iter_mut().zip(columns) {
                 let t = top[c0] * (1.0 - fx) + top[c1] * fx;
                 let b = bottom[c0] * (1.0 - fx) + bottom[c1] * fx;

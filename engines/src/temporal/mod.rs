@@ -234,7 +234,10 @@ impl TemporalFilter {
         next: &mut Vec<PixelPair>,
     ) {
         fn cpu() -> f64 {
-            let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            let mut t = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
             unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
             t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 * 1e-6
         }
@@ -312,7 +315,10 @@ impl TemporalFilter {
         marks.push(cpu());
         (b.back, b.fwd) = (Some(back), Some(fwd));
         if std::env::var_os("TT").is_some() {
-            let d: Vec<String> = marks.windows(2).map(|m| format!("{:.1}", m[1] - m[0])).collect();
+            let d: Vec<String> = marks
+                .windows(2)
+                .map(|m| format!("{:.1}", m[1] - m[0]))
+                .collect();
             eprintln!("TT flows carry max3 select detail store: {}", d.join(" "));
         }
     }
