@@ -233,15 +233,6 @@ impl TemporalFilter {
         output: &mut RgbImage,
         next: &mut Vec<PixelPair>,
     ) {
-        fn cpu() -> f64 {
-            let mut t = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-            t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 * 1e-6
-        }
-        let mut marks = vec![cpu()];
         let (w, h) = (input.width, input.height);
         let threads = self.threads;
         let b = &mut self.buffers;
@@ -264,7 +255,6 @@ impl TemporalFilter {
         );
         let scale = w as f32 / grey.width as f32;
 
-        marks.push(cpu());
         // 2. Carry the previous reference and output along the backward motion; the carried
         // reference's difference to this input, and the motion's round trip, per pixel.
         b.carried.resize(w * h, [0.0; 8]);
@@ -281,7 +271,6 @@ impl TemporalFilter {
             carry_rows(&carry, band, rows.start);
         });
 
-        marks.push(cpu());
         // 3.–4. Mask (worst difference over 3×3, times the round trip) and selection.
         b.across.resize(w * h, 0.0);
         let carried = &b.carried;
@@ -292,7 +281,6 @@ impl TemporalFilter {
         b.current.extend(output.data.iter().map(|v| f32::from(*v)));
         b.out.resize(w * h * 3, 0.0);
         next.resize(w * h, [0.0; 8]);
-        marks.push(cpu());
         let select = Select {
             carried,
             across: &b.across,
@@ -307,20 +295,10 @@ impl TemporalFilter {
         });
         let current = &b.current;
 
-        marks.push(cpu());
         // 5. Detail energy of this frame's stylization.
         restore_detail_with(&mut b.out, current, w, h, &mut b.detail, threads);
-        marks.push(cpu());
         store_output(&b.out, &mut output.data, next);
-        marks.push(cpu());
         (b.back, b.fwd) = (Some(back), Some(fwd));
-        if std::env::var_os("TT").is_some() {
-            let d: Vec<String> = marks
-                .windows(2)
-                .map(|m| format!("{:.1}", m[1] - m[0]))
-                .collect();
-            eprintln!("TT flows carry max3 select detail store: {}", d.join(" "));
-        }
     }
 }
 
