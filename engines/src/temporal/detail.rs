@@ -1,7 +1,7 @@
 //! Fine-detail energy matching: propagated texture keeps the current frame's stroke energy.
 
 use super::blur::gaussian_blur_into;
-use super::par::for_bands;
+use super::par::{for_bands, join};
 use super::simd::kernel;
 
 /// Fine detail is what a σ = 1.5 px blur removes; its energy is matched to the current frame's
@@ -10,13 +10,20 @@ const DETAIL_SIGMA: f32 = 1.5;
 const ENERGY_SIGMA: f32 = 8.0;
 const MAX_DETAIL_GAIN: f32 = 1.5;
 
-/// Buffers of [`restore_detail_with`], kept from one frame to the next.
+/// Buffers of [`restore_detail_with`], kept from one frame to the next: for this frame's
+/// stylization and for the propagated output.
 #[derive(Default)]
 pub(super) struct DetailScratch {
+    current: Detail,
+    propagated: Detail,
+}
+
+/// An image's σ `DETAIL_SIGMA` blur (`base`) and fine-detail energy, with their buffers.
+#[derive(Default)]
+struct Detail {
     base: Vec<f32>,
     power: Vec<f32>,
     energy: Vec<f32>,
-    target: Vec<f32>,
     tmp: Vec<f32>,
 }
 
@@ -24,33 +31,32 @@ pub(super) struct DetailScratch {
 /// channels of detail², averaged over a σ = `ENERGY_SIGMA` window).
 #[cfg(test)]
 pub(super) fn detail_and_energy(img: &[f32], w: usize, h: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let mut s = DetailScratch::default();
-    let mut energy = Vec::new();
-    base_and_energy(img, &mut energy, &mut s, w, h, 1);
-    let detail = img.iter().zip(&s.base).map(|(v, b)| v - b).collect();
-    (s.base, detail, energy)
+    let mut d = Detail::default();
+    base_and_energy(img, &mut d, w, h, 1);
+    let detail = img.iter().zip(&d.base).map(|(v, b)| v - b).collect();
+    (d.base, detail, d.energy)
 }
 
-/// The σ `DETAIL_SIGMA` blur of `img` into `s.base`, and the local energy of its fine detail
-/// into `energy`.
-fn base_and_energy(
-    img: &[f32],
-    energy: &mut Vec<f32>,
-    s: &mut DetailScratch,
-    w: usize,
-    h: usize,
-    threads: usize,
-) {
-    gaussian_blur_into(img, &mut s.base, &mut s.tmp, w, h, 3, DETAIL_SIGMA, threads);
-    s.power.resize(w * h, 0.0);
-    let base = &s.base;
-    for_bands(&mut s.power, w, threads, |rows, band| {
+/// The σ `DETAIL_SIGMA` blur of `img` into `d.base`, and the local energy of its fine detail
+/// into `d.energy`.
+fn base_and_energy(img: &[f32], d: &mut Detail, w: usize, h: usize, threads: usize) {
+    gaussian_blur_into(img, &mut d.base, &mut d.tmp, w, h, 3, DETAIL_SIGMA, threads);
+    d.power.resize(w * h, 0.0);
+    let base = &d.base;
+    for_bands(&mut d.power, w, threads, |rows, band| {
         let px = rows.start * w * 3..rows.end * w * 3;
         detail_power(&img[px.clone()], &base[px], band);
     });
-    let power = std::mem::take(&mut s.power);
-    gaussian_blur_into(&power, energy, &mut s.tmp, w, h, 1, ENERGY_SIGMA, threads);
-    s.power = power;
+    gaussian_blur_into(
+        &d.power,
+        &mut d.energy,
+        &mut d.tmp,
+        w,
+        h,
+        1,
+        ENERGY_SIGMA,
+        threads,
+    );
 }
 
 /// Give `propagated` the fine-detail energy of `current` (this frame's own stylization),
@@ -74,11 +80,16 @@ pub(super) fn restore_detail_with(
     s: &mut DetailScratch,
     threads: usize,
 ) {
-    let mut target = std::mem::take(&mut s.target);
-    let mut energy = std::mem::take(&mut s.energy);
-    base_and_energy(current, &mut target, s, w, h, threads);
-    base_and_energy(propagated, &mut energy, s, w, h, threads);
-    let base = &s.base;
+    // The two images at once, each on half the threads: one hand-over between threads
+    // instead of one per pass.
+    let inner = (threads / 2).max(1);
+    let (cur, prop) = (&mut s.current, &mut s.propagated);
+    join(
+        threads,
+        || base_and_energy(current, cur, w, h, inner),
+        || base_and_energy(propagated, prop, w, h, inner),
+    );
+    let (target, energy, base) = (&s.current.energy, &s.propagated.energy, &s.propagated.base);
     for_bands(propagated, w * 3, threads, |rows, band| {
         let (px, rgb) = (
             rows.start * w..rows.end * w,
@@ -86,8 +97,6 @@ pub(super) fn restore_detail_with(
         );
         scale_detail(band, &base[rgb], &target[px.clone()], &energy[px]);
     });
-    s.target = target;
-    s.energy = energy;
 }
 
 kernel! {
