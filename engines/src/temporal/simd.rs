@@ -21,7 +21,9 @@ macro_rules! kernel {
                 fn avx2($($arg: $ty),*) {
                     body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
+                if !$crate::temporal::simd::baseline_forced()
+                    && std::arch::is_x86_feature_detected!("avx2")
+                {
                     // SAFETY: the CPU has AVX2 (checked just above).
                     return unsafe { avx2($($arg),*) };
                 }
@@ -32,3 +34,20 @@ macro_rules! kernel {
 }
 
 pub(super) use kernel;
+
+/// Tests can run the baseline versions on a machine with AVX2, to check both give the same.
+#[cfg(test)]
+pub(super) static FORCE_BASELINE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(test)]
+#[inline(always)]
+pub(super) fn baseline_forced() -> bool {
+    FORCE_BASELINE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+pub(super) fn baseline_forced() -> bool {
+    false
+}
