@@ -1,5 +1,7 @@
 //! Grey images for motion estimation: conversion, downscaling, bilinear sampling.
 
+use super::par::for_bands;
+use super::simd::kernel;
 use crate::frame::RgbImage;
 
 /// A single-channel float image.
@@ -25,28 +27,44 @@ impl GreyImage {
 
 /// Luma (BT.601) averaged over `factor`×`factor` boxes.
 pub fn grey_downscaled(img: &RgbImage, factor: usize) -> GreyImage {
+    grey_downscaled_with(img, factor, 1)
+}
+
+/// [`grey_downscaled`] on up to `threads` threads.
+pub(super) fn grey_downscaled_with(img: &RgbImage, factor: usize, threads: usize) -> GreyImage {
     let factor = factor.max(1);
     let (w, h) = ((img.width / factor).max(1), (img.height / factor).max(1));
     let mut data = vec![0f32; w * h];
-    for (y, row) in data.chunks_exact_mut(w).enumerate() {
-        for (x, out) in row.iter_mut().enumerate() {
-            let mut sum = 0f32;
-            let mut n = 0f32;
-            for sy in y * factor..((y + 1) * factor).min(img.height) {
-                for sx in x * factor..((x + 1) * factor).min(img.width) {
-                    let p = &img.data[(sy * img.width + sx) * 3..][..3];
-                    sum +=
-                        0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
-                    n += 1.0;
-                }
-            }
-            *out = sum / n.max(1.0);
-        }
-    }
+    for_bands(&mut data, w, threads, |rows, band| {
+        grey_rows(img, factor, band, rows.start);
+    });
     GreyImage {
         width: w,
         height: h,
         data,
+    }
+}
+
+kernel! {
+    /// Rows `y0..` of [`grey_downscaled`].
+    fn grey_rows(img: &RgbImage, factor: usize, out: &mut [f32], y0: usize) {
+        let w = (img.width / factor).max(1);
+        for (y, row) in (y0..).zip(out.chunks_exact_mut(w)) {
+            for (x, out) in row.iter_mut().enumerate() {
+                let mut sum = 0f32;
+                let mut n = 0f32;
+                for sy in y * factor..((y + 1) * factor).min(img.height) {
+                    for sx in x * factor..((x + 1) * factor).min(img.width) {
+                        let p = &img.data[(sy * img.width + sx) * 3..][..3];
+                        sum += 0.299 * f32::from(p[0])
+                            + 0.587 * f32::from(p[1])
+                            + 0.114 * f32::from(p[2]);
+                        n += 1.0;
+                    }
+                }
+                *out = sum / n.max(1.0);
+            }
+        }
     }
 }
 

@@ -38,6 +38,7 @@ mod tests;
 mod warp;
 
 pub use flow::{consistency_mask, estimate_flow, Flow};
+use grey::grey_downscaled_with;
 pub use grey::{grey_downscaled, GreyImage};
 pub use metrics::*;
 pub use select::agreement_mask;
@@ -191,7 +192,7 @@ impl TemporalFilter {
         }
         let (w, h) = (input.width, input.height);
         let factor = w.div_ceil(FLOW_MAX_WIDTH).max(1);
-        let grey = grey_downscaled(input, factor);
+        let grey = grey_downscaled_with(input, factor, self.threads);
         let previous = self
             .previous
             .take()
@@ -277,8 +278,10 @@ impl TemporalFilter {
         for_bands(&mut b.across, w, threads, |rows, band| {
             worst_across_rows(&carried[rows.start * w..rows.end * w], band, w);
         });
-        b.current.clear();
-        b.current.extend(output.data.iter().map(|v| f32::from(*v)));
+        b.current.resize(w * h * 3, 0.0);
+        for_bands(&mut b.current, w * 3, threads, |rows, band| {
+            to_floats(&output.data[rows.start * w * 3..rows.end * w * 3], band);
+        });
         b.out.resize(w * h * 3, 0.0);
         next.resize(w * h, [0.0; 8]);
         let select = Select {
@@ -297,7 +300,17 @@ impl TemporalFilter {
 
         // 5. Detail energy of this frame's stylization.
         restore_detail_with(&mut b.out, current, w, h, &mut b.detail, threads);
-        store_output(&b.out, &mut output.data, next);
+        let filtered = &b.out;
+        for_bands2(
+            &mut output.data,
+            w * 3,
+            next,
+            w,
+            threads,
+            |rows, out, next| {
+                store_output(&filtered[rows.start * w * 3..rows.end * w * 3], out, next);
+            },
+        );
         (b.back, b.fwd) = (Some(back), Some(fwd));
     }
 }
@@ -394,6 +407,14 @@ kernel! {
                     n[ch] = rounded((1.0 - k) * f32::from(here[ch]) + k * c[ch]);
                 }
             }
+        }
+    }
+}
+
+kernel! {
+    fn to_floats(bytes: &[u8], out: &mut [f32]) {
+        for (o, b) in out.iter_mut().zip(bytes) {
+            *o = f32::from(*b);
         }
     }
 }
