@@ -61,11 +61,14 @@ kernel! {
         let mut padded = vec![0f32; (w + 2 * radius) * channels];
         for (src, dst) in src.chunks_exact(row_len).zip(dst.chunks_exact_mut(row_len)) {
             pad_row(src, &mut padded, channels, radius);
-            dst.fill(0.0);
-            for (k, t) in taps.iter().enumerate() {
-                let shifted = &padded[k * channels..][..row_len];
-                for (d, v) in dst.iter_mut().zip(shifted) {
-                    *d += t * v;
+            // The kernel is symmetric: pixels at ±k share a tap (one multiply for two).
+            let at = |k: usize| &padded[k * channels..][..row_len];
+            for (d, v) in dst.iter_mut().zip(at(radius)) {
+                *d = taps[radius] * v;
+            }
+            for (k, t) in taps.iter().enumerate().take(radius) {
+                for ((d, a), b) in dst.iter_mut().zip(at(k)).zip(at(2 * radius - k)) {
+                    *d += t * (a + b);
                 }
             }
         }
@@ -100,11 +103,17 @@ kernel! {
         let radius = taps.len() / 2;
         let row_len = w * channels;
         for (i, dst) in dst.chunks_exact_mut(row_len).enumerate() {
-            dst.fill(0.0);
-            for (k, t) in taps.iter().enumerate() {
+            // Row y + k − radius, clamped; symmetric taps as across.
+            let at = |k: usize| {
                 let sy = (y0 + i + k).saturating_sub(radius).min(h - 1);
-                for (d, v) in dst.iter_mut().zip(&across[sy * row_len..][..row_len]) {
-                    *d += t * v;
+                &across[sy * row_len..][..row_len]
+            };
+            for (d, v) in dst.iter_mut().zip(at(radius)) {
+                *d = taps[radius] * v;
+            }
+            for (k, t) in taps.iter().enumerate().take(radius) {
+                for ((d, a), b) in dst.iter_mut().zip(at(k)).zip(at(2 * radius - k)) {
+                    *d += t * (a + b);
                 }
             }
         }

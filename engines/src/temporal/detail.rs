@@ -1,6 +1,8 @@
 //! Fine-detail energy matching: propagated texture keeps the current frame's stroke energy.
 
 use super::blur::gaussian_blur_into;
+use super::flow::to_smaller;
+use super::grey::axis_taps;
 use super::par::{for_bands, join};
 use super::simd::kernel;
 
@@ -25,6 +27,9 @@ struct Detail {
     power: Vec<f32>,
     energy: Vec<f32>,
     tmp: Vec<f32>,
+    /// The power at half resolution, and its blur there.
+    half: Vec<f32>,
+    half_energy: Vec<f32>,
 }
 
 /// Fine detail (the image minus its σ = `DETAIL_SIGMA` blur) and its local energy (mean over
@@ -47,16 +52,79 @@ fn base_and_energy(img: &[f32], d: &mut Detail, w: usize, h: usize, threads: usi
         let px = rows.start * w * 3..rows.end * w * 3;
         detail_power(&img[px.clone()], &base[px], band);
     });
-    gaussian_blur_into(
-        &d.power,
-        &mut d.energy,
-        &mut d.tmp,
-        w,
-        h,
-        1,
-        ENERGY_SIGMA,
-        threads,
-    );
+    energy_into(d, w, h, threads);
+}
+
+/// The local mean of `d.power` over a σ `ENERGY_SIGMA` window, into `d.energy`. The window is
+/// wide and the result smooth, so it is taken at half resolution (2×2 means, σ halved) and
+/// interpolated back: a quarter of the work, and the same flicker and content measures
+/// (docs/performance.md).
+fn energy_into(d: &mut Detail, w: usize, h: usize, threads: usize) {
+    let Detail {
+        power,
+        energy,
+        tmp,
+        half,
+        half_energy,
+        ..
+    } = d;
+    if w < 4 || h < 4 {
+        gaussian_blur_into(power, energy, tmp, w, h, 1, ENERGY_SIGMA, threads);
+        return;
+    }
+    let (hw, hh) = (w.div_ceil(2), h.div_ceil(2));
+    half.resize(hw * hh, 0.0);
+    let full = &*power;
+    for_bands(half, hw, threads, |rows, band| {
+        half_means(full, w, h, band, rows.start);
+    });
+    let sigma = ENERGY_SIGMA / 2.0;
+    gaussian_blur_into(half, half_energy, tmp, hw, hh, 1, sigma, threads);
+    energy.resize(w * h, 0.0);
+    let small = &*half_energy;
+    let columns: Vec<(usize, usize, f32)> =
+        (0..w).map(|x| axis_taps(to_smaller(x, 2.0), hw)).collect();
+    for_bands(energy, w, threads, |rows, band| {
+        upsample_rows(small, hw, hh, &columns, band, rows.start);
+    });
+}
+
+kernel! {
+    /// Rows `y0..` of the 2×2 means of a `w`×`h` image (the last row and column repeated when
+    /// the size is odd).
+    fn half_means(img: &[f32], w: usize, h: usize, out: &mut [f32], y0: usize) {
+        let hw = w.div_ceil(2);
+        for (y, row) in (y0..).zip(out.chunks_exact_mut(hw)) {
+            let (top, bottom) = (&img[2 * y * w..][..w], &img[(2 * y + 1).min(h - 1) * w..][..w]);
+            for (x, o) in row.iter_mut().enumerate() {
+                let (a, b) = (2 * x, (2 * x + 1).min(w - 1));
+                *o = 0.25 * (top[a] + top[b] + bottom[a] + bottom[b]);
+            }
+        }
+    }
+}
+
+kernel! {
+    /// Rows `y0..` of an image twice the size of `small` (`hw`×`hh`), bilinear with pixel
+    /// centres aligned; `columns` are the taps along x.
+    fn upsample_rows(
+        small: &[f32],
+        hw: usize,
+        hh: usize,
+        columns: &[(usize, usize, f32)],
+        out: &mut [f32],
+        y0: usize,
+    ) {
+        for (y, row) in (y0..).zip(out.chunks_exact_mut(columns.len())) {
+            let (r0, r1, fy) = axis_taps(to_smaller(y, 2.0), hh);
+            let (top, bottom) = (&small[r0 * hw..][..hw], &small[r1 * hw..][..hw]);
+            for (o, &(c0, c1, fx)) in row.iter_mut().zip(columns) {
+                let t = top[c0] * (1.0 - fx) + top[c1] * fx;
+                let b = bottom[c0] * (1.0 - fx) + bottom[c1] * fx;
+                *o = t * (1.0 - fy) + b * fy;
+            }
+        }
+    }
 }
 
 /// Give `propagated` the fine-detail energy of `current` (this frame's own stylization),
