@@ -411,11 +411,12 @@ kernel! {
         dy: &mut [f32],
         y0: usize,
     ) {
+        let columns = blocks.column_taps(w, scale);
         let rows = dx.chunks_exact_mut(w).zip(dy.chunks_exact_mut(w));
         for (y, (rx, ry)) in (y0..).zip(rows) {
-            for (x, (vx, vy)) in rx.iter_mut().zip(ry.iter_mut()).enumerate() {
-                let (dx, dy) = blocks.sample(to_smaller(x, scale), to_smaller(y, scale));
-                (*vx, *vy) = (scale * dx, scale * dy);
+            blocks.row_at_pixels(y, scale, &columns, rx, ry);
+            for v in rx.iter_mut().chain(ry.iter_mut()) {
+                *v *= scale;
             }
         }
     }

@@ -269,6 +269,7 @@ impl TemporalFilter {
         // 2. Carry the previous reference and output along the backward motion; the carried
         // reference's difference to this input, and the round trip, per pixel.
         b.carried.resize(w * h, [0.0; 8]);
+        b.across.resize(w * h, 0.0);
         let carry = Carry {
             prev: &prev.pairs,
             input: &input.data,
@@ -278,16 +279,19 @@ impl TemporalFilter {
             h,
             scale,
         };
-        for_bands(&mut b.carried, w, threads, |rows, band| {
-            carry_rows(&carry, band, rows.start);
-        });
+        for_bands2(
+            &mut b.carried,
+            w,
+            &mut b.across,
+            w,
+            threads,
+            |rows, band, across| {
+                carry_rows(&carry, band, across, rows.start);
+            },
+        );
 
         // 3.–4. Mask (worst difference over 3×3, times the round trip) and selection.
-        b.across.resize(w * h, 0.0);
         let carried = &b.carried;
-        for_bands(&mut b.across, w, threads, |rows, band| {
-            worst_across_rows(&carried[rows.start * w..rows.end * w], band, w);
-        });
         b.current.resize(w * h * 3, 0.0);
         for_bands(&mut b.current, w * 3, threads, |rows, band| {
             to_floats(&output.data[rows.start * w * 3..rows.end * w * 3], band);
@@ -341,8 +345,9 @@ struct Carry<'a> {
 kernel! {
     /// Rows `y0..` of the carry pass: per pixel, the previous reference and output carried
     /// along the backward motion (cubic), the carried reference's difference to this input,
-    /// and whether the motion's round trip holds (see [`Buffers::carried`]).
-    fn carry_rows(c: &Carry<'_>, band: &mut [PixelPair], y0: usize) {
+    /// and whether the motion's round trip holds (see [`Buffers::carried`]); and the
+    /// difference's maximum across each pixel and its neighbours in the row into `across`.
+    fn carry_rows(c: &Carry<'_>, band: &mut [PixelPair], across: &mut [f32], y0: usize) {
         let (w, h, scale) = (c.w, c.h, c.scale);
         let (max_x, max_y) = ((w - 1) as f32, (h - 1) as f32);
         // The flow pixel nearest to each pixel's centre, per column.
@@ -350,7 +355,9 @@ kernel! {
         let columns: Vec<usize> = (0..w).map(|x| nearest(x, c.back.cols)).collect();
         let taps = c.back.column_taps(w, scale);
         let (mut vx, mut vy) = (vec![0f32; w], vec![0f32; w]);
-        for (y, row) in (y0..).zip(band.chunks_exact_mut(w)) {
+        let mut diff = vec![0f32; w];
+        let rows = band.chunks_exact_mut(w).zip(across.chunks_exact_mut(w));
+        for (y, (row, across)) in (y0..).zip(rows) {
             let round_trip = &c.round_trip[nearest(y, c.back.rows) * c.back.cols..][..c.back.cols];
             // The backward motion at each pixel of the row (`Flow::at_pixel`).
             c.back.row_at_pixels(y, scale, &taps, &mut vx, &mut vy);
@@ -363,7 +370,9 @@ kernel! {
                 let here = &c.input[i * 3..][..3];
                 out[3] = input_difference(&[out[0], out[1], out[2]], here);
                 out[7] = round_trip[fx];
+                diff[x] = out[3];
             }
+            max3_row(&diff, across);
         }
     }
 }
@@ -378,19 +387,6 @@ kernel! {
                 let holds = round_trip_holds(fwd, x as f32, y as f32, (dx[x], dy[x]));
                 *o = if holds { 1.0 } else { 0.0 };
             }
-        }
-    }
-}
-
-kernel! {
-    /// The horizontal half of the 3×3 maximum of the carried input difference.
-    fn worst_across_rows(carried: &[PixelPair], out: &mut [f32], w: usize) {
-        let mut diff = vec![0f32; w];
-        for (c, o) in carried.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
-            for (d, c) in diff.iter_mut().zip(c) {
-                *d = c[3];
-            }
-            max3_row(&diff, o);
         }
     }
 }
