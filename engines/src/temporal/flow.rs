@@ -196,12 +196,24 @@ pub(super) fn lucas_kanade(
     // point sampled once (the block's five samples per pixel share most of them).
     const SIDE: usize = BLOCK + 2;
     let mut window = [[0f32; SIDE]; SIDE];
-    for _ in 0..2 {
-        for (r, row) in window.iter_mut().enumerate() {
-            let y = (by + r) as f32 - 1.0 + best.1 as f32 + fy;
-            for (c, v) in row.iter_mut().enumerate() {
-                let x = (bx + c) as f32 - 1.0 + best.0 as f32 + fx;
-                *v = prev.sample(x, y);
+    for step in 0..2 {
+        if step == 0 {
+            // Whole pixels: a bilinear sample there is the pixel itself (clamped likewise).
+            let clamp = |v: isize, len: usize| v.clamp(0, len as isize - 1) as usize;
+            for (r, row) in window.iter_mut().enumerate() {
+                let y = clamp((by + r) as isize - 1 + best.1 as isize, prev.height);
+                let src = &prev.data[y * prev.width..][..prev.width];
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = src[clamp((bx + c) as isize - 1 + best.0 as isize, prev.width)];
+                }
+            }
+        } else {
+            for (r, row) in window.iter_mut().enumerate() {
+                let y = (by + r) as f32 - 1.0 + best.1 as f32 + fy;
+                for (c, v) in row.iter_mut().enumerate() {
+                    let x = (bx + c) as f32 - 1.0 + best.0 as f32 + fx;
+                    *v = prev.sample(x, y);
+                }
             }
         }
         let (mut gxx, mut gxy, mut gyy, mut bxe, mut bye) = (0f32, 0f32, 0f32, 0f32, 0f32);
@@ -394,7 +406,7 @@ pub(super) fn estimate_flow_into(
     // Still areas: sensor noise gives them tiny vectors, and resampling a texture at tiny
     // offsets frame after frame slowly blurs it. Nothing that slow is visible as motion.
     for (dx, dy) in flow.dx.iter_mut().zip(flow.dy.iter_mut()) {
-        if dx.hypot(*dy) < STILL {
+        if *dx * *dx + *dy * *dy < STILL * STILL {
             (*dx, *dy) = (0.0, 0.0);
         }
     }
