@@ -148,7 +148,10 @@ impl Stylizer {
 
     /// Load a model on the default backend.
     pub fn load(path: &Path, options: &BackendOptions) -> Result<Self> {
-        Ok(Self::new(backend::load(path, options)?))
+        let mut stylizer = Self::new(backend::load(path, options)?);
+        // The filter runs between two inferences, on the cores the network was given.
+        stylizer.temporal.set_threads(options.threads);
+        Ok(stylizer)
     }
 
     pub fn info(&self) -> &ModelInfo {
