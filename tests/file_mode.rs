@@ -130,6 +130,47 @@ fn an_existing_output_survives_refusal_and_failure() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Scripts tell failures apart by the exit status: before, every failure of the element
+/// (missing model, corrupt model, unknown style) exited 1 with a source location appended.
+#[test]
+fn the_exit_status_says_what_kind_of_failure_it_was() {
+    if common::asset("models/multistyle26.onnx").is_none() {
+        return;
+    }
+    let dir = common::scratch("exit-status");
+    let input = dir.join("in.mp4");
+    h264_clip(&input, 3);
+    let not_a_model = dir.join("notes.onnx");
+    std::fs::write(&not_a_model, "not a model").unwrap();
+    for (args, code, says) in [
+        (vec!["--style", "nosuch"], 2, "unknown style `nosuch`"),
+        (
+            vec!["--model", "/nonexistent/model.onnx"],
+            3,
+            "model file /nonexistent/model.onnx does not exist",
+        ),
+        (
+            vec!["--model", not_a_model.to_str().unwrap()],
+            4,
+            "could not be loaded",
+        ),
+    ] {
+        let output = dir.join("out.mkv");
+        let out = file_cmd()
+            .args(&args)
+            .arg(&input)
+            .arg(&output)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains(".rs("), "no source location: {err}");
+        assert!(!output.exists(), "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_failed_run_leaves_a_symlinks_target_and_a_device_alone() {
     if common::asset("models/multistyle26.onnx").is_none() {

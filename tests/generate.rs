@@ -37,7 +37,7 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 fn png(path: &Path) -> (u32, u32, Vec<u8>) {
-    let img = stylize_engines::generate::output::read_png(path).unwrap();
+    let img = stylize_generate::output::read_png(path).unwrap();
     (img.width as u32, img.height as u32, img.data)
 }
 
@@ -402,5 +402,62 @@ fn contract_breaking_models_fail_clearly() {
         &s(&dir),
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("exceeds the 32 image tokens"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Real StyleGAN exports trace the fused modulated convolution's `groups = batch` as a
+/// constant: one made at batch 1 with dynamic axes declares any batch but runs only at 1, one
+/// made without them declares its batch. Both must still run at `--batch 8` and give the
+/// images of the same network exported with a true dynamic batch.
+#[test]
+fn stylegan_exports_traced_at_a_fixed_batch_run_at_any_batch() {
+    let (Some((m, syn)), Some(b1), Some(b2)) = (
+        stylegan(),
+        common::asset("generators/stylegan/synthesis_traced_b1.onnx"),
+        common::asset("generators/stylegan/synthesis_fixed_b2.onnx"),
+    ) else {
+        return;
+    };
+    let dir = common::scratch("gen-traced-batch");
+    let run = |synthesis: &str, out: &Path| {
+        ok(&stylize(&[
+            "generate",
+            "stylegan",
+            "--mapping",
+            &m,
+            "--synthesis",
+            synthesis,
+            "-q",
+            "--seeds",
+            "0-8",
+            "--truncation",
+            "0.7",
+            "--batch",
+            "8",
+            "--out",
+            &s(out),
+        ]))
+    };
+    run(&syn, &dir.join("dynamic"));
+    let err = run(&s(&b1), &dir.join("b1"));
+    assert!(err.contains("generated 9 images"), "{err}");
+    assert!(
+        err.contains("runs at batch 1 only"),
+        "the fallback is reported: {err}"
+    );
+    let err = run(&s(&b2), &dir.join("b2"));
+    assert!(err.contains("generated 9 images"), "{err}");
+    for seed in 0..9 {
+        let name = format!("seed{seed:04}.png");
+        let want = png(&dir.join("dynamic").join(&name)).2;
+        for variant in ["b1", "b2"] {
+            let got = png(&dir.join(variant).join(&name)).2;
+            let max = got.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).max();
+            assert!(
+                max <= Some(1),
+                "{variant} {name}: differs by {max:?} levels"
+            );
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

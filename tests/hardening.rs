@@ -86,7 +86,7 @@ fn webcam_refuses_sizes_past_the_limits_before_loading_anything() {
         let mut cmd = webcam(Path::new("/nonexistent/model.onnx"), extra);
         cmd.args(["--input", "test:ball"]);
         let out = output_within(cmd, Duration::from_secs(30));
-        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(reason), "{extra:?}: {}", stderr(&out));
         assert!(
             !stderr(&out).contains("model file"),
@@ -240,8 +240,9 @@ fn styles_add_refuses_bad_names_and_unknown_cin_styles() {
             .output()
             .unwrap()
     };
+    // A refused value exits 2, as clap's usage errors do.
     let out = add(&["a:b", "--cin", "mosaic"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("invalid style name `a:b`"),
         "{}",
@@ -251,7 +252,7 @@ fn styles_add_refuses_bad_names_and_unknown_cin_styles() {
     if let Some(model) = common::asset("models/multistyle26.onnx") {
         let model = model.to_str().unwrap();
         let out = add(&["tiles", "--cin", "nosuch", "--model", model]);
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(2));
         assert!(
             stderr(&out).contains("unknown style `nosuch`"),
             "{}",

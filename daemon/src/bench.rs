@@ -18,7 +18,7 @@ use serde_json::json;
 
 use stylize_engines::frame::{self, FrameLayout, PixelFormat, RgbImage};
 use stylize_engines::temporal::DEFAULT_STABILITY;
-use stylize_engines::{runtime, InferenceSize, Stylizer};
+use stylize_engines::{runtime, InferenceSize, StyleResolver, Stylizer};
 
 use crate::file::parse_size;
 use crate::stats::{ratio_interval, summarize, Summary};
@@ -155,6 +155,8 @@ struct ModelResult {
     model: String,
     family: String,
     backend: String,
+    /// Why that backend ran ("requested", or what `auto` found).
+    backend_reason: String,
     /// The style the model ran with (name, blend or style image).
     style: String,
     cases: Vec<CaseResult>,
@@ -336,16 +338,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 }
 
 /// The style's conditioning vector and a label for the report.
-fn conditioning(stylizer: &Stylizer, style: &mut StyleArgs) -> Result<(Vec<f32>, String)> {
-    let arbitrary = stylizer.info().family == stylize_engines::model::Family::Arbitrary;
+fn conditioning(resolver: &mut StyleResolver, style: &mut StyleArgs) -> Result<(Vec<f32>, String)> {
+    let arbitrary = resolver.info().family == stylize_engines::model::Family::Arbitrary;
     if arbitrary && style.style_image.is_none() && style.style.is_none() {
         style.style_image = Some(runtime::assets_dir().join("images/starry_night.jpg"));
     }
     let request = style.request();
-    let conditioning = style
-        .resolver(stylizer.info())?
-        .resolve(&request)?
-        .conditioning;
+    let conditioning = resolver.resolve(&request)?.conditioning;
     let label = request
         .image
         .as_ref()
@@ -363,9 +362,13 @@ fn bench_model(
     scratch: &Path,
 ) -> Result<ModelResult> {
     let model = style.model_path();
-    let mut stylizer = Stylizer::load(&model, &style.backend_options())?;
+    // Smoothing off: the network and frame paths are measured alone; the smoothing path
+    // opens its own session.
+    let session = style.open_session(0.0, InferenceSize::default())?;
+    let mut stylizer = session.stylizer;
+    let mut resolver = session.resolver;
     let mut style = style.clone();
-    let (conditioning, label) = conditioning(&stylizer, &mut style)?;
+    let (conditioning, label) = conditioning(&mut resolver, &mut style)?;
     let mut cases = Vec::new();
     for &case in &args.cases {
         eprintln!(
@@ -390,6 +393,7 @@ fn bench_model(
         model: model.display().to_string(),
         family: stylizer.info().family.to_string(),
         backend: stylizer.backend_name().to_string(),
+        backend_reason: stylizer.backend_reason().to_string(),
         style: label,
         cases,
     })
@@ -417,9 +421,9 @@ fn bench_case(
     let (fw, fh) = (case.frame.0 as usize, case.frame.1 as usize);
     let (iw, ih) = (case.inference.0 as usize, case.inference.1 as usize);
     let info = stylizer.info().clone();
-    let tensor = (
-        frame::round_up(ih, info.size_multiple),
+    let tensor = stylize_engines::Size::new(
         frame::round_up(iw, info.size_multiple),
+        frame::round_up(ih, info.size_multiple),
     );
     let picture = test_image(fw, fh);
     let content = {
@@ -454,11 +458,11 @@ fn bench_case(
         false => Some(ElementPath::start(style, case)?),
     };
     let mut smoothing = match args.smoothing > 0.0 {
-        true => {
-            let mut s = Stylizer::load(&style.model_path(), &style.backend_options())?;
-            s.set_stability(args.smoothing);
-            Some(s)
-        }
+        true => Some(
+            style
+                .open_session(args.smoothing, InferenceSize::default())?
+                .stylizer,
+        ),
         false => None,
     };
 
@@ -535,9 +539,9 @@ fn bench_case(
     Ok(CaseResult {
         frame: [case.frame.0, case.frame.1],
         inference: [case.inference.0, case.inference.1],
-        tensor: [tensor.1, tensor.0],
+        tensor: [tensor.width, tensor.height],
         macs,
-        macs_per_pixel: macs.map(|m| m as f64 / (tensor.0 * tensor.1) as f64),
+        macs_per_pixel: macs.map(|m| m as f64 / tensor.pixels() as f64),
         engine_gflops,
         fraction_of_fma_peak: engine_gflops.filter(|_| peak > 0.0).map(|g| g / peak),
         element_overhead: ratio(&element_ms, &engine_infer_ms, true),
@@ -688,8 +692,9 @@ impl Peer {
         model: &Path,
         input: &Path,
         weights: &Path,
-        (h, w): (usize, usize),
+        tensor: stylize_engines::Size,
     ) -> Result<u64> {
+        let (w, h) = (tensor.width, tensor.height);
         let reply = self.request(json!({
             "cmd": "load", "model": model, "input": input, "weights": weights,
             "height": h, "width": w,

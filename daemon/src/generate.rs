@@ -12,12 +12,12 @@ use gst::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use stylize_engines::backend::BackendOptions;
 use stylize_engines::frame::RgbImage;
-use stylize_engines::generate::dalle::Dalle;
-use stylize_engines::generate::output;
-use stylize_engines::generate::sampling::Sampling;
-use stylize_engines::generate::stylegan::{self, LatentOptions, Space, StyleGan};
 use stylize_engines::tensor::Tensor;
 use stylize_engines::{style, Stylizer};
+use stylize_generate::dalle::Dalle;
+use stylize_generate::output;
+use stylize_generate::sampling::Sampling;
+use stylize_generate::stylegan::{self, LatentOptions, Space, StyleGan};
 
 #[derive(Subcommand, Debug)]
 pub enum GenerateCommand {
@@ -308,10 +308,10 @@ fn run_stylegan(a: &StyleganArgs) -> Result<()> {
     if let Some(pair) = &a.interp {
         return interpolation_video(&mut g, a, pair, &latent);
     }
-    let seeds = stylize_engines::generate::parse_ranges(&a.seeds)?;
+    let seeds = stylize_generate::parse_ranges(&a.seeds)?;
     let mixing = match &a.mix_seeds {
         Some(spec) => Some((
-            stylize_engines::generate::parse_ranges(spec)?,
+            stylize_generate::parse_ranges(spec)?,
             stylegan::parse_layers(&a.mix_layers, g.num_ws)?,
         )),
         None => None,
@@ -356,7 +356,23 @@ fn run_stylegan(a: &StyleganArgs) -> Result<()> {
             }
             Ok(g.synthesize(&ws)?)
         },
-    )
+    )?;
+    batch_note(&g, a.common.batch);
+    Ok(())
+}
+
+/// Say when the graphs ran fewer images per call than `--batch` asked for (an export with
+/// its batch traced in): the images are the same, the speed is not.
+fn batch_note(g: &StyleGan, batch: usize) {
+    for (what, limit) in g.batch_limits() {
+        if limit < batch {
+            eprintln!(
+                "note: {what} runs at batch {limit} only (exported with that batch traced in; \
+                 docs/generation.md has a dynamic-batch export): --batch {batch} ran in calls \
+                 of {limit}"
+            );
+        }
+    }
 }
 
 fn interpolation_video(
@@ -365,7 +381,7 @@ fn interpolation_video(
     pair: &str,
     latent: &LatentOptions,
 ) -> Result<()> {
-    let seeds = stylize_engines::generate::parse_ranges(pair)?;
+    let seeds = stylize_generate::parse_ranges(pair)?;
     let &[from, to] = seeds.as_slice() else {
         bail!("--interp takes two seeds \"A,B\", got `{pair}`");
     };
@@ -401,6 +417,7 @@ fn interpolation_video(
         encode_mp4(&frames, a.fps, part)
             .map_err(|e| stylize_engines::Error::Generate(format!("{e:#}")))
     })?;
+    batch_note(g, a.common.batch);
     eprintln!("wrote {} frames", frames.len());
     println!("{}", out.display());
     Ok(())

@@ -144,14 +144,43 @@ pub fn join(segments: &[PathBuf], output: &Path, container: Container) -> Result
     let shifts = shifts(&infos)?;
 
     let pipeline = gst::Pipeline::new();
+    let concat_pads = muxing_branches(&pipeline, &infos[0], segments.len(), output, container)?;
+    let video_index = infos[0]
+        .streams
+        .iter()
+        .position(|s| s.kind() == "video")
+        .expect("checked by shifts");
+    let frames = Arc::new(Mutex::new(0u64));
+    for (k, segment) in segments.iter().enumerate() {
+        let pads: VecDeque<(gst::Pad, Shift, bool)> = concat_pads
+            .iter()
+            .zip(&shifts[k])
+            .enumerate()
+            .map(|(i, (pads, shift))| (pads[k].clone(), *shift, i == video_index))
+            .collect();
+        add_segment(&pipeline, segment, pads, &frames)?;
+    }
+    play_to_end(&pipeline)?;
+    let frames = *frames.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(frames)
+}
+
+/// `concat ! queue ! muxer ! filesink` for every stream; returns the concat sink pads,
+/// one per segment in order, for each stream.
+fn muxing_branches(
+    pipeline: &gst::Pipeline,
+    first: &MediaInfo,
+    segments: usize,
+    output: &Path,
+    container: Container,
+) -> Result<Vec<Vec<gst::Pad>>> {
     let mux = container.muxer()?;
     let sink = make("filesink")?;
     sink.set_property("location", output.to_string_lossy().as_ref());
     pipeline.add_many([&mux, &sink])?;
     mux.link(&sink)?;
-    // One concat per stream, each with a sink pad per segment, in order.
     let mut concat_pads: Vec<Vec<gst::Pad>> = Vec::new();
-    for stream in &infos[0].streams {
+    for stream in &first.streams {
         let concat = make("concat")?;
         // Timestamps are laid out here, not by concat.
         concat.set_property("adjust-base", false);
@@ -170,7 +199,7 @@ pub fn join(segments: &[PathBuf], output: &Path, container: Container) -> Result
             .static_pad("src")
             .expect("queue has a src pad")
             .link(&mux_pad)?;
-        let pads = (0..segments.len())
+        let pads = (0..segments)
             .map(|_| {
                 concat
                     .request_pad_simple("sink_%u")
@@ -179,39 +208,38 @@ pub fn join(segments: &[PathBuf], output: &Path, container: Container) -> Result
             .collect::<Result<Vec<_>>>()?;
         concat_pads.push(pads);
     }
-    let video_index = infos[0]
-        .streams
-        .iter()
-        .position(|s| s.kind() == "video")
-        .expect("checked by shifts");
-    let frames = Arc::new(Mutex::new(0u64));
+    Ok(concat_pads)
+}
 
-    for (k, segment) in segments.iter().enumerate() {
-        let src = make("filesrc")?;
-        src.set_property("location", segment.to_string_lossy().as_ref());
-        let parse = make("parsebin")?;
-        pipeline.add_many([&src, &parse])?;
-        src.link(&parse)?;
-        let pads: VecDeque<(gst::Pad, Shift, bool)> = concat_pads
-            .iter()
-            .zip(&shifts[k])
-            .enumerate()
-            .map(|(i, (pads, shift))| (pads[k].clone(), *shift, i == video_index))
-            .collect();
-        let pads = Mutex::new(pads);
-        let frames = frames.clone();
-        parse.connect_pad_added(move |_, pad| {
-            let Some((target, shift, is_video)) =
-                pads.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
-            else {
-                return;
-            };
-            let frames = is_video.then(|| frames.clone());
-            shift_stream(pad, shift, frames);
-            let _ = pad.link(&target);
-        });
-    }
+/// `filesrc ! parsebin` for one segment, its streams linked in order to `pads` (the
+/// concat pad, the shift onto the joined timeline, and whether it is the counted video).
+fn add_segment(
+    pipeline: &gst::Pipeline,
+    segment: &Path,
+    pads: VecDeque<(gst::Pad, Shift, bool)>,
+    frames: &Arc<Mutex<u64>>,
+) -> Result<()> {
+    let src = make("filesrc")?;
+    src.set_property("location", segment.to_string_lossy().as_ref());
+    let parse = make("parsebin")?;
+    pipeline.add_many([&src, &parse])?;
+    src.link(&parse)?;
+    let pads = Mutex::new(pads);
+    let frames = frames.clone();
+    parse.connect_pad_added(move |_, pad| {
+        let Some((target, shift, is_video)) =
+            pads.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+        else {
+            return;
+        };
+        let frames = is_video.then(|| frames.clone());
+        shift_stream(pad, shift, frames);
+        let _ = pad.link(&target);
+    });
+    Ok(())
+}
 
+fn play_to_end(pipeline: &gst::Pipeline) -> Result<()> {
     let bus = pipeline.bus().expect("a pipeline has a bus");
     pipeline
         .set_state(gst::State::Playing)
@@ -222,20 +250,12 @@ pub fn join(segments: &[PathBuf], output: &Path, container: Container) -> Result
         };
         match msg.view() {
             gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(err) => {
-                break Err(anyhow!(
-                    "{}{}",
-                    err.error(),
-                    err.debug().map(|d| format!(" ({d})")).unwrap_or_default()
-                ))
-            }
+            gst::MessageView::Error(err) => break Err(crate::exit::PipelineError::new(err).into()),
             _ => {}
         }
     };
     let _ = pipeline.set_state(gst::State::Null);
-    result?;
-    let frames = *frames.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(frames)
+    result
 }
 
 /// Lay one stream of one segment on the joined timeline: every timestamp becomes its

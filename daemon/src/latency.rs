@@ -67,16 +67,9 @@ pub struct LatencyArgs {
     pub size: (u32, u32),
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
-    /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio).
-    #[arg(long, value_parser = parse_size)]
-    pub inference_size: Option<(u32, u32)>,
-    /// Temporal stability 0 (off) to 1 for both paths (the element's default).
-    #[arg(long, default_value_t = stylize_engines::temporal::DEFAULT_STABILITY,
-          value_parser = crate::file::parse_stability)]
-    pub stability: f64,
-    /// Inference size as a fraction of the frame size (ignored with --inference-size).
-    #[arg(long, default_value_t = 0.5)]
-    pub scale: f64,
+    /// Inference and smoothing, the same for both paths.
+    #[command(flatten)]
+    pub stream: webcam::LiveArgs,
     /// Timed frames per path.
     #[arg(long, default_value_t = 60)]
     pub frames: usize,
@@ -123,8 +116,8 @@ fn spec(args: &LatencyArgs) -> Result<VideoSpec> {
 }
 
 fn daemon_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series>)> {
-    let stylizer = webcam::load_stylizer(&args.style, args.stability)?;
-    let mut shared = webcam::shared_for(&stylizer, &args.style)?;
+    let (stylizer, mut shared) =
+        webcam::open_session(&args.style, args.stream.stability, args.stream.inference())?;
     webcam::record_all(&mut shared);
     let shared = Arc::new(shared);
     let total = (args.frames + args.warmup) as u64;
@@ -135,7 +128,7 @@ fn daemon_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series
     let sink = GstSink::open(&Output::Null, spec)?;
     let step = StylizeStep {
         stylizer,
-        size: webcam::inference_size(args.inference_size, args.scale),
+        size: args.stream.inference(),
     };
     let config = Config {
         live: args.live,
@@ -221,9 +214,37 @@ fn record_report(msg: &gst::Message, log: &Mutex<ElementLog>) {
 }
 
 fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Series>)> {
+    let total = args.frames + args.warmup;
+    let (pipeline, description) = element_pipeline(args, spec, total)?;
+    let log: Arc<Mutex<ElementLog>> = Arc::default();
+    time_buffers(&pipeline, &log);
+    let wall = run_to(&pipeline, &log, total)?;
+    let log = log.lock().unwrap();
+    let (stages, frames) = element_stages(&log, args.warmup);
+    if frames == 0 {
+        bail!("no frame made it through the element pipeline");
+    }
+    let (stages_ms, series) = stage_report(&stages);
+    Ok((
+        json!({
+            "frames": frames,
+            "fps": log.arrivals.get("out").map_or(0, HashMap::len) as f64 / wall,
+            "stages_ms": stages_ms,
+            "pipeline": description,
+        }),
+        series,
+    ))
+}
+
+/// `source ! videoconvert ! videoscale ! stylize ! videoconvert ! fakesink` with the same
+/// session settings as the daemon path; returns it and its description.
+fn element_pipeline(
+    args: &LatencyArgs,
+    spec: VideoSpec,
+    total: usize,
+) -> Result<(gst::Pipeline, String)> {
     let input = Input::parse(&args.input);
     let (head, sync) = input.head(args.live, spec);
-    let total = args.frames + args.warmup;
     let description = format!(
         "{head} ! videoconvert name=cin ! videoscale add-borders=true ! \
          video/x-raw,format=RGBx,width={},height={},pixel-aspect-ratio=1/1 ! \
@@ -234,31 +255,34 @@ fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Serie
         .downcast::<gst::Pipeline>()
         .map_err(|_| anyhow!("not a pipeline"))?;
     let stylize = pipeline.by_name("stylize").expect("named stylize");
-    crate::file::configure_stylize(&stylize, &args.style, args.scale, args.inference_size);
-    // The same session settings as the daemon path.
-    stylize.set_property("stability", args.stability);
+    crate::file::configure_stylize(
+        &stylize,
+        &args.style,
+        args.stream.scale,
+        args.stream.inference_size,
+    );
+    stylize.set_property("stability", args.stream.stability);
     input.configure(pipeline.upcast_ref());
     if let Input::TestPattern(_) | Input::Device(_) = input {
         let src = pipeline.by_name("src").expect("src");
         src.set_property("num-buffers", total as i32);
     }
+    Ok((pipeline, description))
+}
 
-    let log: Arc<Mutex<ElementLog>> = Arc::default();
+/// Note when each buffer passes the four points the stages are measured between.
+fn time_buffers(pipeline: &gst::Pipeline, log: &Arc<Mutex<ElementLog>>) {
+    let pad = |element: &str, pad: &str| {
+        pipeline
+            .by_name(element)
+            .and_then(|e| e.static_pad(pad))
+            .expect("the pipeline's named pads")
+    };
     let points: [(&'static str, gst::Pad); 4] = [
-        (
-            "in",
-            pipeline.by_name("cin").unwrap().static_pad("sink").unwrap(),
-        ),
-        ("stylize_in", stylize.static_pad("sink").unwrap()),
-        ("stylize_out", stylize.static_pad("src").unwrap()),
-        (
-            "out",
-            pipeline
-                .by_name("sink")
-                .unwrap()
-                .static_pad("sink")
-                .unwrap(),
-        ),
+        ("in", pad("cin", "sink")),
+        ("stylize_in", pad("stylize", "sink")),
+        ("stylize_out", pad("stylize", "src")),
+        ("out", pad("sink", "sink")),
     ];
     for (name, pad) in points {
         let log = log.clone();
@@ -276,12 +300,15 @@ fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Serie
             gst::PadProbeReturn::Ok
         });
     }
+}
 
+/// Play until `total` frames reached the sink (files have no num-buffers) or the stream
+/// ends, collecting the element's frame reports; returns the wall time in seconds.
+fn run_to(pipeline: &gst::Pipeline, log: &Arc<Mutex<ElementLog>>, total: usize) -> Result<f64> {
     let bus = pipeline.bus().expect("bus");
     pipeline.set_state(gst::State::Playing)?;
     let started = Instant::now();
     let result = loop {
-        // Files have no num-buffers: stop once enough frames reached the sink.
         let done = log
             .lock()
             .unwrap()
@@ -300,19 +327,21 @@ fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Serie
         match msg.view() {
             gst::MessageView::Eos(_) => break Ok(()),
             gst::MessageView::Error(e) => break Err(anyhow!("{}", e.error())),
-            gst::MessageView::Element(_) => record_report(&msg, &log),
+            gst::MessageView::Element(_) => record_report(&msg, log),
             _ => {}
         }
     };
     // Reports of the last frames may still be queued on the bus.
     while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Element]) {
-        record_report(&msg, &log);
+        record_report(&msg, log);
     }
     let wall = started.elapsed().as_secs_f64();
     pipeline.set_state(gst::State::Null)?;
-    result?;
+    result.map(|()| wall)
+}
 
-    let log = log.lock().unwrap();
+/// Per-stage times of every frame after the warm-up that passed all points and reported.
+fn element_stages(log: &ElementLog, warmup: usize) -> (Vec<(String, Vec<f64>)>, usize) {
     let between = |a: &str, b: &str, pts: u64| -> Option<f64> {
         let ta = log.arrivals.get(a)?.get(&pts)?;
         let tb = log.arrivals.get(b)?.get(&pts)?;
@@ -330,7 +359,7 @@ fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Serie
     .map(|n| (n.to_string(), Vec::new()))
     .collect();
     let mut frames = 0usize;
-    for &pts in log.order.iter().skip(args.warmup) {
+    for &pts in log.order.iter().skip(warmup) {
         let (Some(cin), Some(st), Some(cout), Some(e2e), Some(&(infer, convert))) = (
             between("in", "stylize_in", pts),
             between("stylize_in", "stylize_out", pts),
@@ -345,19 +374,7 @@ fn element_path(args: &LatencyArgs, spec: VideoSpec) -> Result<(Value, Vec<Serie
         }
         frames += 1;
     }
-    if frames == 0 {
-        bail!("no frame made it through the element pipeline");
-    }
-    let (stages_ms, series) = stage_report(&stages);
-    Ok((
-        json!({
-            "frames": frames,
-            "fps": log.arrivals.get("out").map_or(0, HashMap::len) as f64 / wall,
-            "stages_ms": stages_ms,
-            "pipeline": description,
-        }),
-        series,
-    ))
+    (stages, frames)
 }
 
 pub fn run_latency(args: &LatencyArgs) -> Result<()> {
@@ -399,8 +416,8 @@ pub fn run_latency(args: &LatencyArgs) -> Result<()> {
         "input": args.input,
         "size": format!("{}x{}", spec.width, spec.height),
         "fps_requested": spec.fps,
-        "inference_size": args.inference_size.map(|(w, h)| format!("{w}x{h}")),
-        "scale": args.scale,
+        "inference_size": args.stream.inference_size.map(|(w, h)| format!("{w}x{h}")),
+        "scale": args.stream.scale,
         "threads": args.style.threads,
         "frames": args.frames,
         "warmup": args.warmup,

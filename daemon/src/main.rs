@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 mod bench;
 mod control;
 mod ctl;
+mod exit;
 mod file;
 mod generate;
 mod join;
@@ -70,30 +71,42 @@ pub struct StyleArgs {
 
 impl StyleArgs {
     pub fn model_path(&self) -> PathBuf {
-        self.model.clone().unwrap_or_else(|| {
-            let models = stylize_engines::runtime::assets_dir().join("models");
-            // The distilled student is ≥4× faster on a CPU and carries the same 26 styles.
-            let fast = models.join("multistyle26-fast.onnx");
-            if fast.exists() {
-                fast
-            } else {
-                models.join("multistyle26.onnx")
-            }
-        })
+        self.model
+            .clone()
+            .unwrap_or_else(stylize_engines::session::default_model_path)
     }
 
-    pub fn backend_options(&self) -> stylize_engines::backend::BackendOptions {
-        stylize_engines::backend::BackendOptions {
+    /// The session these options describe, with the stream's smoothing and inference size:
+    /// the same constructor and defaults as the element's.
+    pub fn session_config(
+        &self,
+        stability: f64,
+        inference: stylize_engines::InferenceSize,
+    ) -> stylize_engines::SessionConfig {
+        stylize_engines::SessionConfig {
+            model: self.model_path(),
+            predictor: self.predictor.clone(),
+            library: self.library.clone(),
             threads: self.threads as usize,
-            kind: self.backend,
-            ..Default::default()
+            backend: self.backend,
+            strength: self.style_strength,
+            stability,
+            inference,
         }
     }
 
-    pub fn library_dir(&self) -> PathBuf {
-        self.library
-            .clone()
-            .unwrap_or_else(stylize_engines::library::default_dir)
+    /// Open the session, saying on stderr what the user should know (a broken library).
+    pub fn open_session(
+        &self,
+        stability: f64,
+        inference: stylize_engines::InferenceSize,
+    ) -> anyhow::Result<stylize_engines::Session> {
+        let session = stylize_engines::Session::open(&self.session_config(stability, inference))?;
+        eprintln!("stylize: backend {}", session.stylizer.backend_summary());
+        for warning in &session.warnings {
+            eprintln!("stylize: warning: {warning}");
+        }
+        Ok(session)
     }
 
     pub fn request(&self) -> stylize_engines::StyleRequest {
@@ -102,51 +115,6 @@ impl StyleArgs {
             blend: self.style_weights.clone(),
             image: self.style_image.clone(),
         }
-    }
-
-    fn predictor_path(&self) -> PathBuf {
-        self.predictor
-            .clone()
-            .unwrap_or_else(|| self.model_path().with_file_name("arbitrary-predict.onnx"))
-    }
-
-    /// The style predictor of an arbitrary-style model, when it is needed and available.
-    pub fn predictor(
-        &self,
-        info: &stylize_engines::model::ModelInfo,
-    ) -> anyhow::Result<Option<stylize_engines::predictor::StylePredictor>> {
-        let path = self.predictor_path();
-        if info.family != stylize_engines::model::Family::Arbitrary
-            || (self.predictor.is_none() && !path.exists())
-        {
-            return Ok(None);
-        }
-        Ok(Some(stylize_engines::predictor::StylePredictor::load(
-            &path,
-            self.threads as usize,
-        )?))
-    }
-
-    /// A resolver for this model with the library, the embedding cache and the predictor.
-    pub fn resolver(
-        &self,
-        info: &stylize_engines::model::ModelInfo,
-    ) -> anyhow::Result<stylize_engines::StyleResolver> {
-        // A corrupt library must not take the model's own styles with it: warn and go on
-        // with an empty one (names from it are then unknown, with the reason).
-        let (library, broken) =
-            stylize_engines::library::Library::open_or_empty(&self.library_dir());
-        if let Some(err) = broken {
-            eprintln!("stylize: warning: {err}; using the model's own styles only");
-        }
-        Ok(stylize_engines::StyleResolver::new(
-            info.clone(),
-            Some(library),
-            stylize_engines::embedding::EmbeddingCache::new(
-                stylize_engines::embedding::default_cache_dir(),
-            ),
-            self.predictor(info)?,
-        ))
     }
 }
 
@@ -201,7 +169,7 @@ fn main() -> ExitCode {
         ),
         Err(err) => {
             eprintln!("stylize: error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code(&err))
         }
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
 /// One stage's samples in milliseconds, in frame order.
@@ -105,16 +106,7 @@ pub fn write_png(path: &Path, panels: &[Panel]) -> Result<()> {
         let mut chart = hist
             .build_cartesian_2d(0.0..max_ms, 0u32..max_count + 1)
             .map_err(|e| anyhow!("plot: {e}"))?;
-        let mut mesh = chart.configure_mesh();
-        if text {
-            mesh.x_desc("ms").y_desc("frames");
-        } else {
-            mesh.disable_x_mesh()
-                .disable_y_mesh()
-                .x_labels(0)
-                .y_labels(0);
-        }
-        mesh.draw().map_err(|e| anyhow!("plot: {e}"))?;
+        draw_mesh(&mut chart, text, "ms", "frames")?;
         for (i, (s, h)) in series.iter().zip(&hists).enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
             let drawn = chart
@@ -146,16 +138,7 @@ pub fn write_png(path: &Path, panels: &[Panel]) -> Result<()> {
         let mut chart = timeline
             .build_cartesian_2d(0usize..frames, 0.0..max_ms)
             .map_err(|e| anyhow!("plot: {e}"))?;
-        let mut mesh = chart.configure_mesh();
-        if text {
-            mesh.x_desc("frame").y_desc("ms");
-        } else {
-            mesh.disable_x_mesh()
-                .disable_y_mesh()
-                .x_labels(0)
-                .y_labels(0);
-        }
-        mesh.draw().map_err(|e| anyhow!("plot: {e}"))?;
+        draw_mesh(&mut chart, text, "frame", "ms")?;
         for (i, s) in series.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
             chart
@@ -168,6 +151,30 @@ pub fn write_png(path: &Path, panels: &[Panel]) -> Result<()> {
     }
     root.present().map_err(|e| anyhow!("plot: {e}"))?;
     Ok(())
+}
+
+/// Axes with their descriptions, or (for the small panels without text) bare.
+fn draw_mesh<DB, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    text: bool,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<()>
+where
+    DB: DrawingBackend,
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc(x_desc).y_desc(y_desc);
+    } else {
+        mesh.disable_x_mesh()
+            .disable_y_mesh()
+            .x_labels(0)
+            .y_labels(0);
+    }
+    mesh.draw().map_err(|e| anyhow!("plot: {e}"))
 }
 
 #[cfg(test)]

@@ -15,10 +15,9 @@ use clap::Args;
 use gst::prelude::*;
 use serde::Serialize;
 
-use stylize_engines::backend::BackendOptions;
 use stylize_engines::frame::{self, FrameLayout, PixelFormat, RgbImage};
 use stylize_engines::temporal::{self, TemporalFilter, DEFAULT_STABILITY};
-use stylize_engines::{runtime, style, Stylizer};
+use stylize_engines::{runtime, Stylizer};
 
 use crate::file::parse_size;
 use crate::stats::{summarize, Summary};
@@ -228,8 +227,70 @@ pub fn run(args: &QualityArgs) -> Result<()> {
     if args.frames < 2 {
         bail!("--frames must be at least 2");
     }
+    let stabilities = stabilities(&args.stability)?;
+    let threads = if args.style.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.style.threads as usize
+    };
+    let model = args.style.model_path();
+    let mut style = args.style.clone();
+    style.threads = threads as u32;
+    // The same session as the element's; each run below sets its own stability.
+    let session = style.open_session(0.0, stylize_engines::InferenceSize::default())?;
+    let mut resolver = session.resolver;
+    let scratch = std::env::temp_dir().join(format!("stylize-quality-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let mut measure = ClipMeasure {
+        args,
+        stylizer: session.stylizer,
+        conditioning: resolver.resolve(&style.request())?.conditioning,
+        stabilities,
+        python: args
+            .python
+            .clone()
+            .unwrap_or_else(|| runtime::assets_dir().join("venv/bin/python")),
+        scratch,
+    };
+    let mut clips = Vec::new();
+    let mut metrics_meta = serde_json::Value::Null;
+    for input in &inputs {
+        let (clip, meta) = measure.clip(input)?;
+        clips.push(clip);
+        metrics_meta = meta;
+    }
+    eprintln!("quality: ghosting clip");
+    let ghosting = ghosting(
+        &mut measure.stylizer,
+        &measure.conditioning,
+        &measure.stabilities,
+    )?;
+    let _ = std::fs::remove_dir_all(&measure.scratch);
+
+    let report = Report {
+        tool: "stylize bench quality",
+        model: model.display().to_string(),
+        style: args
+            .style
+            .style
+            .clone()
+            .or(args.style.style_weights.clone()),
+        threads,
+        default_stability: DEFAULT_STABILITY,
+        metrics: metrics_meta,
+        clips,
+        ghosting,
+    };
+    crate::stats::write_report(&args.out, &serde_json::to_string_pretty(&report)?)?;
+    print_summary(&report);
+    println!("{}", std::path::absolute(&args.out)?.display());
+    Ok(())
+}
+
+/// 0 (off, the baseline) and the values asked for, each once.
+fn stabilities(asked: &[f64]) -> Result<Vec<f64>> {
     let mut stabilities = vec![0.0];
-    for &s in &args.stability {
+    for &s in asked {
         if !(0.0..=1.0).contains(&s) {
             bail!("stability {s} is not between 0 and 1");
         }
@@ -237,61 +298,52 @@ pub fn run(args: &QualityArgs) -> Result<()> {
             stabilities.push(s);
         }
     }
-    let threads = if args.style.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        args.style.threads as usize
-    };
-    let model = args.style.model_path();
-    let mut stylizer = Stylizer::load(&model, &BackendOptions::with_threads(threads))?;
-    let conditioning = style::resolve(
-        stylizer.info(),
-        args.style.style.as_deref(),
-        args.style.style_weights.as_deref(),
-    )?;
-    let python = args
-        .python
-        .clone()
-        .unwrap_or_else(|| runtime::assets_dir().join("venv/bin/python"));
-    let script = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/quality_metrics.py"
-    ));
-    let scratch = std::env::temp_dir().join(format!("stylize-quality-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    let size = stylize_engines::InferenceSize {
-        width: args.inference_size.0 as usize,
-        height: args.inference_size.1 as usize,
-        scale: 1.0,
-    };
+    Ok(stabilities)
+}
 
-    let mut clips = Vec::new();
-    let mut metrics_meta = serde_json::Value::Null;
-    for input in &inputs {
+/// What measuring one clip needs: the stylizer, the style, and where the metrics run.
+struct ClipMeasure<'a> {
+    args: &'a QualityArgs,
+    stylizer: Stylizer,
+    conditioning: Vec<f32>,
+    stabilities: Vec<f64>,
+    python: PathBuf,
+    scratch: PathBuf,
+}
+
+impl ClipMeasure<'_> {
+    /// Stylize a clip at every stability and grade each run with scripts/quality_metrics.py
+    /// (OpenCV flow); returns the clip's results and the metrics' own description.
+    fn clip(&mut self, input: &Path) -> Result<(Clip, serde_json::Value)> {
         let name = input.file_name().map_or_else(
             || input.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        eprintln!("quality {name}: decoding {} frames", args.frames);
-        let frames = decode(input, args.frames, args.width)?;
+        eprintln!("quality {name}: decoding {} frames", self.args.frames);
+        let frames = decode(input, self.args.frames, self.args.width)?;
         let (w, h) = (frames[0].width, frames[0].height);
+        let size = stylize_engines::InferenceSize {
+            width: self.args.inference_size.0 as usize,
+            height: self.args.inference_size.1 as usize,
+            scale: 1.0,
+        };
         let inference = size.resolve(w, h);
-        let input_dump = scratch.join(format!("{name}.input.rgb"));
+        let input_dump = self.scratch.join(format!("{name}.input.rgb"));
         dump(&input_dump, &frames)?;
         let mut runs = Vec::new();
-        let mut cmd = Command::new(&python);
-        cmd.arg(&script)
-            .args(["--width", &w.to_string(), "--height", &h.to_string()])
-            .args(["--frames", &frames.len().to_string()])
-            .arg("--input")
-            .arg(&input_dump);
-        for &s in &stabilities {
+        let mut variants = Vec::new();
+        for &s in &self.stabilities {
             eprintln!("quality {name}: stylizing at stability {s}");
-            let (out, infer, temporal_ms) =
-                stylize_all(&mut stylizer, &frames, inference, &conditioning, s)?;
-            let path = scratch.join(format!("{name}.{s}.rgb"));
+            let (out, infer, temporal_ms) = stylize_all(
+                &mut self.stylizer,
+                &frames,
+                inference,
+                &self.conditioning,
+                s,
+            )?;
+            let path = self.scratch.join(format!("{name}.{s}.rgb"));
             dump(&path, &out)?;
-            cmd.arg("--variant").arg(format!("{s}={}", path.display()));
+            variants.push(format!("{s}={}", path.display()));
             runs.push((
                 s,
                 temporal::sequence_warping_error(&frames, &out),
@@ -300,20 +352,7 @@ pub fn run(args: &QualityArgs) -> Result<()> {
             ));
         }
         eprintln!("quality {name}: metrics (OpenCV)");
-        let output = cmd.output().with_context(|| {
-            format!(
-                "running {} (scripts/setup makes the venv)",
-                python.display()
-            )
-        })?;
-        if !output.status.success() {
-            bail!(
-                "quality_metrics.py failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let m: serde_json::Value =
-            serde_json::from_slice(&output.stdout).context("parsing quality_metrics.py output")?;
+        let m = self.metrics(&input_dump, (w, h), frames.len(), &variants)?;
         let get = |s: f64, key: &str| {
             m["variants"][s.to_string()][key]
                 .as_f64()
@@ -335,7 +374,7 @@ pub fn run(args: &QualityArgs) -> Result<()> {
                 temporal_ms: summarize(&temporal_ms),
             })
             .collect();
-        clips.push(Clip {
+        let clip = Clip {
             input: input.display().to_string(),
             frames: frames.len(),
             width: w,
@@ -344,28 +383,51 @@ pub fn run(args: &QualityArgs) -> Result<()> {
             input_warping_error: m["input_warping_error"].as_f64().unwrap_or(f64::NAN),
             masked_fraction: m["masked_fraction"].as_f64().unwrap_or(f64::NAN),
             variants,
-        });
-        metrics_meta = serde_json::json!({"opencv": m["opencv"], "flow": m["flow"]});
+        };
+        Ok((
+            clip,
+            serde_json::json!({"opencv": m["opencv"], "flow": m["flow"]}),
+        ))
     }
-    eprintln!("quality: ghosting clip");
-    let ghosting = ghosting(&mut stylizer, &conditioning, &stabilities)?;
-    let _ = std::fs::remove_dir_all(&scratch);
 
-    let report = Report {
-        tool: "stylize bench quality",
-        model: model.display().to_string(),
-        style: args
-            .style
-            .style
-            .clone()
-            .or(args.style.style_weights.clone()),
-        threads,
-        default_stability: DEFAULT_STABILITY,
-        metrics: metrics_meta,
-        clips,
-        ghosting,
-    };
-    crate::stats::write_report(&args.out, &serde_json::to_string_pretty(&report)?)?;
+    /// scripts/quality_metrics.py on the dumped input and stylized runs.
+    fn metrics(
+        &self,
+        input_dump: &Path,
+        (w, h): (usize, usize),
+        frames: usize,
+        variants: &[String],
+    ) -> Result<serde_json::Value> {
+        let script = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/quality_metrics.py"
+        ));
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(&script)
+            .args(["--width", &w.to_string(), "--height", &h.to_string()])
+            .args(["--frames", &frames.to_string()])
+            .arg("--input")
+            .arg(input_dump);
+        for v in variants {
+            cmd.arg("--variant").arg(v);
+        }
+        let output = cmd.output().with_context(|| {
+            format!(
+                "running {} (scripts/setup makes the venv)",
+                self.python.display()
+            )
+        })?;
+        if !output.status.success() {
+            bail!(
+                "quality_metrics.py failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        serde_json::from_slice(&output.stdout).context("parsing quality_metrics.py output")
+    }
+}
+
+fn print_summary(report: &Report) {
     for c in &report.clips {
         for v in c.variants.iter().filter(|v| v.stability > 0.0) {
             eprintln!(
@@ -386,6 +448,4 @@ pub fn run(args: &QualityArgs) -> Result<()> {
     {
         eprintln!("moving square: stability {s}: trail {ours:.3} (plain blending {naive:.3})");
     }
-    println!("{}", std::path::absolute(&args.out)?.display());
-    Ok(())
 }

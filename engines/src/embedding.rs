@@ -21,14 +21,6 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// SHA-256 of a file, streamed (model files are hundreds of MB).
-pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
-    let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|e| io_error(path, e))?;
-    Ok(hasher.finalize().into())
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

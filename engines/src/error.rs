@@ -30,6 +30,17 @@ pub enum Error {
     BadStyleName { name: String, reason: String },
     #[error("invalid style blend `{spec}`: {reason}")]
     BadBlend { spec: String, reason: String },
+    /// A setting (property, option) outside what it accepts.
+    #[error("invalid {setting}: {reason}")]
+    BadSetting { setting: String, reason: String },
+    /// What the user asked for needs an arbitrary-style model's style predictor, and there
+    /// is none.
+    #[error(
+        "{needed} needs the style predictor model, and {} has none (set the predictor, or \
+         put arbitrary-predict.onnx beside it)",
+        model.display()
+    )]
+    PredictorMissing { needed: String, model: PathBuf },
     #[error("cannot read image {path}: {reason}")]
     Image { path: PathBuf, reason: String },
     #[error("embedding file {path} is corrupt: {reason}")]
@@ -52,6 +63,53 @@ pub enum Error {
     /// CLIP tokenizer, encoders and prompt tuning.
     #[error("{0}")]
     Clip(String),
+}
+
+/// What kind of failure an error is: the one mapping from the engine's errors to GStreamer
+/// error domains (the element) and exit codes (the CLI) goes through this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A file the user named does not exist.
+    NotFound,
+    /// A file exists but cannot be used: unreadable, corrupt, or a model that breaks the
+    /// contract.
+    BadFile,
+    /// A value the user gave is not accepted: style name, blend, strength, a size past its
+    /// limit.
+    BadSetting,
+    /// A library or device the engine needs cannot be loaded (ONNX Runtime, GPU runtime).
+    Runtime,
+    /// Frames that cannot be stylized (format, size the model does not take).
+    BadFrame,
+    /// Failure while working: inference, writing, generation.
+    Failed,
+}
+
+impl Error {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::ModelMissing { .. } => ErrorClass::NotFound,
+            Error::Image { path, .. } if std::fs::symlink_metadata(path).is_err() => {
+                ErrorClass::NotFound
+            }
+            Error::ModelLoad { .. }
+            | Error::Contract { .. }
+            | Error::Image { .. }
+            | Error::CorruptEmbedding { .. }
+            | Error::Library { .. } => ErrorClass::BadFile,
+            Error::UnknownStyle { .. }
+            | Error::BadStyleName { .. }
+            | Error::BadBlend { .. }
+            | Error::BadSetting { .. }
+            | Error::PredictorMissing { .. }
+            | Error::Limit(_) => ErrorClass::BadSetting,
+            Error::RuntimeLoad { .. } | Error::Backend(_) => ErrorClass::Runtime,
+            Error::Frame(_) => ErrorClass::BadFrame,
+            Error::Inference(_) | Error::Io { .. } | Error::Generate(_) | Error::Clip(_) => {
+                ErrorClass::Failed
+            }
+        }
+    }
 }
 
 /// The text of a caught panic's payload (`panic!("...")` carries a `&str` or a `String`).

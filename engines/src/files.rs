@@ -153,6 +153,21 @@ pub fn write_atomic(path: &Path, tmp_name: &str, bytes: &[u8]) -> io::Result<()>
     Ok(())
 }
 
+/// SHA-256 of a file, streamed (model files are hundreds of MB).
+pub fn sha256_file(path: &Path) -> crate::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path).map_err(|e| crate::Error::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| crate::Error::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(hasher.finalize().into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

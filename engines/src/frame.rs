@@ -12,6 +12,7 @@ use fast_image_resize as fr;
 pub use fast_image_resize::Resizer;
 
 use crate::error::{Error, Result};
+use crate::size::Size;
 use crate::tensor::Tensor;
 
 /// Packed 8-bit RGB layouts the engine reads and writes.
@@ -244,16 +245,16 @@ fn reflect(i: usize, n: usize) -> usize {
 }
 
 /// Planar float tensor of an RGB image, scaled to `scale` (1 or 255), reflect-padded on the
-/// right and bottom to `padded` (height, width).
-pub fn image_to_tensor(img: &RgbImage, padded: (usize, usize), scale: f32) -> Tensor {
+/// right and bottom to `padded`.
+pub fn image_to_tensor(img: &RgbImage, padded: Size, scale: f32) -> Tensor {
     let mut t = Tensor::zeros(3, 0, 0);
     image_to_tensor_into(img, padded, scale, &mut t);
     t
 }
 
 /// [`image_to_tensor`] into an existing tensor, keeping its allocation.
-pub fn image_to_tensor_into(img: &RgbImage, padded: (usize, usize), scale: f32, t: &mut Tensor) {
-    let (ph, pw) = padded;
+pub fn image_to_tensor_into(img: &RgbImage, padded: Size, scale: f32, t: &mut Tensor) {
+    let (pw, ph) = (padded.width, padded.height);
     t.reshape(3, ph, pw);
     let k = scale / 255.0;
     let plane = ph * pw;
@@ -284,8 +285,8 @@ pub fn image_to_tensor_into(img: &RgbImage, padded: (usize, usize), scale: f32, 
 }
 
 /// Pad an existing planar tensor the same way (used by tests and reference checks).
-pub fn pad_tensor(t: &Tensor, padded: (usize, usize)) -> Tensor {
-    let (ph, pw) = padded;
+pub fn pad_tensor(t: &Tensor, padded: Size) -> Tensor {
+    let (pw, ph) = (padded.width, padded.height);
     let mut out = Tensor::zeros(t.channels, ph, pw);
     for c in 0..t.channels {
         let src = t.plane(c);
@@ -299,8 +300,9 @@ pub fn pad_tensor(t: &Tensor, padded: (usize, usize)) -> Tensor {
     out
 }
 
-/// Crop the top-left `height`×`width` of a tensor.
-pub fn crop_tensor(t: &Tensor, height: usize, width: usize) -> Result<Tensor> {
+/// Crop the top-left `size` of a tensor.
+pub fn crop_tensor(t: &Tensor, size: Size) -> Result<Tensor> {
+    let (width, height) = (size.width, size.height);
     if t.channels != 3 || t.height < height || t.width < width {
         return Err(Error::Inference(format!(
             "model output is [1,{},{},{}], smaller than the [1,3,{height},{width}] input",
@@ -318,21 +320,16 @@ pub fn crop_tensor(t: &Tensor, height: usize, width: usize) -> Result<Tensor> {
     Ok(out)
 }
 
-/// RGB image from the top-left `height`×`width` of a planar tensor in `scale` units.
-pub fn tensor_to_image(t: &Tensor, height: usize, width: usize, scale: f32) -> Result<RgbImage> {
-    let mut img = RgbImage::new(width, height);
-    tensor_to_image_into(t, height, width, scale, &mut img)?;
+/// RGB image from the top-left `size` of a planar tensor in `scale` units.
+pub fn tensor_to_image(t: &Tensor, size: Size, scale: f32) -> Result<RgbImage> {
+    let mut img = RgbImage::new(size.width, size.height);
+    tensor_to_image_into(t, size, scale, &mut img)?;
     Ok(img)
 }
 
-/// [`tensor_to_image`] into an image of `width`×`height`, cropping on the fly.
-pub fn tensor_to_image_into(
-    t: &Tensor,
-    height: usize,
-    width: usize,
-    scale: f32,
-    img: &mut RgbImage,
-) -> Result<()> {
+/// [`tensor_to_image`] into an image of `size`, cropping on the fly.
+pub fn tensor_to_image_into(t: &Tensor, size: Size, scale: f32, img: &mut RgbImage) -> Result<()> {
+    let (width, height) = (size.width, size.height);
     if t.channels != 3 || t.height < height || t.width < width {
         return Err(Error::Inference(format!(
             "model output is [1,{},{},{}], smaller than the [1,3,{height},{width}] input",
@@ -427,16 +424,16 @@ mod tests {
             height: 2,
             data: (0..18).map(|v| v as u8 * 10).collect(),
         };
-        let t = image_to_tensor(&img, (4, 4), 1.0);
+        let t = image_to_tensor(&img, Size::new(4, 4), 1.0);
         assert_eq!(t.shape(), [1, 3, 4, 4]);
         assert!((t.data[0] - 0.0).abs() < 1e-6);
         assert!((t.data[1] - 30.0 / 255.0).abs() < 1e-6);
         // column 3 mirrors column 1
         assert_eq!(t.data[3], t.data[1]);
-        assert_eq!(tensor_to_image(&t, 2, 3, 1.0).unwrap(), img);
-        let t255 = image_to_tensor(&img, (2, 3), 255.0);
+        assert_eq!(tensor_to_image(&t, Size::new(3, 2), 1.0).unwrap(), img);
+        let t255 = image_to_tensor(&img, Size::new(3, 2), 255.0);
         assert_eq!(t255.data[1], 30.0);
-        assert_eq!(tensor_to_image(&t255, 2, 3, 255.0).unwrap(), img);
+        assert_eq!(tensor_to_image(&t255, Size::new(3, 2), 255.0).unwrap(), img);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use fast_image_resize as fr;
 
 use crate::error::{Error, Result};
 use crate::frame::{FrameLayout, PixelFormat, RgbImage};
+use crate::size::Size;
 use crate::tensor::Tensor;
 
 /// Buffers and the resizer of one stylizer's host path.
@@ -166,15 +167,20 @@ impl FramePath {
     }
 
     /// Fill [`Self::content`] from [`Self::small`]: planar, scaled to `scale` (1 or 255),
-    /// reflect-padded on the right and bottom to `padded` (height, width).
-    pub fn small_to_content(&mut self, padded: (usize, usize), scale: f32) {
+    /// reflect-padded on the right and bottom to `padded`.
+    pub fn small_to_content(&mut self, padded: Size, scale: f32) {
         crate::frame::image_to_tensor_into(&self.small, padded, scale, &mut self.content);
     }
 
     /// Fill [`Self::styled`] from the top-left `height`×`width` of [`Self::output`].
     pub fn output_to_styled(&mut self, (width, height): (usize, usize), scale: f32) -> Result<()> {
         reshape(&mut self.styled, width, height);
-        crate::frame::tensor_to_image_into(&self.output, height, width, scale, &mut self.styled)
+        crate::frame::tensor_to_image_into(
+            &self.output,
+            Size::new(width, height),
+            scale,
+            &mut self.styled,
+        )
     }
 
     /// Write [`Self::styled`] into the frame, resized to the frame size; `strength` below 1
@@ -255,14 +261,15 @@ mod tests {
                 let small = frame::resize_rgb(&mut resizer, &img, iw, ih).unwrap();
                 assert_eq!(path.small, small, "{format:?} {w}x{h}->{iw}x{ih} pad {pad}");
 
-                let padded = (frame::round_up(ih, 4), frame::round_up(iw, 4));
+                let padded = Size::new(frame::round_up(iw, 4), frame::round_up(ih, 4));
                 path.small_to_content(padded, 255.0);
                 assert_eq!(path.content, frame::image_to_tensor(&small, padded, 255.0));
 
                 // A fake network output: the content itself.
                 path.output = path.content.clone();
                 path.output_to_styled((iw, ih), 255.0).unwrap();
-                let styled = frame::tensor_to_image(&path.output, ih, iw, 255.0).unwrap();
+                let styled =
+                    frame::tensor_to_image(&path.output, Size::new(iw, ih), 255.0).unwrap();
                 assert_eq!(path.styled, styled);
 
                 let mut ours = data.clone();
@@ -286,10 +293,10 @@ mod tests {
         let data = frame_bytes(96 * 16, 1);
         let mut path = FramePath::default();
         path.read_small(&data, &layout, (16, 8)).unwrap();
-        path.small_to_content((8, 16), 1.0);
+        path.small_to_content(Size::new(16, 8), 1.0);
         let (small_ptr, content_ptr) = (path.small.data.as_ptr(), path.content.data.as_ptr());
         path.read_small(&data, &layout, (16, 8)).unwrap();
-        path.small_to_content((8, 16), 1.0);
+        path.small_to_content(Size::new(16, 8), 1.0);
         assert_eq!(small_ptr, path.small.data.as_ptr());
         assert_eq!(content_ptr, path.content.data.as_ptr());
     }

@@ -5,13 +5,12 @@
 //! [`model::ModelInfo`], fed by [`frame`] conversion and conditioned by a [`style`] selection.
 
 pub mod backend;
-pub mod clip;
 pub mod embedding;
 pub mod error;
 pub mod files;
 pub mod frame;
 pub mod frame_path;
-pub mod generate;
+pub mod graph;
 pub mod image_io;
 pub mod library;
 pub mod limits;
@@ -19,11 +18,16 @@ pub mod model;
 pub mod predictor;
 pub mod resolver;
 pub mod runtime;
+pub mod session;
+pub mod size;
 pub mod style;
 pub mod stylizer;
 pub mod temporal;
 pub mod tensor;
+pub mod timings;
 
-pub use error::{Error, Result};
-pub use resolver::{ResolvedStyle, StyleRequest, StyleResolver};
+pub use error::{Error, ErrorClass, Result};
+pub use resolver::{BackgroundResolver, ResolvedStyle, StyleChoice, StyleRequest, StyleResolver};
+pub use session::{Session, SessionConfig};
+pub use size::Size;
 pub use stylizer::{InferenceSize, Stylizer, Timings};

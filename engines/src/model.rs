@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::limits::{self, MAX_CONDITIONING_LEN, MAX_SIZE_MULTIPLE};
+use crate::size::Size;
 
 pub const CONTENT: &str = "content";
 pub const STYLE_WEIGHTS: &str = "style_weights";
@@ -94,7 +95,8 @@ impl TensorSpec {
     }
 }
 
-fn dims_str(dims: &[i64]) -> String {
+/// Dims as `[1,3,?,?]` (`?` where dynamic), for contract errors.
+pub(crate) fn dims_str(dims: &[i64]) -> String {
     let parts: Vec<String> = dims
         .iter()
         .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
@@ -110,8 +112,8 @@ pub struct ModelInfo {
     pub input_range: InputRange,
     /// Input height and width must be multiples of this; the engine pads and crops.
     pub size_multiple: usize,
-    /// A fixed (height, width) when the graph does not accept other sizes.
-    pub fixed_size: Option<(usize, usize)>,
+    /// The one size the graph takes, when it does not accept others.
+    pub fixed_size: Option<Size>,
     /// Style names: N for a CIN net, one (or none) for a per-style net.
     pub styles: Vec<String>,
     /// Length of the conditioning vector (`style_weights` N or embedding size).
@@ -125,182 +127,208 @@ pub fn check_contract(
     outputs: &[TensorSpec],
     metadata: &HashMap<String, String>,
 ) -> Result<ModelInfo> {
-    let violation = |tensor: &str, expected: String, actual: String| Error::Contract {
+    let check = ContractCheck {
+        path,
+        inputs,
+        outputs,
+        metadata,
+    };
+    let content = check.find(check.inputs, CONTENT, "input")?;
+    check.image_tensor(&content, "input")?;
+    let stylized = check.find(check.outputs, STYLIZED, "output")?;
+    check.image_tensor(&stylized, "output")?;
+    let family = check.family()?;
+    check.input_count(family)?;
+    let conditioning_len = check.conditioning_len(family)?;
+    Ok(ModelInfo {
         path: path.to_path_buf(),
-        tensor: tensor.to_string(),
-        expected,
-        actual,
-    };
-    let names = |specs: &[TensorSpec]| {
-        let v: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        format!("tensors [{}]", v.join(", "))
-    };
-    let find = |specs: &[TensorSpec], name: &str, kind: &str| {
+        family,
+        input_range: check.input_range()?,
+        size_multiple: check.size_multiple()?,
+        fixed_size: check.fixed_size(&content)?,
+        styles: check.style_names(family, conditioning_len)?,
+        conditioning_len,
+    })
+}
+
+/// One graph under the style-model contract; each step checks one thing and names the
+/// tensor or metadata key at fault.
+struct ContractCheck<'a> {
+    path: &'a Path,
+    inputs: &'a [TensorSpec],
+    outputs: &'a [TensorSpec],
+    metadata: &'a HashMap<String, String>,
+}
+
+fn names(specs: &[TensorSpec]) -> String {
+    let v: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    format!("tensors [{}]", v.join(", "))
+}
+
+impl ContractCheck<'_> {
+    fn violation(&self, tensor: &str, expected: impl Into<String>, actual: String) -> Error {
+        Error::Contract {
+            path: self.path.to_path_buf(),
+            tensor: tensor.to_string(),
+            expected: expected.into(),
+            actual,
+        }
+    }
+
+    fn find(&self, specs: &[TensorSpec], name: &str, kind: &str) -> Result<TensorSpec> {
         specs
             .iter()
             .find(|s| s.name == name)
             .cloned()
             .ok_or_else(|| {
-                violation(
+                self.violation(
                     &format!("{kind} `{name}`"),
-                    "a tensor of that name".into(),
+                    "a tensor of that name",
                     names(specs),
                 )
             })
-    };
-    let image_spec = |spec: &TensorSpec, kind: &str| -> Result<()> {
-        let ok_rank = spec.dims.len() == 4;
-        let ok_batch = ok_rank && (spec.dims[0] == 1 || spec.dims[0] < 0);
-        let ok_channels = ok_rank && spec.dims[1] == 3;
+    }
+
+    /// float32 [1,3,H,W] (batch may be dynamic).
+    fn image_tensor(&self, spec: &TensorSpec, kind: &str) -> Result<()> {
+        let tensor = format!("{kind} `{}`", spec.name);
         if spec.element_type != "float32" {
-            return Err(violation(
-                &format!("{kind} `{}`", spec.name),
-                "float32".into(),
-                spec.element_type.clone(),
-            ));
+            return Err(self.violation(&tensor, "float32", spec.element_type.clone()));
         }
-        if !(ok_batch && ok_channels) {
-            return Err(violation(
-                &format!("{kind} `{}`", spec.name),
-                "shape [1,3,H,W]".into(),
-                dims_str(&spec.dims),
-            ));
+        let ok =
+            spec.dims.len() == 4 && (spec.dims[0] == 1 || spec.dims[0] < 0) && spec.dims[1] == 3;
+        if !ok {
+            return Err(self.violation(&tensor, "shape [1,3,H,W]", dims_str(&spec.dims)));
         }
         Ok(())
-    };
+    }
 
-    let content = find(inputs, CONTENT, "input")?;
-    image_spec(&content, "input")?;
-    let stylized = find(outputs, STYLIZED, "output")?;
-    image_spec(&stylized, "output")?;
+    /// From the metadata, or else from the conditioning input the graph has.
+    fn family(&self) -> Result<Family> {
+        let has = |name: &str| self.inputs.iter().any(|s| s.name == name);
+        match self.metadata.get(META_FAMILY) {
+            Some(f) => Family::parse(f).ok_or_else(|| {
+                self.violation(
+                    &format!("metadata `{META_FAMILY}`"),
+                    "per-style, cin or arbitrary",
+                    f.clone(),
+                )
+            }),
+            None if has(STYLE_WEIGHTS) => Ok(Family::Cin),
+            None if has(STYLE_EMBEDDING) => Ok(Family::Arbitrary),
+            None => Ok(Family::PerStyle),
+        }
+    }
 
-    let family = match metadata.get(META_FAMILY) {
-        Some(f) => Family::parse(f).ok_or_else(|| {
-            violation(
-                &format!("metadata `{META_FAMILY}`"),
-                "per-style, cin or arbitrary".into(),
-                f.clone(),
-            )
-        })?,
-        None if inputs.iter().any(|s| s.name == STYLE_WEIGHTS) => Family::Cin,
-        None if inputs.iter().any(|s| s.name == STYLE_EMBEDDING) => Family::Arbitrary,
-        None => Family::PerStyle,
-    };
-    let expected_inputs = 1 + usize::from(family.conditioning_input().is_some());
-    if inputs.len() != expected_inputs {
+    fn input_count(&self, family: Family) -> Result<()> {
+        let expected = 1 + usize::from(family.conditioning_input().is_some());
+        if self.inputs.len() == expected {
+            return Ok(());
+        }
         let want = match family.conditioning_input() {
             Some(c) => format!("inputs [{CONTENT}, {c}] for a {family} model"),
             None => format!("inputs [{CONTENT}] for a {family} model"),
         };
-        return Err(violation("inputs", want, names(inputs)));
+        Err(self.violation("inputs", want, names(self.inputs)))
     }
 
-    let styles: Vec<String> = metadata
-        .get(META_STYLES)
-        .map(|s| {
-            s.split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-
-    let conditioning_len = match family.conditioning_input() {
-        None => 0,
-        Some(name) => {
-            let spec = find(inputs, name, "input")?;
-            let fits = |n: i64| n > 0 && n as usize <= MAX_CONDITIONING_LEN;
-            let len = match (family, spec.dims.as_slice()) {
-                (Family::Cin, [n]) if fits(*n) => *n as usize,
-                (Family::Arbitrary, [1, n]) if fits(*n) => *n as usize,
-                _ => {
-                    let want = if family == Family::Cin {
-                        format!("shape [N] with N fixed, at most {MAX_CONDITIONING_LEN}")
-                    } else {
-                        format!("shape [1,D] with D fixed, at most {MAX_CONDITIONING_LEN}")
-                    };
-                    return Err(violation(
-                        &format!("input `{name}`"),
-                        want,
-                        dims_str(&spec.dims),
-                    ));
-                }
-            };
-            if spec.element_type != "float32" {
-                return Err(violation(
-                    &format!("input `{name}`"),
-                    "float32".into(),
-                    spec.element_type.clone(),
-                ));
+    /// N of `style_weights` [N] or D of `style` [1,D], fixed and within the limit.
+    fn conditioning_len(&self, family: Family) -> Result<usize> {
+        let Some(name) = family.conditioning_input() else {
+            return Ok(0);
+        };
+        let spec = self.find(self.inputs, name, "input")?;
+        let tensor = format!("input `{name}`");
+        let fits = |n: i64| n > 0 && n as usize <= MAX_CONDITIONING_LEN;
+        let len = match (family, spec.dims.as_slice()) {
+            (Family::Cin, [n]) if fits(*n) => *n as usize,
+            (Family::Arbitrary, [1, n]) if fits(*n) => *n as usize,
+            _ => {
+                let want = if family == Family::Cin {
+                    format!("shape [N] with N fixed, at most {MAX_CONDITIONING_LEN}")
+                } else {
+                    format!("shape [1,D] with D fixed, at most {MAX_CONDITIONING_LEN}")
+                };
+                return Err(self.violation(&tensor, want, dims_str(&spec.dims)));
             }
-            len
+        };
+        if spec.element_type != "float32" {
+            return Err(self.violation(&tensor, "float32", spec.element_type.clone()));
         }
-    };
-    if family == Family::Cin {
-        if styles.is_empty() {
-            // Unnamed CIN nets still work: styles are addressable as style-NN.
-        } else if styles.len() != conditioning_len {
-            return Err(violation(
+        Ok(len)
+    }
+
+    /// The comma-separated names; a CIN net has one per `style_weights` entry, or none
+    /// (then its styles are addressable as style-NN).
+    fn style_names(&self, family: Family, conditioning_len: usize) -> Result<Vec<String>> {
+        let styles: Vec<String> = self
+            .metadata
+            .get(META_STYLES)
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if family == Family::Cin && !styles.is_empty() && styles.len() != conditioning_len {
+            return Err(self.violation(
                 &format!("metadata `{META_STYLES}`"),
                 format!("{conditioning_len} names (one per `{STYLE_WEIGHTS}` entry)"),
                 format!("{} names", styles.len()),
             ));
         }
+        Ok(styles)
     }
 
-    let input_range = match metadata.get(META_INPUT_RANGE).map(String::as_str) {
-        None | Some("0-1") => InputRange::Unit,
-        Some("0-255") => InputRange::Byte,
-        Some(other) => {
-            return Err(violation(
+    fn input_range(&self) -> Result<InputRange> {
+        match self.metadata.get(META_INPUT_RANGE).map(String::as_str) {
+            None | Some("0-1") => Ok(InputRange::Unit),
+            Some("0-255") => Ok(InputRange::Byte),
+            Some(other) => Err(self.violation(
                 &format!("metadata `{META_INPUT_RANGE}`"),
-                "0-1 or 0-255".into(),
+                "0-1 or 0-255",
                 other.into(),
-            ))
+            )),
         }
-    };
-    // Padding rounds every frame up to this multiple: a huge one would allocate a huge
-    // tensor for any frame, so it is refused here, at load.
-    let size_multiple = match metadata.get(META_SIZE_MULTIPLE) {
-        None => 1,
-        Some(m) => m
-            .trim()
+    }
+
+    /// Padding rounds every frame up to this multiple: a huge one would allocate a huge
+    /// tensor for any frame, so it is refused here, at load.
+    fn size_multiple(&self) -> Result<usize> {
+        let Some(m) = self.metadata.get(META_SIZE_MULTIPLE) else {
+            return Ok(1);
+        };
+        m.trim()
             .parse::<usize>()
             .ok()
             .filter(|&m| (1..=MAX_SIZE_MULTIPLE).contains(&m))
             .ok_or_else(|| {
-                violation(
+                self.violation(
                     &format!("metadata `{META_SIZE_MULTIPLE}`"),
                     format!("an integer from 1 to {MAX_SIZE_MULTIPLE}"),
                     m.clone(),
                 )
-            })?,
-    };
-    let fixed_size = match (content.dims[2], content.dims[3]) {
-        (h, w) if h > 0 && w > 0 => {
-            let (h, w) = (h as usize, w as usize);
-            limits::check_inference_size(w, h).map_err(|e| {
-                violation(
-                    &format!("input `{CONTENT}`"),
-                    "a fixed size within the inference limits".into(),
-                    format!("{}: {e}", dims_str(&content.dims)),
-                )
-            })?;
-            Some((h, w))
-        }
-        _ => None,
-    };
+            })
+    }
 
-    Ok(ModelInfo {
-        path: path.to_path_buf(),
-        family,
-        input_range,
-        size_multiple,
-        fixed_size,
-        styles,
-        conditioning_len,
-    })
+    /// The size when the graph takes only one, which must be within the limits.
+    fn fixed_size(&self, content: &TensorSpec) -> Result<Option<Size>> {
+        let (h, w) = (content.dims[2], content.dims[3]);
+        if h <= 0 || w <= 0 {
+            return Ok(None);
+        }
+        let (h, w) = (h as usize, w as usize);
+        limits::check_inference_size(w, h).map_err(|e| {
+            self.violation(
+                &format!("input `{CONTENT}`"),
+                "a fixed size within the inference limits",
+                format!("{}: {e}", dims_str(&content.dims)),
+            )
+        })?;
+        Ok(Some(Size::new(w, h)))
+    }
 }
 
 pub const STYLE: &str = "style";
@@ -546,7 +574,7 @@ mod tests {
         let inputs = vec![TensorSpec::new(CONTENT, "float32", &[1, 3, 224, 224])];
         let info = check_contract(Path::new("m.onnx"), &inputs, &out(), &HashMap::new()).unwrap();
         assert_eq!(info.family, Family::PerStyle);
-        assert_eq!(info.fixed_size, Some((224, 224)));
+        assert_eq!(info.fixed_size, Some(Size::new(224, 224)));
         assert_eq!(info.input_range, InputRange::Unit);
     }
 }

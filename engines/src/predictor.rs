@@ -10,6 +10,7 @@ use crate::backend::cpu;
 use crate::error::{Error, Result};
 use crate::frame::{self, RgbImage};
 use crate::model::{self, PredictorInfo};
+use crate::size::Size;
 use crate::tensor::Tensor;
 
 pub struct StylePredictor {
@@ -37,7 +38,7 @@ impl StylePredictor {
         let session = cpu::session(path, threads)?;
         let (inputs, outputs, _) = cpu::describe(path, &session)?;
         let info = model::check_predictor_contract(path, &inputs, &outputs)?;
-        let model_hash = crate::embedding::sha256_file(path)?;
+        let model_hash = crate::files::sha256_file(path)?;
         Ok(Self {
             session,
             info,
@@ -65,7 +66,7 @@ impl StylePredictor {
             side,
             fr::FilterType::Lanczos3,
         )?;
-        Ok(frame::image_to_tensor(&small, (side, side), 1.0))
+        Ok(frame::image_to_tensor(&small, Size::new(side, side), 1.0))
     }
 
     /// Run the network on a preprocessed [1,3,S,S] tensor.

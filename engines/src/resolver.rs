@@ -3,7 +3,10 @@
 //! Independent of the [`crate::Stylizer`], so a control thread can resolve a new style (which
 //! may run the style predictor) while the streaming thread keeps stylizing with the old one.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::{self, JoinHandle};
 
 use crate::embedding::{CacheOutcome, EmbeddingCache};
 use crate::error::{Error, Result};
@@ -18,6 +21,13 @@ pub struct StyleRequest {
     pub style: Option<String>,
     pub blend: Option<String>,
     pub image: Option<PathBuf>,
+}
+
+/// A style request and a text prompt tuned with `stylize tune`, which overrides it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StyleChoice {
+    pub request: StyleRequest,
+    pub prompt: Option<String>,
 }
 
 /// A resolved request: the conditioning vector and anything worth telling the user.
@@ -97,6 +107,14 @@ impl StyleResolver {
         })
     }
 
+    /// The prompt when one is set, else the request.
+    pub fn resolve_choice(&mut self, choice: &StyleChoice) -> Result<ResolvedStyle> {
+        match &choice.prompt {
+            Some(prompt) => self.resolve_prompt(prompt),
+            None => self.resolve(&choice.request),
+        }
+    }
+
     /// A style image goes through the predictor (and the on-disk cache); names go through the
     /// model's styles and then the library.
     pub fn resolve(&mut self, request: &StyleRequest) -> Result<ResolvedStyle> {
@@ -104,17 +122,19 @@ impl StyleResolver {
         let conditioning = match &request.image {
             Some(image) => {
                 let Some(predictor) = self.predictor.as_mut() else {
-                    return Err(Error::UnknownStyle {
-                        name: image.display().to_string(),
-                        available: if self.info.family == Family::Arbitrary {
-                            "a style image needs the style predictor model".into()
-                        } else {
-                            format!(
-                                "style images need an arbitrary-style model; {} is {}",
-                                self.info.path.display(),
-                                self.info.family
-                            )
-                        },
+                    if self.info.family == Family::Arbitrary {
+                        return Err(Error::PredictorMissing {
+                            needed: format!("style image {}", image.display()),
+                            model: self.info.path.clone(),
+                        });
+                    }
+                    return Err(Error::BadSetting {
+                        setting: format!("style image {}", image.display()),
+                        reason: format!(
+                            "style images need an arbitrary-style model; {} is {}",
+                            self.info.path.display(),
+                            self.info.family
+                        ),
                     });
                 };
                 let (embedding, outcome) = self.cache.embed(predictor, image)?;
@@ -134,5 +154,92 @@ impl StyleResolver {
             conditioning,
             notes,
         })
+    }
+}
+
+/// A [`StyleResolver`] on its own thread, so a new style (which may hash an image, run the
+/// predictor and write the embedding cache) never holds up a streaming thread: the frame
+/// path hands over a choice with [`request`](Self::request), keeps stylizing with the
+/// conditioning it has, and swaps in the new one when [`poll`](Self::poll) returns it.
+pub struct BackgroundResolver {
+    requests: Option<Sender<StyleChoice>>,
+    results: Receiver<(StyleChoice, Result<ResolvedStyle>)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BackgroundResolver {
+    /// `before_each` runs on the resolver's thread before every resolve (a test seam that
+    /// can hold resolves back; pass `|| ()` otherwise).
+    pub fn spawn(mut resolver: StyleResolver, before_each: impl Fn() + Send + 'static) -> Self {
+        let (requests, inbox) = mpsc::channel::<StyleChoice>();
+        let (outbox, results) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("stylize-resolver".into())
+            .spawn(move || {
+                while let Ok(mut choice) = inbox.recv() {
+                    // Only the newest request matters: a user dragging a slider sends many.
+                    while let Ok(newer) = inbox.try_recv() {
+                        choice = newer;
+                    }
+                    before_each();
+                    let result =
+                        panic::catch_unwind(AssertUnwindSafe(|| resolver.resolve_choice(&choice)))
+                            .unwrap_or_else(|payload| {
+                                Err(Error::Inference(format!(
+                                    "resolving the style panicked: {}",
+                                    crate::error::panic_message(payload.as_ref())
+                                )))
+                            });
+                    if outbox.send((choice, result)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok();
+        Self {
+            requests: Some(requests),
+            results,
+            thread,
+        }
+    }
+
+    /// Start resolving `choice` (replacing any request not yet started). Never blocks.
+    pub fn request(&self, choice: StyleChoice) {
+        if let Some(requests) = &self.requests {
+            let _ = requests.send(choice);
+        }
+    }
+
+    /// The newest finished resolve, if any; never blocks.
+    pub fn poll(&self) -> Option<(StyleChoice, Result<ResolvedStyle>)> {
+        self.results.try_iter().last()
+    }
+
+    /// The newest finished resolve, waiting at most `patience` for one: a style name or a
+    /// blend resolves in microseconds, so a caller that can spare that long (one
+    /// inference's time) applies it on the very next frame, while a predictor run or a
+    /// slow disk never holds the caller up for longer.
+    pub fn poll_within(
+        &self,
+        patience: std::time::Duration,
+    ) -> Option<(StyleChoice, Result<ResolvedStyle>)> {
+        let first = self.results.recv_timeout(patience).ok()?;
+        Some(self.results.try_iter().last().unwrap_or(first))
+    }
+
+    /// Wait for the next finished resolve (tests, and callers that can afford to wait).
+    pub fn wait(&self) -> Option<(StyleChoice, Result<ResolvedStyle>)> {
+        self.results.recv().ok()
+    }
+}
+
+impl Drop for BackgroundResolver {
+    /// Waits for a resolve in progress (at most one predictor run): a predictor session
+    /// still running at process exit would race ONNX Runtime's exit handlers.
+    fn drop(&mut self) {
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

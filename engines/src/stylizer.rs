@@ -6,6 +6,7 @@ use std::time::Instant;
 use fast_image_resize as fr;
 
 use crate::backend::kernels::FramePlan;
+use crate::backend::smoothing::Smoothing;
 use crate::backend::{self, Backend, BackendOptions};
 use crate::error::{Error, Result};
 use crate::frame::{self, FrameLayout, RgbImage};
@@ -13,8 +14,10 @@ use crate::frame_path::FramePath;
 use crate::limits;
 use crate::model::{Family, ModelInfo};
 use crate::predictor::{self, StylePredictor};
+use crate::size::Size;
 use crate::temporal::TemporalFilter;
 use crate::tensor::Tensor;
+pub use crate::timings::Timings;
 
 /// How large the network sees each frame, independent of the output size: a full-size style
 /// net costs ~0.5 s at 640×360 on two cores, so downscale-infer-upscale is what makes live
@@ -61,25 +64,6 @@ impl InferenceSize {
     }
 }
 
-/// Milliseconds spent in each step of one frame.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Timings {
-    pub convert_in_ms: f64,
-    pub infer_ms: f64,
-    pub convert_out_ms: f64,
-    /// Motion-compensated smoothing (0 when stability is off).
-    pub temporal_ms: f64,
-    /// Host↔device memory copies for this frame (0 on the CPU; 2 for a device-resident frame,
-    /// plus one when the style vector changed).
-    pub host_copies: u32,
-}
-
-impl Timings {
-    pub fn total_ms(&self) -> f64 {
-        self.convert_in_ms + self.infer_ms + self.convert_out_ms + self.temporal_ms
-    }
-}
-
 fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
@@ -95,6 +79,14 @@ pub struct Stylizer {
     strength: f32,
     /// Output smoothing across frames; off (stability 0) unless set.
     temporal: TemporalFilter,
+    /// Why this backend runs (`auto`'s choice), when loaded by [`Stylizer::load`].
+    backend_reason: String,
+    /// Changes whenever the device path must forget its previous frame (see
+    /// [`Smoothing::epoch`]).
+    smoothing_epoch: u64,
+    /// Whether the last frame took the device path: smoothing state is kept on one side
+    /// only, so switching sides starts it afresh.
+    last_on_device: Option<bool>,
 }
 
 impl Stylizer {
@@ -106,6 +98,9 @@ impl Stylizer {
             predictor: None,
             strength: 1.0,
             temporal: TemporalFilter::new(0.0),
+            backend_reason: String::new(),
+            smoothing_epoch: 0,
+            last_on_device: None,
         }
     }
 
@@ -131,24 +126,26 @@ impl Stylizer {
     /// Style strength in 0..=1; below 1 an arbitrary-style model needs a predictor.
     pub fn set_strength(&mut self, strength: f32) -> Result<()> {
         if !(0.0..=1.0).contains(&strength) {
-            return Err(Error::BadBlend {
-                spec: strength.to_string(),
-                reason: "strength must be between 0 and 1".into(),
+            return Err(Error::BadSetting {
+                setting: format!("style strength {strength}"),
+                reason: "it must be between 0 and 1".into(),
             });
         }
         if strength < 1.0 && self.info().family == Family::Arbitrary && self.predictor.is_none() {
-            return Err(Error::UnknownStyle {
-                name: format!("strength {strength}"),
-                available: "style strength below 1 needs the style predictor model".into(),
+            return Err(Error::PredictorMissing {
+                needed: format!("style strength {strength} (below 1)"),
+                model: self.info().path.clone(),
             });
         }
         self.strength = strength;
         Ok(())
     }
 
-    /// Load a model on the default backend.
+    /// Load a model on the backend the options ask for (`auto`: the best that loads).
     pub fn load(path: &Path, options: &BackendOptions) -> Result<Self> {
-        let mut stylizer = Self::new(backend::load(path, options)?);
+        let (backend, choice) = backend::load_chosen(path, options)?;
+        let mut stylizer = Self::new(backend);
+        stylizer.backend_reason = choice.reason;
         // The filter runs between two inferences, on the cores the network was given.
         stylizer.temporal.set_threads(options.threads);
         Ok(stylizer)
@@ -162,10 +159,28 @@ impl Stylizer {
         self.backend.name()
     }
 
+    /// Why the backend runs: "requested", or what `auto` found (e.g. "auto: libcuda.so.1 (the
+    /// NVIDIA driver) could not be loaded: ..."); empty for a backend given to [`Stylizer::new`].
+    pub fn backend_reason(&self) -> &str {
+        &self.backend_reason
+    }
+
+    /// `cpu (auto: ...)`: the backend and why, for logs and the command line.
+    pub fn backend_summary(&self) -> String {
+        if self.backend_reason.is_empty() {
+            self.backend_name().to_string()
+        } else {
+            format!("{} ({})", self.backend_name(), self.backend_reason)
+        }
+    }
+
     /// Temporal stability, 0 (off) to 1: see [`crate::temporal`]. Takes effect on the next
     /// frame; turning it off forgets the previous frame.
     pub fn set_stability(&mut self, stability: f64) {
         self.temporal.set_stability(stability);
+        if !self.temporal.enabled() {
+            self.smoothing_epoch += 1;
+        }
     }
 
     pub fn stability(&self) -> f64 {
@@ -175,21 +190,23 @@ impl Stylizer {
     /// Forget the previous frame (seek, flush, new caps): the next frame is not smoothed.
     pub fn reset_temporal(&mut self) {
         self.temporal.reset();
+        self.smoothing_epoch += 1;
     }
 
     /// Padded tensor size for an inference size: the model's fixed size if it has one,
     /// else rounded up to its size multiple.
-    fn padded_size(&self, width: usize, height: usize) -> Result<(usize, usize)> {
+    fn padded_size(&self, width: usize, height: usize) -> Result<Size> {
         let info = self.info();
+        let asked = Size::new(width, height);
         match info.fixed_size {
-            Some((fh, fw)) if fh != height || fw != width => Err(Error::Frame(format!(
-                "model {} takes only {fw}x{fh} input, asked for {width}x{height}",
+            Some(fixed) if fixed != asked => Err(Error::Frame(format!(
+                "model {} takes only {fixed} input, asked for {asked}",
                 info.path.display()
             ))),
-            Some(size) => Ok(size),
-            None => Ok((
-                frame::round_up(height, info.size_multiple),
+            Some(fixed) => Ok(fixed),
+            None => Ok(Size::new(
                 frame::round_up(width, info.size_multiple),
+                frame::round_up(height, info.size_multiple),
             )),
         }
     }
@@ -197,13 +214,14 @@ impl Stylizer {
     /// Run the model on a planar tensor of any size: pad to the model's multiple, crop back.
     pub fn run_tensor(&mut self, content: &Tensor, conditioning: &[f32]) -> Result<Tensor> {
         let padded = self.padded_size(content.width, content.height)?;
-        let output = if padded == (content.height, content.width) {
+        let size = Size::new(content.width, content.height);
+        let output = if padded == size {
             self.backend.run(content, conditioning)?
         } else {
             self.backend
                 .run(&frame::pad_tensor(content, padded), conditioning)?
         };
-        frame::crop_tensor(&output, content.height, content.width)
+        frame::crop_tensor(&output, size)
     }
 
     /// The backend alone on a ready tensor (padded to the model's multiple) into a kept
@@ -249,7 +267,7 @@ impl Stylizer {
         timings.host_copies = self.backend.host_copies();
 
         let start = Instant::now();
-        let mut styled = frame::tensor_to_image(&output, ih, iw, scale)?;
+        let mut styled = frame::tensor_to_image(&output, Size::new(iw, ih), scale)?;
         timings.convert_out_ms = ms_since(start);
 
         // Smoothing runs at the inference size: motion and textures are the net's, and it
@@ -286,7 +304,7 @@ impl Stylizer {
         }
         if self.strength < 1.0 && self.predictor.is_some() {
             // The frame's own style embedding needs the whole picture: the composed path.
-            return self.stylize_frame_composed(data, layout, inference, conditioning);
+            return self.stylize_frame_via_image(data, layout, inference, conditioning);
         }
         let mut timings = Timings::default();
         let start = Instant::now();
@@ -318,7 +336,7 @@ impl Stylizer {
     }
 
     /// A packed frame through [`Stylizer::stylize_image`].
-    fn stylize_frame_composed(
+    fn stylize_frame_via_image(
         &mut self,
         data: &mut [u8],
         layout: &FrameLayout,
@@ -336,8 +354,9 @@ impl Stylizer {
         Ok(timings)
     }
 
-    /// The device-resident path of a GPU backend, or `None` for the host path. Temporal
-    /// smoothing and the strength blend work on host images, so they keep the host path.
+    /// The device-resident path of a GPU backend, with temporal smoothing there too, or
+    /// `None` for the host path. The strength blend works on host images, so it keeps the
+    /// host path.
     fn stylize_on_device(
         &mut self,
         data: &mut [u8],
@@ -345,16 +364,29 @@ impl Stylizer {
         inference: (usize, usize),
         conditioning: &[f32],
     ) -> Result<Option<Timings>> {
-        if self.temporal.enabled() || self.strength < 1.0 {
+        let on_device = self.strength >= 1.0 && self.backend.device_frames().is_some();
+        if self.last_on_device == Some(!on_device) {
+            // The previous frame's smoothing state is on the other side.
+            self.reset_temporal();
+        }
+        self.last_on_device = Some(on_device);
+        if !on_device {
             return Ok(None);
         }
         let padded = self.padded_size(inference.0, inference.1)?;
         let scale = self.info().input_range.scale();
+        let inference = Size::new(inference.0, inference.1);
+        let plan = FramePlan::new(layout, inference, padded, scale)?;
+        let smoothing = self.temporal.enabled().then(|| Smoothing {
+            stability: self.temporal.stability() as f32,
+            epoch: self.smoothing_epoch,
+        });
         let Some(device) = self.backend.device_frames() else {
             return Ok(None);
         };
-        let plan = FramePlan::new(layout, inference, padded, scale)?;
-        device.stylize_frame(data, &plan, conditioning).map(Some)
+        device
+            .run_frame(data, &plan, conditioning, smoothing)
+            .map(Some)
     }
 }
 

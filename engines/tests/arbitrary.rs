@@ -90,7 +90,7 @@ fn content_tensor(path: &Path, width: usize) -> Tensor {
     let height = img.height * width / img.width;
     let mut resizer = fast_image_resize::Resizer::new();
     let small = frame::resize_rgb(&mut resizer, &img, width, height).unwrap();
-    frame::image_to_tensor(&small, (height, width), 1.0)
+    frame::image_to_tensor(&small, stylize_engines::Size::new(width, height), 1.0)
 }
 
 fn arbitrary(a: &Assets) -> Stylizer {
@@ -169,13 +169,23 @@ fn interpolation_endpoints_and_strength() {
 
     // Strength 0: the content's own embedding, i.e. its own reconstruction, which is much
     // closer to the content than the fully stylized frame.
-    let img = frame::tensor_to_image(&content, content.height, content.width, 1.0).unwrap();
+    let img = frame::tensor_to_image(
+        &content,
+        stylize_engines::Size::new(content.width, content.height),
+        1.0,
+    )
+    .unwrap();
     let own = st.predictor_mut().unwrap().embed(&img).unwrap();
     let reconstruction = st.run_tensor(&content, &own).unwrap();
     st.set_strength(0.0).unwrap();
     let size = (content.width, content.height);
     let (at_zero, _) = st.stylize_image(&img, size, &e1).unwrap();
-    let expected = frame::tensor_to_image(&reconstruction, size.1, size.0, 1.0).unwrap();
+    let expected = frame::tensor_to_image(
+        &reconstruction,
+        stylize_engines::Size::new(size.0, size.1),
+        1.0,
+    )
+    .unwrap();
     let pixel_diff = at_zero
         .data
         .iter()

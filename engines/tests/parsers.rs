@@ -227,8 +227,8 @@ proptest! {
         if let Ok(info) = check_contract(Path::new("m.onnx"), &inputs, &[stylized], &meta) {
             prop_assert!((1..=limits::MAX_SIZE_MULTIPLE).contains(&info.size_multiple));
             prop_assert!(info.conditioning_len <= limits::MAX_CONDITIONING_LEN);
-            if let Some((h, w)) = info.fixed_size {
-                prop_assert!(limits::check_inference_size(w, h).is_ok());
+            if let Some(size) = info.fixed_size {
+                prop_assert!(limits::check_inference_size(size.width, size.height).is_ok());
             }
         }
     }

@@ -136,14 +136,16 @@ fn style_switch_applies_on_the_next_frame_and_is_deterministic() {
     let Some(model) = asset("models/multistyle26.onnx") else {
         return;
     };
-    let mut h = harness(&model, &[("style", "mosaic")]);
+    // Without smoothing, the same input and style give the same frame.
+    let mut h = harness(&model, &[("style", "mosaic"), ("stability", "0")]);
     let input = picture(W, H, 90);
     h.push(buffer(input.clone(), 0)).unwrap();
     let (_, mosaic) = pull_data(&mut h);
 
+    // A change is resolved off the streaming thread: a name or a blend lands on the next
+    // frame unless the machine is very busy, so wait for it rather than count on it.
     h.element().unwrap().set_property("style", "starry-swirls");
-    h.push(buffer(input.clone(), 1)).unwrap();
-    let (_, starry) = pull_data(&mut h);
+    let (starry, _) = push_until_changed(&mut h, &input, 1, &mosaic);
     assert!(
         mean_abs_diff(&mosaic, &starry) > 10.0,
         "style did not change"
@@ -152,16 +154,14 @@ fn style_switch_applies_on_the_next_frame_and_is_deterministic() {
     h.element()
         .unwrap()
         .set_property("style-weights", "mosaic:1,starry-swirls:1");
-    h.push(buffer(input.clone(), 2)).unwrap();
-    let (_, blend) = pull_data(&mut h);
+    let (blend, _) = push_until_changed(&mut h, &input, 100, &starry);
     assert!(mean_abs_diff(&blend, &mosaic) > 3.0 && mean_abs_diff(&blend, &starry) > 3.0);
 
     h.element()
         .unwrap()
         .set_property("style-weights", None::<&str>);
     h.element().unwrap().set_property("style", "style-25"); // alias of mosaic
-    h.push(buffer(input, 3)).unwrap();
-    let (_, again) = pull_data(&mut h);
+    let (again, _) = push_until_changed(&mut h, &input, 200, &blend);
     assert_eq!(
         again, mosaic,
         "same style and input must give the same frame"
@@ -419,6 +419,7 @@ fn arbitrary_model_takes_style_images_and_strength_live() {
         &[
             ("style-image", starry.to_str().unwrap()),
             ("library", library.as_str()),
+            ("stability", "0"),
         ],
     );
     let input = picture(W, H, 60);
@@ -429,20 +430,103 @@ fn arbitrary_model_takes_style_images_and_strength_live() {
     h.element()
         .unwrap()
         .set_property("style-image", coffee.to_str().unwrap());
-    h.push(buffer(input.clone(), 1)).unwrap();
-    let (_, coffee_out) = pull_data(&mut h);
+    // The new image is predicted in the background; frames go on meanwhile.
+    let (coffee_out, pushed) = push_until_changed(&mut h, &input, 1, &starry_out);
     assert!(
         mean_abs_diff(&coffee_out, &starry_out) > 5.0,
         "style image switch"
     );
 
     h.element().unwrap().set_property("style-strength", 0.0f64);
-    h.push(buffer(input.clone(), 2)).unwrap();
+    h.push(buffer(input.clone(), 1 + pushed)).unwrap();
     let (_, weak) = pull_data(&mut h);
     assert!(
         mean_abs_diff(&weak, &input) < mean_abs_diff(&coffee_out, &input),
         "strength 0 must stay closer to the content"
     );
+}
+
+/// Push `input` until the output differs from `before` (a style change resolved in the
+/// background has landed): returns that output and how many frames it took. Bounded: a
+/// change that never lands fails the test.
+fn push_until_changed(
+    h: &mut gst_check::Harness,
+    input: &[u8],
+    first_index: u64,
+    before: &[u8],
+) -> (Vec<u8>, u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for n in 0.. {
+        h.push(buffer(input.to_vec(), first_index + n)).unwrap();
+        let (_, out) = pull_data(h);
+        if out != before {
+            return (out, n + 1);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the style change never landed ({n} frames)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_style_image_being_predicted_never_holds_up_frames() {
+    let (Some(model), Some(starry), Some(coffee)) = (
+        asset("models/arbitrary-transform.onnx"),
+        asset("images/starry_night.jpg"),
+        asset("images/coffee.png"),
+    ) else {
+        return;
+    };
+    let library = empty_library("no-stall");
+    let props = [
+        ("style-image", starry.to_str().unwrap()),
+        ("library", library.as_str()),
+        ("stability", "0"),
+    ];
+    let mut h = harness(&model, &props);
+    let input = picture(W, H, 60);
+    h.push(buffer(input.clone(), 0)).unwrap();
+    let (_, starry_out) = pull_data(&mut h);
+
+    // A resolve that cannot finish (held, as a slow disk or predictor would be): before,
+    // the streaming thread hashed the image and ran the predictor itself, under the lock
+    // that latency queries and property reads wait on, so this push would never return.
+    let hold = gststylize::stylize::hold_style_resolves();
+    h.element()
+        .unwrap()
+        .set_property("style-image", coffee.to_str().unwrap());
+    for i in 1..=5 {
+        h.push(buffer(input.clone(), i)).unwrap();
+        let (_, out) = pull_data(&mut h);
+        assert_eq!(
+            out, starry_out,
+            "frame {i}: the old style until the new one is ready"
+        );
+        // Neither do queries and property reads wait for the resolve or for a frame.
+        let _ = h.query_latency();
+        assert!(h
+            .element()
+            .unwrap()
+            .property::<Option<String>>("model-styles")
+            .is_some());
+    }
+    drop(hold);
+    let (coffee_out, _) = push_until_changed(&mut h, &input, 6, &starry_out);
+    assert!(mean_abs_diff(&coffee_out, &starry_out) > 5.0);
+    // The same pixels as starting with that image: the resolved style, not a mix.
+    let mut fresh = harness(
+        &model,
+        &[
+            ("style-image", coffee.to_str().unwrap()),
+            ("library", library.as_str()),
+            ("stability", "0"),
+        ],
+    );
+    fresh.push(buffer(input.clone(), 0)).unwrap();
+    assert_eq!(pull_data(&mut fresh).1, coffee_out);
 }
 
 #[test]
@@ -565,8 +649,7 @@ fn tuned_prompt_switches_style_and_an_untuned_one_warns_and_keeps_it() {
     h.element()
         .unwrap()
         .set_property("prompt", "Golden   Tiles");
-    h.push(buffer(input.clone(), 1)).unwrap();
-    let (_, prompt_out) = pull_data(&mut h);
+    let (prompt_out, _) = push_until_changed(&mut h, &input, 1, &starry_out);
     assert!(
         mean_abs_diff(&prompt_out, &starry_out) > 2.0,
         "prompt applied"
@@ -586,18 +669,27 @@ fn tuned_prompt_switches_style_and_an_untuned_one_warns_and_keeps_it() {
     h.element()
         .unwrap()
         .set_property("prompt", "a prompt nobody tuned");
-    h.push(buffer(input.clone(), 2)).unwrap();
-    let (_, kept) = pull_data(&mut h);
-    assert_eq!(
-        kept, prompt_out,
-        "an untuned prompt keeps the current style"
-    );
-    let warnings: Vec<String> = std::iter::from_fn(|| bus.pop())
-        .filter_map(|m| match m.view() {
-            gst::MessageView::Warning(w) => Some(w.error().to_string()),
-            _ => None,
-        })
-        .collect();
+    // The failed resolve is reported when it lands; every frame until then and after keeps
+    // the current style.
+    let mut warnings: Vec<String> = Vec::new();
+    for i in 0..500 {
+        h.push(buffer(input.clone(), 100 + i)).unwrap();
+        let (_, kept) = pull_data(&mut h);
+        assert_eq!(
+            kept, prompt_out,
+            "an untuned prompt keeps the current style"
+        );
+        warnings.extend(
+            std::iter::from_fn(|| bus.pop()).filter_map(|m| match m.view() {
+                gst::MessageView::Warning(w) => Some(w.error().to_string()),
+                _ => None,
+            }),
+        );
+        if !warnings.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         warnings
             .iter()
@@ -897,4 +989,64 @@ fn a_corrupt_style_library_keeps_the_models_own_styles() {
         "{warnings:?}"
     );
     let _ = std::fs::remove_dir_all(&library);
+}
+
+/// The `stylize-backend` messages waiting on a bus: (backend, requested, reason).
+fn backend_messages(bus: &gst::Bus) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    while let Some(msg) = bus.pop() {
+        let Some(s) = msg.structure() else { continue };
+        if s.name() == gststylize::stylize::BACKEND_MESSAGE {
+            let field = |name| s.get::<String>(name).unwrap();
+            found.push((field("backend"), field("requested"), field("reason")));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_backend_in_use_and_why_are_a_property_and_a_message() {
+    let Some(model) = asset("models/mosaic.onnx") else {
+        return;
+    };
+    let element = stylize_element(&model, &[]);
+    let active = |e: &gst::Element| {
+        (
+            e.property::<Option<String>>("active-backend"),
+            e.property::<Option<String>>("backend-reason"),
+        )
+    };
+    assert_eq!(active(&element), (None, None), "nothing loaded yet");
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = start_harness(&element);
+    h.push(buffer(picture(W, H, 0), 0)).unwrap();
+    pull_data(&mut h);
+    // This machine has no GPU (or this build no GPU support): `auto` runs on the CPU and
+    // says why.
+    let (name, reason) = active(&element);
+    assert_eq!(name.as_deref(), Some("cpu"));
+    let reason = reason.unwrap();
+    assert!(reason.starts_with("auto: "), "{reason}");
+    assert!(
+        reason.contains("libcuda.so.1") || reason.contains("--features tensorrt"),
+        "{reason}"
+    );
+    let messages = backend_messages(&bus);
+    assert_eq!(
+        messages,
+        vec![("cpu".into(), "auto".into(), reason)],
+        "one message per start"
+    );
+
+    // Asked for explicitly: "requested".
+    let element = stylize_element(&model, &[("backend", "cpu")]);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let _h = start_harness(&element);
+    assert_eq!(
+        active(&element),
+        (Some("cpu".into()), Some("requested".into()))
+    );
+    assert_eq!(backend_messages(&bus).len(), 1);
 }

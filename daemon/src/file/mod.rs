@@ -228,10 +228,56 @@ pub fn run(args: &FileArgs) -> Result<()> {
         output::check_destination(&job.output, &inputs, existing)?;
     }
     crate::init_gstreamer()?;
-    // Streams and durations, from a demux-only preroll: an input without video is refused
-    // here, in a fraction of a second, instead of stalling the muxer.
+    let infos = probe_inputs(&jobs)?;
+    let run = Run {
+        args,
+        inputs: &inputs,
+        existing,
+        interrupt: Interrupt::install()?,
+        bar: overall_bar(args, &infos),
+    };
+    let mut done_ms = 0;
+    let started = Instant::now();
+    let mut total_frames = 0;
+    for (index, (job, info)) in jobs.iter().zip(&infos).enumerate() {
+        if run.interrupt.requested() {
+            eprintln!("stylize: skipping {}: interrupted", job.input.display());
+            continue;
+        }
+        let prefix = if jobs.len() > 1 {
+            format!("[{}/{}] ", index + 1, jobs.len())
+        } else {
+            String::new()
+        };
+        let result = run.job(job, info, &prefix, done_ms);
+        done_ms += info.duration.map_or(0, |d| d.mseconds());
+        if result.is_err() {
+            run.bar.abandon();
+        }
+        total_frames += result?;
+    }
+    run.bar.finish_and_clear();
+    if run.interrupt.requested() {
+        return Err(Interrupted {
+            code: run.interrupt.exit_code(),
+        }
+        .into());
+    }
+    if jobs.len() > 1 {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "stylized {} files, {total_frames} frames in {secs:.1} s",
+            jobs.len()
+        );
+    }
+    Ok(())
+}
+
+/// Streams and durations, from a demux-only preroll: an input without video is refused
+/// here, in a fraction of a second, instead of stalling the muxer.
+fn probe_inputs(jobs: &[Job]) -> Result<Vec<probe::MediaInfo>> {
     let mut infos = Vec::new();
-    for job in &jobs {
+    for job in jobs {
         let info = probe::probe(&job.input, false)?;
         if info.video().is_none() {
             let kinds: Vec<&str> = info.streams.iter().map(|s| s.kind()).collect();
@@ -247,10 +293,13 @@ pub fn run(args: &FileArgs) -> Result<()> {
         }
         infos.push(info);
     }
-    let interrupt = Interrupt::install()?;
+    Ok(infos)
+}
+
+/// One bar for every file, in milliseconds of input, when every duration is known. A
+/// segment covers 1/N of its input.
+fn overall_bar(args: &FileArgs, infos: &[probe::MediaInfo]) -> ProgressBar {
     let bar = progress_bar(args.quiet);
-    // One bar for every file, in milliseconds of input, when every duration is known.
-    // A segment covers 1/N of its input.
     let share = args.segment.map_or(1, |(_, n)| u64::from(n));
     let total_ms: Option<u64> = infos
         .iter()
@@ -260,22 +309,25 @@ pub fn run(args: &FileArgs) -> Result<()> {
         bar.set_length(total);
         bar.set_style(bar_style());
     }
-    let mut done_ms = 0;
-    let started = Instant::now();
-    let mut total_frames = 0;
-    for (index, (job, info)) in jobs.iter().zip(&infos).enumerate() {
-        if interrupt.requested() {
-            eprintln!("stylize: skipping {}: interrupted", job.input.display());
-            continue;
-        }
-        let prefix = if jobs.len() > 1 {
-            format!("[{}/{}] ", index + 1, jobs.len())
-        } else {
-            String::new()
-        };
+    bar
+}
+
+/// What every job of one `stylize file` run shares.
+struct Run<'a> {
+    args: &'a FileArgs,
+    inputs: &'a [&'a Path],
+    existing: Existing,
+    interrupt: std::sync::Arc<Interrupt>,
+    bar: ProgressBar,
+}
+
+impl Run<'_> {
+    /// Stylize one input into its output (a temporary file renamed on success); returns
+    /// the frames written.
+    fn job(&self, job: &Job, info: &probe::MediaInfo, prefix: &str, done_ms: u64) -> Result<u64> {
         // --resume: the existing output is the first part; the rest goes to a temporary
         // part, then both are joined over the output.
-        let resume_at = if args.resume && job.output.exists() {
+        let resume_at = if self.args.resume && job.output.exists() {
             match resume_point(&job.input, &job.output)? {
                 Some(at) => Some(at),
                 None => {
@@ -283,7 +335,7 @@ pub fn run(args: &FileArgs) -> Result<()> {
                         "stylize: {} is complete: nothing to resume",
                         job.output.display()
                     );
-                    continue;
+                    return Ok(0);
                 }
             }
         } else {
@@ -292,15 +344,54 @@ pub fn run(args: &FileArgs) -> Result<()> {
         let existing = if resume_at.is_some() {
             Existing::Replace
         } else {
-            existing
+            self.existing
         };
-        let out = OutputFile::create(&job.output, &inputs, existing)?;
-        interrupt.set_temps(&[out.temp_path()]);
-        let range = match args.segment {
+        let out = OutputFile::create(&job.output, self.inputs, existing)?;
+        self.interrupt.set_temps(&[out.temp_path()]);
+        let settings = Settings {
+            input: &job.input,
+            output: out.temp_path(),
+            format: job.format,
+            style: &self.args.style,
+            scale: self.args.scale,
+            inference_size: self.args.inference_size,
+            stability: self.args.stability,
+            audio: !self.args.no_audio,
+            streams: &info.streams,
+            range: self.range(job, info, resume_at)?,
+            stop: self.interrupt.stop.clone(),
+        };
+        let done = transcode(&settings, &self.bar, prefix, done_ms)?;
+        let dest = if resume_at.is_some() {
+            let joined = OutputFile::create(&job.output, self.inputs, Existing::Replace)?;
+            self.interrupt
+                .set_temps(&[out.temp_path(), joined.temp_path()]);
+            let parts = [job.output.clone(), out.temp_path().to_path_buf()];
+            crate::join::join(&parts, joined.temp_path(), job.format.container)?;
+            joined.commit()?
+        } else {
+            out.commit()?
+        };
+        self.interrupt.set_temps(&[]);
+        self.bar
+            .suspend(|| done.report(prefix, &dest, self.interrupt.requested()));
+        println!("{}", absolute(&dest).display());
+        Ok(done.frames)
+    }
+
+    /// The part of the input to stylize: all of it, the rest after a resume point, or a
+    /// segment K/N.
+    fn range(
+        &self,
+        job: &Job,
+        info: &probe::MediaInfo,
+        resume_at: Option<gst::ClockTime>,
+    ) -> Result<Range> {
+        Ok(match self.args.segment {
             None if resume_at.is_some() => Range {
                 start: resume_at,
                 end: None,
-                warmup: args.overlap,
+                warmup: self.args.overlap,
             },
             None => Range::default(),
             Some((k, n)) => {
@@ -310,7 +401,7 @@ pub fn run(args: &FileArgs) -> Result<()> {
                         job.input.display()
                     )
                 })?;
-                let range = segment_range(k, n, duration, args.overlap);
+                let range = segment_range(k, n, duration, self.args.overlap);
                 let show = |t: Option<gst::ClockTime>, default| t.unwrap_or(default);
                 eprintln!(
                     "stylize: segment {k}/{n}: {:.3} to {:.3}",
@@ -319,55 +410,8 @@ pub fn run(args: &FileArgs) -> Result<()> {
                 );
                 range
             }
-        };
-        let settings = Settings {
-            input: &job.input,
-            output: out.temp_path(),
-            format: job.format,
-            style: &args.style,
-            scale: args.scale,
-            inference_size: args.inference_size,
-            stability: args.stability,
-            audio: !args.no_audio,
-            streams: &info.streams,
-            range,
-            stop: interrupt.stop.clone(),
-        };
-        let result = transcode(&settings, &bar, &prefix, done_ms);
-        done_ms += info.duration.map_or(0, |d| d.mseconds());
-        if result.is_err() {
-            bar.abandon();
-        }
-        let done = result?;
-        let dest = if resume_at.is_some() {
-            let joined = OutputFile::create(&job.output, &inputs, Existing::Replace)?;
-            interrupt.set_temps(&[out.temp_path(), joined.temp_path()]);
-            let parts = [job.output.clone(), out.temp_path().to_path_buf()];
-            crate::join::join(&parts, joined.temp_path(), job.format.container)?;
-            joined.commit()?
-        } else {
-            out.commit()?
-        };
-        interrupt.set_temps(&[]);
-        total_frames += done.frames;
-        bar.suspend(|| done.report(&prefix, &dest, interrupt.requested()));
-        println!("{}", absolute(&dest).display());
+        })
     }
-    bar.finish_and_clear();
-    if interrupt.requested() {
-        return Err(Interrupted {
-            code: interrupt.exit_code(),
-        }
-        .into());
-    }
-    if jobs.len() > 1 {
-        let secs = started.elapsed().as_secs_f64();
-        eprintln!(
-            "stylized {} files, {total_frames} frames in {secs:.1} s",
-            jobs.len()
-        );
-    }
-    Ok(())
 }
 
 /// Where an interrupted output stops, in the input's running time (half a frame early,
@@ -536,7 +580,9 @@ pub fn configure_stylize(
     if let Some(p) = &style.predictor {
         element.set_property("predictor", p.to_string_lossy().as_ref());
     }
-    element.set_property("library", style.library_dir().to_string_lossy().as_ref());
+    if let Some(l) = &style.library {
+        element.set_property("library", l.to_string_lossy().as_ref());
+    }
     if let Some((w, h)) = size {
         element.set_property("inference-width", w);
         element.set_property("inference-height", h);
@@ -565,13 +611,6 @@ fn bar_style() -> ProgressStyle {
     .expect("valid template")
 }
 
-fn error_text(err: &gst::message::Error) -> String {
-    match err.debug() {
-        Some(debug) => format!("{} ({debug})", err.error()),
-        None => err.error().to_string(),
-    }
-}
-
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -580,7 +619,7 @@ fn absolute(path: &Path) -> PathBuf {
 fn start_error(bus: &gst::Bus) -> anyhow::Error {
     while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
         if let gst::MessageView::Error(err) = msg.view() {
-            return anyhow!("{}", error_text(err));
+            return crate::exit::PipelineError::new(err).into();
         }
     }
     anyhow!("the pipeline could not start")
@@ -650,7 +689,14 @@ fn wait(
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
             match msg.view() {
                 gst::MessageView::Eos(_) => return Ok(Outcome { duration, warnings }),
-                gst::MessageView::Error(err) => bail!("{}", error_text(err)),
+                gst::MessageView::Error(err) => {
+                    return Err(crate::exit::PipelineError::new(err).into())
+                }
+                gst::MessageView::Element(e) => {
+                    if let Some(line) = backend_line(e.structure()) {
+                        bar.suspend(|| eprintln!("stylize: {prefix}{line}"));
+                    }
+                }
                 gst::MessageView::Warning(w) => {
                     // Corrupt input makes demuxers and decoders warn for what they skip:
                     // the first few are shown, all are counted.
@@ -690,6 +736,17 @@ fn wait(
             stats.fps_den.load(Ordering::Relaxed),
         );
         bar.set_message(format!("{prefix}{}", progress_message(frames, total, fps)));
+    }
+}
+
+/// "backend cpu (auto: ...)" from the element's `stylize-backend` message: which backend the
+/// model runs on and why, said once per start.
+fn backend_line(s: Option<&gst::StructureRef>) -> Option<String> {
+    let s = s.filter(|s| s.name() == gststylize::stylize::BACKEND_MESSAGE)?;
+    let backend = s.get::<String>("backend").ok()?;
+    match s.get::<String>("reason").ok().filter(|r| !r.is_empty()) {
+        Some(reason) => Some(format!("backend {backend} ({reason})")),
+        None => Some(format!("backend {backend}")),
     }
 }
 

@@ -57,16 +57,8 @@ pub struct WebcamArgs {
     /// Frame rate of capture and output.
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
-    /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio).
-    #[arg(long, value_parser = parse_size)]
-    pub inference_size: Option<(u32, u32)>,
-    /// Temporal stability 0 (off) to 1, as the element's `stability` (same default).
-    #[arg(long, default_value_t = stylize_engines::temporal::DEFAULT_STABILITY,
-          value_parser = crate::file::parse_stability)]
-    pub stability: f64,
-    /// Inference size as a fraction of the frame size (ignored with --inference-size).
-    #[arg(long, default_value_t = 0.5)]
-    pub scale: f64,
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// Control socket (default: $XDG_RUNTIME_DIR/stylize.sock).
     #[arg(long)]
     pub socket: Option<PathBuf>,
@@ -94,6 +86,8 @@ impl VideoSpec {
 pub struct FrameTimes {
     /// Copying the frame out of the capture pipeline.
     pub capture_ms: f64,
+    /// Decoding in the capture pipeline (MJPEG from a camera, a file's codec; 0 for raw).
+    pub decode_ms: f64,
     /// Waiting for the stylize stage.
     pub queue_ms: f64,
     pub convert_in_ms: f64,
@@ -125,7 +119,7 @@ pub struct Frame {
 }
 
 impl Frame {
-    pub fn new(data: Vec<u8>, spec: VideoSpec, capture_ms: f64) -> Self {
+    pub fn new(data: Vec<u8>, spec: VideoSpec, capture_ms: f64, decode_ms: f64) -> Self {
         let now = Instant::now();
         Self {
             seq: 0,
@@ -136,6 +130,7 @@ impl Frame {
             handed_over: now,
             times: FrameTimes {
                 capture_ms,
+                decode_ms,
                 ..FrameTimes::default()
             },
         }
@@ -143,7 +138,7 @@ impl Frame {
 
     /// A black frame, sent before the camera delivered anything.
     pub fn black(spec: VideoSpec) -> Self {
-        Self::new(vec![0; spec.width * spec.height * 4], spec, 0.0)
+        Self::new(vec![0; spec.width * spec.height * 4], spec, 0.0, 0.0)
     }
 }
 
@@ -452,7 +447,8 @@ impl Shared {
 pub type StageField = fn(&FrameTimes) -> f64;
 
 /// The stages reported by `stats` and `bench latency`, in pipeline order.
-pub const STAGES: [(&str, StageField); 8] = [
+pub const STAGES: [(&str, StageField); 9] = [
+    ("decode", |t| t.decode_ms),
     ("capture", |t| t.capture_ms),
     ("queue", |t| t.queue_ms),
     ("convert_in", |t| t.convert_in_ms),
@@ -549,6 +545,28 @@ pub fn record_all(shared: &mut Shared) {
     shared.record_all = true;
 }
 
+/// Inference and smoothing options of the live paths (`webcam`, `bench latency`): the
+/// network at half the frame size by default, where a camera's frame rate is in reach.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LiveArgs {
+    /// Inference size as WIDTHxHEIGHT (0 in one dimension keeps the aspect ratio).
+    #[arg(long, value_parser = parse_size)]
+    pub inference_size: Option<(u32, u32)>,
+    /// Temporal stability 0 (off) to 1, as the element's `stability` (same default).
+    #[arg(long, default_value_t = stylize_engines::session::DEFAULT_STABILITY,
+          value_parser = crate::file::parse_stability)]
+    pub stability: f64,
+    /// Inference size as a fraction of the frame size (ignored with --inference-size).
+    #[arg(long, default_value_t = 0.5)]
+    pub scale: f64,
+}
+
+impl LiveArgs {
+    pub fn inference(&self) -> InferenceSize {
+        inference_size(self.inference_size, self.scale)
+    }
+}
+
 pub fn inference_size(size: Option<(u32, u32)>, scale: f64) -> InferenceSize {
     match size {
         Some((w, h)) => InferenceSize {
@@ -564,22 +582,17 @@ pub fn inference_size(size: Option<(u32, u32)>, scale: f64) -> InferenceSize {
     }
 }
 
-/// The stylizer for the stylize stage, with its predictor and strength.
-/// The stylizer with the element's session settings: the same model, predictor, strength and
+/// The stylizer for the stylize stage and the shared state that resolves its styles, from
+/// the session constructor the element uses: the same model, predictor, strength and
 /// temporal stability, so the webcam and the element do the same work per frame.
-pub fn load_stylizer(style: &StyleArgs, stability: f64) -> Result<Stylizer> {
-    let mut stylizer = Stylizer::load(&style.model_path(), &style.backend_options())?;
-    stylizer.set_stability(stability);
-    if let Some(predictor) = style.predictor(stylizer.info())? {
-        stylizer.attach_predictor(predictor)?;
-    }
-    stylizer.set_strength(style.style_strength as f32)?;
-    Ok(stylizer)
-}
-
-/// The shared state for a stylizer loaded from the command line's style options.
-pub fn shared_for(stylizer: &Stylizer, style: &StyleArgs) -> Result<Shared> {
-    Shared::with_resolver(style.resolver(stylizer.info())?, &style.request())
+pub fn open_session(
+    style: &StyleArgs,
+    stability: f64,
+    inference: InferenceSize,
+) -> Result<(Stylizer, Shared)> {
+    let session = style.open_session(stability, inference)?;
+    let shared = Shared::with_resolver(session.resolver, &style.request())?;
+    Ok((session.stylizer, shared))
 }
 
 pub fn run(args: &WebcamArgs) -> Result<()> {
@@ -594,13 +607,15 @@ pub fn run(args: &WebcamArgs) -> Result<()> {
     }
     // Sizes that drive allocations are checked before anything loads (`--scale 1000` or
     // `--inference-size 9000x9000` used to end in an abort or the OOM killer).
-    if args.inference_size.is_none() {
-        stylize_engines::limits::check_scale(args.scale)?;
+    if args.live.inference_size.is_none() {
+        stylize_engines::limits::check_scale(args.live.scale)?;
     }
-    inference_size(args.inference_size, args.scale).resolve_checked(spec.width, spec.height)?;
+    args.live
+        .inference()
+        .resolve_checked(spec.width, spec.height)?;
     let output = Output::parse(&args.output)?;
-    let stylizer = load_stylizer(&args.style, args.stability)?;
-    let shared = Arc::new(shared_for(&stylizer, &args.style)?);
+    let (stylizer, shared) = open_session(&args.style, args.live.stability, args.live.inference())?;
+    let shared = Arc::new(shared);
     let sink = GstSink::open(&output, spec)?;
     let input = Input::parse(&args.input);
     let source = GstSource::new(input, spec, true, args.frames);
@@ -632,7 +647,7 @@ pub fn run(args: &WebcamArgs) -> Result<()> {
     );
     let step = StylizeStep {
         stylizer,
-        size: inference_size(args.inference_size, args.scale),
+        size: args.live.inference(),
     };
     let webcam = Webcam::start(
         Config::live(spec),

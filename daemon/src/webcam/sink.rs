@@ -234,7 +234,7 @@ mod tests {
             .unwrap()
             .downcast::<gst_app::AppSink>()
             .unwrap();
-        let frame = Frame::new(vec![7; 32 * 24 * 4], spec, 0.0);
+        let frame = Frame::new(vec![7; 32 * 24 * 4], spec, 0.0, 0.0);
         for i in 0..3u64 {
             sink.write(&frame, Duration::from_millis(40 * i), false)
                 .unwrap();

@@ -4,7 +4,10 @@
 //! GStreamer converts, scales and re-times whatever the device or file offers, so the
 //! stages after it never renegotiate.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -137,7 +140,7 @@ pub fn camera_caps(spec: VideoSpec) -> String {
     let exact = format!("width={width},height={height},framerate={fps}/1");
     format!(
         "capsfilter caps=\"image/jpeg,{exact};video/x-raw,{exact};image/jpeg;video/x-raw\" ! \
-         decodebin"
+         decodebin name=decode"
     )
 }
 
@@ -159,6 +162,7 @@ struct Running {
     pipeline: gst::Pipeline,
     appsink: gst_app::AppSink,
     last_frame: Instant,
+    decode: Arc<DecodeTimer>,
     /// Whether this opening delivered a frame: a file that fails before its first frame is
     /// not a playable video, and never will be.
     delivered_any: bool,
@@ -181,7 +185,7 @@ impl GstSource {
         let VideoSpec { width, height, fps } = self.spec;
         let (head, sync) = self.input.head(self.realtime, self.spec);
         format!(
-            "{head} ! videoconvert ! videoscale add-borders=true ! videorate ! \
+            "{head} ! videoconvert name=decoded ! videoscale add-borders=true ! videorate ! \
              video/x-raw,format=RGBx,width={width},height={height},pixel-aspect-ratio=1/1,framerate={fps}/1 ! \
              appsink name=sink sync={sync} max-buffers=2 drop=false enable-last-sample=false"
         )
@@ -216,12 +220,94 @@ impl GstSource {
             .expect("named sink")
             .downcast::<gst_app::AppSink>()
             .map_err(|_| anyhow!("sink is not an appsink"))?;
+        let decode = DecodeTimer::attach(&pipeline);
         Ok(Running {
             pipeline,
             appsink,
+            decode,
             last_frame: Instant::now(),
             delivered_any: false,
         })
+    }
+}
+
+/// Time from a buffer entering the video decoder (found inside `decodebin name=decode`:
+/// `jpegdec` for an MJPEG camera, the codec's decoder for a file) to its decoded frame
+/// reaching the `decoded` converter, matched by timestamp, which decoders keep. The newest
+/// is reported with each frame: `videorate` after it may drop or repeat frames, so frames
+/// are not matched one by one at the appsink.
+#[derive(Default)]
+struct DecodeTimer {
+    entered: Mutex<HashMap<u64, Instant>>,
+    last_us: AtomicU64,
+}
+
+impl DecodeTimer {
+    /// Probes on the decoder's input and output; a pipeline without a decoder (a test
+    /// pattern, a raw camera) reports 0.
+    fn attach(pipeline: &gst::Pipeline) -> Arc<Self> {
+        let timer = Arc::new(Self::default());
+        let decode = pipeline.by_name("decode");
+        let output = pipeline
+            .by_name("decoded")
+            .and_then(|e| e.static_pad("sink"));
+        let (Some(decode), Some(output)) = (decode, output) else {
+            return timer;
+        };
+        let t = timer.clone();
+        decode
+            .downcast_ref::<gst::Bin>()
+            .expect("decodebin is a bin")
+            .connect_deep_element_added(move |_, _, element| {
+                let is_video_decoder = element.factory().is_some_and(|f| {
+                    let klass = f.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default();
+                    // jpegdec is an image decoder.
+                    klass.contains("Decoder")
+                        && (klass.contains("Video") || klass.contains("Image"))
+                });
+                if let (true, Some(input)) = (is_video_decoder, element.static_pad("sink")) {
+                    let t = t.clone();
+                    input.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                        if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
+                            t.entered_at(pts);
+                        }
+                        gst::PadProbeReturn::Ok
+                    });
+                }
+            });
+        let t = timer.clone();
+        output.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
+                t.left_at(pts);
+            }
+            gst::PadProbeReturn::Ok
+        });
+        timer
+    }
+
+    fn entered_at(&self, pts: gst::ClockTime) {
+        let mut entered = self.entered.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: frames a decoder drops are never matched.
+        if entered.len() > 64 {
+            entered.clear();
+        }
+        entered.insert(pts.nseconds(), Instant::now());
+    }
+
+    fn left_at(&self, pts: gst::ClockTime) {
+        let entered = self
+            .entered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pts.nseconds());
+        if let Some(at) = entered {
+            self.last_us
+                .store(at.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn last_ms(&self) -> f64 {
+        self.last_us.load(Ordering::Relaxed) as f64 / 1e3
     }
 }
 
@@ -325,6 +411,7 @@ impl Source for GstSource {
             frame,
             self.spec,
             started.elapsed().as_secs_f64() * 1e3,
+            running.decode.last_ms(),
         )))
     }
 
@@ -398,12 +485,15 @@ mod tests {
         );
         let description = format!(
             "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=48,framerate=30/1 ! \
-             jpegenc ! {caps} ! videoconvert ! video/x-raw,format=RGBx ! appsink name=sink"
+             jpegenc ! {caps} ! videoconvert name=decoded ! video/x-raw,format=RGBx ! \
+             appsink name=sink"
         );
         let pipeline = gst::parse::launch(&description)
             .unwrap()
             .downcast::<gst::Pipeline>()
             .unwrap();
+        // The JPEG decode is timed as its own stage.
+        let decode = DecodeTimer::attach(&pipeline);
         let sink = pipeline
             .by_name("sink")
             .unwrap()
@@ -419,6 +509,7 @@ mod tests {
         }
         pipeline.set_state(gst::State::Null).unwrap();
         assert_eq!(frames, 3);
+        assert!(decode.last_ms() > 0.0, "decode time measured");
     }
 
     #[test]

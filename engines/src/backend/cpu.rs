@@ -26,6 +26,7 @@ fn element_name(ty: TensorElementType) -> String {
         TensorElementType::Uint8 => "uint8".into(),
         TensorElementType::Int8 => "int8".into(),
         TensorElementType::Int64 => "int64".into(),
+        TensorElementType::Int32 => "int32".into(),
         other => other.to_string(),
     }
 }
@@ -46,7 +47,7 @@ fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
 }
 
 /// A CPU session for any ONNX file, with load errors naming the file. Shared with the
-/// generators (`generate::graph`), which run graphs outside the style-model contract.
+/// graphs outside the style-model contract (`graph::Graph`, the CLIP encoders).
 pub(crate) fn session(path: &Path, threads: usize) -> Result<Session> {
     open_session(path, |builder| {
         // No spinning: between runs ONNX Runtime's idle workers would busy-wait on the cores
@@ -107,7 +108,7 @@ pub(crate) fn open_session(
 }
 
 /// A session's inputs, outputs and custom metadata, as the contract checks see them.
-pub(crate) type GraphDescription = (Vec<TensorSpec>, Vec<TensorSpec>, HashMap<String, String>);
+pub type GraphDescription = (Vec<TensorSpec>, Vec<TensorSpec>, HashMap<String, String>);
 
 pub(crate) fn describe(path: &Path, session: &Session) -> Result<GraphDescription> {
     let load_err = |e: ort::Error| Error::ModelLoad {

@@ -8,7 +8,7 @@
 //! input, the output and the style vector every frame, and converts and resizes on the CPU.
 //!
 //! Nothing here runs without a GPU; the same pipeline runs on the CPU with the kernels'
-//! mirrors in [`kernels::stylize_frame_on_cpu`], where it is tested.
+//! mirrors in [`kernels::device_frame_on_cpu`], where it is tested.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,14 +16,18 @@ use std::time::Instant;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
 };
+use cudarc::nvrtc::Ptx;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor as OrtTensor, TensorValueType};
 
+use super::device_smoothing::{DeviceSmoother, FrameTensors};
 use super::kernels::{self, FramePlan, Packed, Planar};
+use super::nvrtc::{self, Nvrtc};
+use super::smoothing::Smoothing;
 use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
-use crate::stylizer::Timings;
+use crate::timings::Timings;
 
 // SAFETY: `#[repr(C)]` plain-old-data structs with the layout of `struct Packed` and
 // `struct Planar` in the CUDA source (checked by the `kernels` tests), passed by value.
@@ -90,33 +94,32 @@ pub(super) struct CudaFrames {
     stream: Arc<CudaStream>,
     to_planar: CudaFunction,
     to_packed: CudaFunction,
+    smoother: DeviceSmoother,
 }
 
 impl CudaFrames {
     /// Compile the kernels and prepare the binding for `session` (a CUDA or TensorRT one).
     pub(super) fn new(session: &Session) -> Result<Self> {
-        // SAFETY: both only dlopen() the library to see whether it exists; every cudarc call
+        // SAFETY: only dlopen()s the library to see whether it exists; every cudarc call
         // below would panic without it.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(Error::Backend(
                 "libcuda.so (the NVIDIA driver) was not found".into(),
             ));
         }
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            return Err(Error::Backend(
-                "libnvrtc.so (CUDA's runtime compiler, from scripts/setup-gpu) was not found"
-                    .into(),
-            ));
-        }
+        // NVRTC by path (see `nvrtc` for why not through cudarc's loader).
+        let nvrtc = Nvrtc::load(&nvrtc::default_dirs())?;
+        let ptx = kernels::compile_ptx(&nvrtc)?;
         let ctx = CudaContext::new(0).map_err(cuda)?;
-        let ptx = cudarc::nvrtc::compile_ptx(kernels::CUDA_SOURCE).map_err(cuda)?;
-        let module = ctx.load_module(ptx).map_err(cuda)?;
+        let module = ctx.load_module(Ptx::from_src(ptx)).map_err(cuda)?;
         let to_planar = module
             .load_function(kernels::PACKED_TO_PLANAR)
             .map_err(cuda)?;
         let to_packed = module
             .load_function(kernels::PLANAR_TO_PACKED)
             .map_err(cuda)?;
+        let stream = ctx.default_stream();
+        let smoother = DeviceSmoother::new(&module, stream.clone())?;
         let allocator = Allocator::new(session, cuda_memory()?).map_err(onnx)?;
         let mut binding = session.create_binding().map_err(onnx)?;
         // ONNX Runtime allocates the output on the device at whatever size the model gives.
@@ -129,20 +132,22 @@ impl CudaFrames {
             conditioning: None,
             frame: None,
             allocator,
-            stream: ctx.default_stream(),
+            stream,
             to_planar,
             to_packed,
+            smoother,
         })
     }
 
     /// Stylize one packed frame in place (see the module comment for the steps).
-    pub(super) fn stylize_frame(
+    pub(super) fn run_frame(
         &mut self,
         session: &mut Session,
         info: &ModelInfo,
         data: &mut [u8],
         plan: &FramePlan,
         conditioning: &[f32],
+        smoothing: Option<Smoothing>,
     ) -> Result<Timings> {
         let mut timings = Timings::default();
         let bytes = plan.frame.bytes();
@@ -199,17 +204,34 @@ impl CudaFrames {
         timings.infer_ms = ms_since(start);
 
         let start = Instant::now();
-        let mut launch = stream.launch_builder(&self.to_packed);
-        launch
-            .arg(&out_ptr)
-            .arg(&out_plan)
-            .arg(&mut *frame)
-            .arg(&plan.frame);
-        // SAFETY: the arguments match `planar_to_packed(const float*, Planar, uchar*,
-        // Packed)`; `out_plan` was built from the output's own shape and the frame buffer
-        // holds `plan.frame.bytes()` bytes.
-        unsafe { launch.launch(launch_config(plan.frame.width, plan.frame.height)) }
-            .map_err(cuda)?;
+        if let Some(smoothing) = smoothing {
+            // The model's output is smoothed against the previous frame on the device, then
+            // written into the frame (see `smoothing`).
+            let tensors = FrameTensors {
+                input,
+                input_plan: plan.input,
+                output: out_ptr,
+                output_plan: out_plan,
+                frame: &mut *frame,
+                frame_plan: plan.frame,
+                to_packed: &self.to_packed,
+            };
+            timings.host_copies += self.smoother.finish_frame(tensors, smoothing)?;
+            timings.temporal_ms = ms_since(start);
+        } else {
+            let mut launch = stream.launch_builder(&self.to_packed);
+            launch
+                .arg(&out_ptr)
+                .arg(&out_plan)
+                .arg(&mut *frame)
+                .arg(&plan.frame);
+            // SAFETY: the arguments match `planar_to_packed(const float*, Planar, uchar*,
+            // Packed)`; `out_plan` was built from the output's own shape and the frame buffer
+            // holds `plan.frame.bytes()` bytes.
+            unsafe { launch.launch(launch_config(plan.frame.width, plan.frame.height)) }
+                .map_err(cuda)?;
+        }
+        let start = Instant::now();
         stream.memcpy_dtoh(&*frame, data).map_err(cuda)?;
         timings.host_copies += 1;
         stream.synchronize().map_err(cuda)?;

@@ -12,51 +12,127 @@ use ort::ep::{ExecutionProvider, TensorRT, CUDA};
 
 use super::cpu::{describe, ensure_model_file, open_session, OrtCpu};
 use super::device::CudaFrames;
+use super::dylib;
 use super::engine_cache::{self, EngineKey};
 use super::kernels::FramePlan;
-use super::select::{Availability, BackendKind};
+use super::select::{Availability, BackendKind, Check};
+use super::smoothing::Smoothing;
 use super::{Backend, BackendOptions, DeviceFrames};
 use crate::error::{Error, Result};
 use crate::model::{self, ModelInfo};
 use crate::runtime;
-use crate::stylizer::Timings;
 use crate::tensor::Tensor;
+use crate::timings::Timings;
 
 /// TensorRT version the provider wheels of scripts/setup-gpu carry (`tensorrt-cu13-libs`).
 pub const TENSORRT_VERSION: &str = "10.16";
 
-pub fn probe() -> Availability {
-    let mut have = Availability {
-        gpu_build: true,
-        ..Availability::default()
-    };
-    // SAFETY: only dlopen()s libcuda to see whether it exists.
-    have.cuda_driver = unsafe { cudarc::driver::sys::is_culib_present() };
-    if !have.cuda_driver {
-        have.missing
-            .push("libcuda.so (the NVIDIA driver) was not found".into());
+/// The NVIDIA driver's library: the machine's, never part of the runtime.
+pub const DRIVER: &str = "libcuda.so.1";
+
+/// What ONNX Runtime's CUDA provider needs, dependencies first: the libraries it links
+/// (cudart, cuBLAS, cuRAND), those it opens by name while it runs (cuDNN and the parts cuDNN
+/// opens, cuFFT with the nvJitLink it uses, NVRTC for cuDNN's run-time compiled engines), then
+/// the provider itself. All come from scripts/setup-gpu, in the folder of `libonnxruntime.so`.
+pub const CUDA_LIBRARIES: &[&str] = &[
+    "libcudart.so.13",
+    "libcublasLt.so.13",
+    "libcublas.so.13",
+    "libcurand.so.10",
+    "libnvJitLink.so.13",
+    "libcufft.so.12",
+    "libnvrtc-builtins.so.13.0",
+    "libnvrtc.so.13",
+    "libcudnn_graph.so.9",
+    "libcudnn_ops.so.9",
+    "libcudnn_cnn.so.9",
+    "libcudnn_adv.so.9",
+    "libcudnn_engines_precompiled.so.9",
+    "libcudnn_engines_runtime_compiled.so.9",
+    "libcudnn_engines_tensor_ir.so.9",
+    "libcudnn_heuristic.so.9",
+    "libcudnn.so.9",
+    "libonnxruntime_providers_shared.so",
+    "libonnxruntime_providers_cuda.so",
+];
+
+/// What the TensorRT provider needs beyond [`CUDA_LIBRARIES`].
+pub const TENSORRT_LIBRARIES: &[&str] = &[
+    "libnvinfer.so.10",
+    "libnvonnxparser.so.10",
+    "libonnxruntime_providers_tensorrt.so",
+];
+
+/// The driver loads and sees a GPU. Checked first: every cudarc call panics without
+/// libcuda, and the CUDA provider links it.
+fn driver() -> Check {
+    dylib::load(&[], DRIVER)
+        .map_err(|e| format!("{DRIVER} (the NVIDIA driver) could not be loaded: {e}"))?;
+    // cudarc panics when a function it calls is missing: a stub or another library under the
+    // driver's name must be turned down before.
+    let missing = dylib::missing_symbols(&[], DRIVER, &["cuInit", "cuDeviceGetCount"])?;
+    if !missing.is_empty() {
+        return Err(format!(
+            "{DRIVER} loads but is not the NVIDIA driver (it has no {})",
+            missing.join(", ")
+        ));
     }
-    match runtime::environment() {
-        Ok(_) => {
-            have.cuda_ep = CUDA::is_available().unwrap_or(false);
-            have.tensorrt_ep = TensorRT::is_available().unwrap_or(false);
-            if !have.cuda_ep {
-                have.missing.push(format!(
-                    "{} has no CUDA execution provider (install onnxruntime-gpu with \
-                     scripts/setup-gpu and point ORT_DYLIB_PATH at it)",
-                    runtime::library_path().display()
-                ));
-            }
-            if !have.tensorrt_ep {
-                have.missing.push(format!(
-                    "{} has no TensorRT execution provider",
-                    runtime::library_path().display()
-                ));
-            }
+    // SAFETY: only dlopen()s libcuda (loaded above) to see whether cudarc finds it too.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(format!(
+            "{DRIVER} loads, but not under the names cudarc tries"
+        ));
+    }
+    let count = std::panic::catch_unwind(|| {
+        cudarc::driver::result::init()?;
+        cudarc::driver::result::device::get_count()
+    })
+    .map_err(|_| format!("the NVIDIA driver ({DRIVER}) failed while starting"))?;
+    match count {
+        Ok(n) if n > 0 => Ok(()),
+        Ok(_) => Err("the NVIDIA driver sees no GPU".into()),
+        Err(e) => Err(format!("the NVIDIA driver did not start: {e}")),
+    }
+}
+
+/// The providers in the ONNX Runtime library in use, and the libraries each needs, loaded.
+fn providers() -> (Check, Check) {
+    if let Err(e) = runtime::environment() {
+        return (Err(e.to_string()), Err(e.to_string()));
+    }
+    let ort = runtime::library_path();
+    let dirs: Vec<PathBuf> = ort.parent().map(Path::to_path_buf).into_iter().collect();
+    let compiled_in = |available: ort::Result<bool>, name: &str| {
+        if available.unwrap_or(false) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} has no {name} execution provider (the GPU build of ONNX Runtime comes from \
+                 scripts/setup-gpu: point ORT_DYLIB_PATH at assets/gpu/lib/libonnxruntime.so)",
+                ort.display()
+            ))
         }
-        Err(e) => have.missing.push(e.to_string()),
+    };
+    let cuda = compiled_in(CUDA::is_available(), "CUDA")
+        .and_then(|()| dylib::load_all(&dirs, CUDA_LIBRARIES));
+    let tensorrt = compiled_in(TensorRT::is_available(), "TensorRT")
+        .and_then(|()| dylib::load_all(&dirs, TENSORRT_LIBRARIES));
+    (cuda, tensorrt)
+}
+
+/// What loads here. The libraries are checked only when there is a GPU to run them on.
+pub fn probe() -> Availability {
+    let gpu = driver();
+    let (cuda, tensorrt) = match &gpu {
+        Ok(()) => providers(),
+        Err(why) => (Err(why.clone()), Err(why.clone())),
+    };
+    Availability {
+        gpu_build: true,
+        gpu,
+        cuda,
+        tensorrt,
     }
-    have
 }
 
 /// Name of GPU 0, for the engine cache key.
@@ -64,9 +140,9 @@ fn gpu_name() -> Result<String> {
     // SAFETY: only dlopen()s libcuda to see whether it exists; `CudaContext::new` panics
     // without it.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(Error::Backend(
-            "libcuda.so (the NVIDIA driver) was not found".into(),
-        ));
+        return Err(Error::Backend(format!(
+            "{DRIVER} (the NVIDIA driver) was not found"
+        )));
     }
     Ok(cudarc::driver::CudaContext::new(0)
         .ok()
@@ -76,7 +152,7 @@ fn gpu_name() -> Result<String> {
 
 /// The engine cache folder of a model on this GPU (see [`engine_cache`]); not created here.
 pub fn engine_dir(path: &Path, options: &BackendOptions) -> Result<PathBuf> {
-    let hash = crate::embedding::sha256_file(path)?;
+    let hash = crate::files::sha256_file(path)?;
     let key = EngineKey {
         model_sha256: &hash,
         gpu_name: &gpu_name()?,
@@ -196,16 +272,17 @@ impl Backend for OrtGpu {
 }
 
 impl DeviceFrames for OrtGpu {
-    fn stylize_frame(
+    fn run_frame(
         &mut self,
         data: &mut [u8],
         plan: &FramePlan,
         conditioning: &[f32],
+        smoothing: Option<Smoothing>,
     ) -> Result<Timings> {
         let DevicePath::On(frames) = &mut self.device else {
             return Err(Error::Backend("device frames are not started".into()));
         };
         let (session, info) = self.inner.parts();
-        frames.stylize_frame(session, info, data, plan, conditioning)
+        frames.run_frame(session, info, data, plan, conditioning, smoothing)
     }
 }

@@ -1,12 +1,13 @@
 //! Kernels for device-resident frames (GPU path), with CPU mirrors.
 //!
-//! The CUDA C source below is compiled at run time through NVRTC by the GPU backend. Each
+//! The CUDA C source below is compiled at run time through NVRTC by the GPU backend (and by the
+//! kernel checks of the test suite, `engines/tests/cuda_kernels.rs`, which need no GPU). Each
 //! kernel has a Rust mirror (`*_pixel`: one GPU thread) written expression for expression, and
 //! [`launch_on_cpu`] runs a mirror over the same launch grid, so the addressing (strides,
 //! pixel layouts, chroma subsampling, resampling taps, padding, planar layout) is tested here
 //! on the CPU against the engine's own host conversion.
 //!
-//! The device pipeline of one frame ([`stylize_frame_on_cpu`] on the CPU, `backend::device`
+//! The device pipeline of one frame ([`device_frame_on_cpu`] on the CPU, `backend::device`
 //! on a GPU): upload the packed frame; `packed_to_planar` resizes it to the inference size,
 //! reflect-pads it and writes the planar float model input; the model runs; `planar_to_packed`
 //! resizes the output back to the frame size and writes only the colour bytes into the
@@ -20,6 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::frame::FrameLayout;
+use crate::size::Size;
 use crate::tensor::Tensor;
 
 /// CUDA C for NVRTC. `Packed` and `Planar` mirror the `#[repr(C)]` structs of this module.
@@ -139,6 +141,37 @@ extern "C" __global__ void nv12_to_planar(const unsigned char* y_plane, int y_st
 /// Kernel names in [`CUDA_SOURCE`].
 pub const PACKED_TO_PLANAR: &str = "packed_to_planar";
 pub const PLANAR_TO_PACKED: &str = "planar_to_packed";
+pub const NV12_TO_PLANAR: &str = "nv12_to_planar";
+
+/// The kernels of [`CUDA_SOURCE`].
+pub const KERNELS: &[&str] = &[PACKED_TO_PLANAR, PLANAR_TO_PACKED, NV12_TO_PLANAR];
+
+/// NVRTC options of the kernels. No architecture: the PTX targets NVRTC's oldest, and the
+/// driver compiles it for the GPU at hand when the module loads. No fused multiply-adds: the
+/// GPU then rounds every product and sum as the CPU mirrors do, so what the mirrors compute
+/// (and the tests check against the host path) is what the GPU computes.
+pub const NVRTC_OPTIONS: &[&str] = &["--fmad=false"];
+
+/// The program the GPU path compiles: these kernels and the smoothing ones, which use this
+/// module's structs and helpers.
+pub fn source() -> String {
+    format!("{CUDA_SOURCE}{}", super::smoothing::CUDA_SOURCE)
+}
+
+/// Every kernel of [`source`], for the compile checks.
+pub fn all_kernels() -> impl Iterator<Item = &'static str> {
+    KERNELS.iter().chain(super::smoothing::KERNELS).copied()
+}
+
+/// The newest PTX ISA a CUDA 13.0 driver loads (PTX from NVRTC 13.1 and later is newer, and
+/// such a driver rejects it): the kernel checks hold the compiled kernels to it.
+pub const MAX_PTX_ISA: (u32, u32) = (9, 0);
+
+/// [`source`] compiled to PTX: what the GPU path loads, and what the kernel checks assemble
+/// with `ptxas` without a GPU.
+pub fn compile_ptx(nvrtc: &super::nvrtc::Nvrtc) -> Result<String> {
+    nvrtc.compile(&source(), "stylize_kernels.cu", NVRTC_OPTIONS)
+}
 
 /// A packed 8-bit RGB-family frame as the kernels address it (C `struct Packed`).
 #[repr(C)]
@@ -191,21 +224,26 @@ impl Packed {
 }
 
 impl Planar {
-    /// `tensor` and `image` are (height, width); the image must fit in the tensor.
-    pub fn new(tensor: (usize, usize), image: (usize, usize), scale: f32) -> Result<Self> {
-        if image.0 == 0 || image.1 == 0 || image.0 > tensor.0 || image.1 > tensor.1 {
+    /// The image must fit in the tensor.
+    pub fn new(tensor: Size, image: Size, scale: f32) -> Result<Self> {
+        if image.pixels() == 0 || !image.fits_in(tensor) {
             return Err(Error::Inference(format!(
-                "a {}x{} picture does not fit a [1,3,{},{}] tensor",
-                image.1, image.0, tensor.0, tensor.1
+                "a {image} picture does not fit a [1,3,{},{}] tensor",
+                tensor.height, tensor.width
             )));
         }
         Ok(Self {
-            width: int(tensor.1, "tensor width")?,
-            height: int(tensor.0, "tensor height")?,
-            image_width: int(image.1, "width")?,
-            image_height: int(image.0, "height")?,
+            width: int(tensor.width, "tensor width")?,
+            height: int(tensor.height, "tensor height")?,
+            image_width: int(image.width, "width")?,
+            image_height: int(image.height, "height")?,
             scale,
         })
+    }
+
+    /// The picture's size within the tensor.
+    pub fn image(&self) -> Size {
+        Size::new(self.image_width as usize, self.image_height as usize)
     }
 
     pub fn len(&self) -> usize {
@@ -220,11 +258,9 @@ impl Planar {
     /// least the picture's: models may round their output up, never down).
     pub fn output(&self, dims: &[i64]) -> Result<Self> {
         match *dims {
-            [1, 3, h, w] if h > 0 && w > 0 => Self::new(
-                (h as usize, w as usize),
-                (self.image_height as usize, self.image_width as usize),
-                self.scale,
-            ),
+            [1, 3, h, w] if h > 0 && w > 0 => {
+                Self::new(Size::new(w as usize, h as usize), self.image(), self.scale)
+            }
             _ => Err(Error::Inference(format!(
                 "model output has shape {dims:?}, expected [1,3,H,W]"
             ))),
@@ -241,17 +277,11 @@ pub struct FramePlan {
 }
 
 impl FramePlan {
-    /// `inference` is (width, height), as [`crate::InferenceSize::resolve`] gives it;
-    /// `padded` is (height, width), the model's tensor size for it.
-    pub fn new(
-        layout: &FrameLayout,
-        inference: (usize, usize),
-        padded: (usize, usize),
-        scale: f32,
-    ) -> Result<Self> {
+    /// `padded` is the model's tensor size for the `inference` size.
+    pub fn new(layout: &FrameLayout, inference: Size, padded: Size, scale: f32) -> Result<Self> {
         Ok(Self {
             frame: Packed::of(layout)?,
-            input: Planar::new(padded, (inference.1, inference.0), scale)?,
+            input: Planar::new(padded, inference, scale)?,
         })
     }
 }
@@ -295,7 +325,8 @@ pub fn nv12_pixel(
     out[2 * plane + y * width + x] = b.clamp(0.0, 255.0) * k;
 }
 
-/// Mirror of the CUDA `reflect_index`.
+/// Deliberate CPU mirror of the CUDA `reflect_index`, written as the kernel is (i32) so the
+/// kernel tests compare like with like; the host frame path has its own `frame::reflect`.
 fn reflect_index(i: i32, n: i32) -> i32 {
     if n == 1 {
         return 0;
@@ -451,7 +482,7 @@ pub fn launch_on_cpu(width: usize, height: usize, mut thread: impl FnMut(usize, 
 /// the GPU path, with `model` standing in for the network (its output may be larger than its
 /// input, as models may round sizes up). Tests compare it with the host path; it is the
 /// reference for what the GPU path computes.
-pub fn stylize_frame_on_cpu(
+pub fn device_frame_on_cpu(
     data: &mut [u8],
     plan: &FramePlan,
     model: impl FnOnce(&Tensor) -> Result<Tensor>,
@@ -556,9 +587,10 @@ mod tests {
         multiple: usize,
         scale: f32,
     ) -> FramePlan {
-        let padded = (
-            frame::round_up(inference.1, multiple),
-            frame::round_up(inference.0, multiple),
+        let inference = Size::new(inference.0, inference.1);
+        let padded = Size::new(
+            frame::round_up(inference.width, multiple),
+            frame::round_up(inference.height, multiple),
         );
         FramePlan::new(layout, inference, padded, scale).unwrap()
     }
@@ -578,7 +610,7 @@ mod tests {
         let img = frame::read_rgb(data, layout).unwrap();
         let (iw, ih) = (input.image_width as usize, input.image_height as usize);
         let small = frame::resize_rgb(&mut fr::Resizer::new(), &img, iw, ih).unwrap();
-        let padded = (input.height as usize, input.width as usize);
+        let padded = Size::new(input.width as usize, input.height as usize);
         frame::image_to_tensor(&small, padded, input.scale).data
     }
 
@@ -638,14 +670,8 @@ mod tests {
         t
     }
 
-    fn mirror_output(
-        t: &Tensor,
-        scale: f32,
-        image: (usize, usize),
-        data: &mut [u8],
-        l: &FrameLayout,
-    ) {
-        let src = Planar::new((t.height, t.width), image, scale).unwrap();
+    fn mirror_output(t: &Tensor, scale: f32, image: Size, data: &mut [u8], l: &FrameLayout) {
+        let src = Planar::new(Size::new(t.width, t.height), image, scale).unwrap();
         let frame = Packed::of(l).unwrap();
         launch_on_cpu(l.width, l.height, |x, y| {
             planar_to_packed_pixel(&t.data, &src, data, &frame, x, y)
@@ -653,14 +679,8 @@ mod tests {
     }
 
     /// The engine's host path: crop, to bytes, resize, write the colour bytes.
-    fn host_output(
-        t: &Tensor,
-        scale: f32,
-        image: (usize, usize),
-        data: &mut [u8],
-        l: &FrameLayout,
-    ) {
-        let img = frame::tensor_to_image(t, image.0, image.1, scale).unwrap();
+    fn host_output(t: &Tensor, scale: f32, image: Size, data: &mut [u8], l: &FrameLayout) {
+        let img = frame::tensor_to_image(t, image, scale).unwrap();
         let full = frame::resize_rgb(&mut fr::Resizer::new(), &img, l.width, l.height).unwrap();
         frame::write_rgb(&full, data, l).unwrap();
     }
@@ -674,8 +694,8 @@ mod tests {
                 // Output larger than the picture (a model rounding up): cropped.
                 let t = output_tensor(24, 41, scale);
                 let (mut got, mut expected) = (original.clone(), original.clone());
-                mirror_output(&t, scale, (21, 37), &mut got, &l);
-                host_output(&t, scale, (21, 37), &mut expected, &l);
+                mirror_output(&t, scale, Size::new(37, 21), &mut got, &l);
+                host_output(&t, scale, Size::new(37, 21), &mut expected, &l);
                 assert_eq!(got, expected, "{format:?} scale {scale}");
             }
         }
@@ -688,8 +708,10 @@ mod tests {
             let original = textured(&l);
             let t = output_tensor(image.0 + 1, image.1 + 3, 1.0);
             let (mut got, mut expected) = (original.clone(), original.clone());
-            mirror_output(&t, 1.0, image, &mut got, &l);
-            host_output(&t, 1.0, image, &mut expected, &l);
+            // `image` is (height, width) here, as `output_tensor` takes it.
+            let picture = Size::new(image.1, image.0);
+            mirror_output(&t, 1.0, picture, &mut got, &l);
+            host_output(&t, 1.0, picture, &mut expected, &l);
             let colour = |i: usize| {
                 let (col, bpp) = (i % l.stride, l.format.bytes_per_pixel());
                 col < l.width * bpp && l.format.rgb_offsets().contains(&(col % bpp))
@@ -714,13 +736,14 @@ mod tests {
         let mut data = original.clone();
         let p = plan(&l, (45, 27), 4, 1.0);
         // The "model" returns its input in a tensor rounded up further, as some models do.
-        let rounded_up = |t: &Tensor| Ok(frame::pad_tensor(t, (t.height + 4, t.width + 4)));
-        stylize_frame_on_cpu(&mut data, &p, rounded_up).unwrap();
+        let rounded_up =
+            |t: &Tensor| Ok(frame::pad_tensor(t, Size::new(t.width + 4, t.height + 4)));
+        device_frame_on_cpu(&mut data, &p, rounded_up).unwrap();
         assert_eq!(data, original);
-        let err = stylize_frame_on_cpu(&mut data[..100], &p, rounded_up).unwrap_err();
+        let err = device_frame_on_cpu(&mut data[..100], &p, rounded_up).unwrap_err();
         assert!(err.to_string().contains("smaller than"), "{err}");
-        let shrunk = |t: &Tensor| frame::crop_tensor(t, t.height - 4, t.width);
-        let err = stylize_frame_on_cpu(&mut data, &p, shrunk).unwrap_err();
+        let shrunk = |t: &Tensor| frame::crop_tensor(t, Size::new(t.width, t.height - 4));
+        let err = device_frame_on_cpu(&mut data, &p, shrunk).unwrap_err();
         assert!(err.to_string().contains("does not fit"), "{err}");
     }
 
@@ -728,7 +751,7 @@ mod tests {
     fn kernel_parameter_structs_have_the_c_layout() {
         assert_eq!(std::mem::size_of::<Packed>(), 7 * 4);
         assert_eq!(std::mem::size_of::<Planar>(), 5 * 4);
-        for name in [PACKED_TO_PLANAR, PLANAR_TO_PACKED, "nv12_to_planar"] {
+        for name in KERNELS {
             assert!(
                 CUDA_SOURCE.contains(&format!("__global__ void {name}(")),
                 "{name}"
@@ -738,9 +761,9 @@ mod tests {
         let p = Packed::of(&l).unwrap();
         assert_eq!((p.bpp, p.r, p.b, p.stride), (3, 0, 2, 32));
         assert_eq!(p.bytes(), 32 * 3 + 30);
-        let err = Planar::new((8, 8), (9, 8), 1.0).unwrap_err();
+        let err = Planar::new(Size::new(8, 8), Size::new(8, 9), 1.0).unwrap_err();
         assert!(err.to_string().contains("does not fit"), "{err}");
-        let input = Planar::new((8, 12), (6, 10), 1.0).unwrap();
+        let input = Planar::new(Size::new(12, 8), Size::new(10, 6), 1.0).unwrap();
         assert!(input.output(&[1, 3, 8]).is_err());
         assert_eq!(input.output(&[1, 3, 8, 12]).unwrap(), input);
     }
@@ -759,7 +782,7 @@ mod tests {
             out.iter().all(|v| v.is_finite()),
             "every output written once"
         );
-        let expected = frame::image_to_tensor(&img, (h, w), 255.0);
+        let expected = frame::image_to_tensor(&img, Size::new(w, h), 255.0);
         let worst = out
             .iter()
             .zip(&expected.data)

@@ -15,13 +15,18 @@ pub mod cpu;
 pub mod deferred;
 #[cfg(feature = "tensorrt")]
 mod device;
+#[cfg(feature = "tensorrt")]
+mod device_smoothing;
+pub mod dylib;
 pub mod engine_cache;
 #[cfg(feature = "tensorrt")]
 pub mod gpu;
 pub mod kernels;
+pub mod nvrtc;
 pub mod select;
+pub mod smoothing;
 
-pub use select::BackendKind;
+pub use select::{BackendKind, Choice};
 
 /// Options shared by every backend.
 #[derive(Debug, Clone, Default)]
@@ -75,14 +80,17 @@ pub trait Backend: Send {
 }
 
 /// Frames that stay on an accelerator between one upload and one download: conversion,
-/// resizing and inference all run there (see [`kernels`] for the steps).
+/// resizing, inference and temporal smoothing all run there (see [`kernels`] and
+/// [`smoothing`] for the steps).
 pub trait DeviceFrames {
-    /// Stylize a packed frame in place; the timings count the host↔device copies made.
-    fn stylize_frame(
+    /// Stylize a packed frame in place, smoothed against the previous one when `smoothing`
+    /// is given; the timings count the host↔device copies made.
+    fn run_frame(
         &mut self,
         data: &mut [u8],
         plan: &kernels::FramePlan,
         conditioning: &[f32],
+        smoothing: Option<smoothing::Smoothing>,
     ) -> Result<Timings>;
 }
 
@@ -95,7 +103,10 @@ pub fn engine_build_pending(path: &Path, options: &BackendOptions) -> bool {
     {
         let tensorrt = matches!(
             select::choose(options.kind, &select::probe()),
-            Ok(BackendKind::TensorRt)
+            Ok(Choice {
+                kind: BackendKind::TensorRt,
+                ..
+            })
         );
         // An unreadable model is not a pending build: the load itself reports it.
         tensorrt && gpu::engine_dir(path, options).is_ok_and(|dir| engine_cache::is_cold(&dir))
@@ -109,8 +120,32 @@ pub fn engine_build_pending(path: &Path, options: &BackendOptions) -> bool {
 
 /// Load a model on the backend the options ask for (see [`select::choose`]).
 pub fn load(path: &Path, options: &BackendOptions) -> Result<Box<dyn Backend>> {
-    let probe = select::probe();
-    match select::choose(options.kind, &probe)? {
+    load_chosen(path, options).map(|(backend, _)| backend)
+}
+
+/// [`load`], and which backend it took and why. With `auto`, a GPU backend whose libraries
+/// load but which fails to start (a session the provider cannot create) gives way to the next
+/// one, TensorRT to CUDA to the CPU, and the reason says so.
+pub fn load_chosen(path: &Path, options: &BackendOptions) -> Result<(Box<dyn Backend>, Choice)> {
+    let have = select::probe();
+    let mut choice = select::choose(options.kind, &have)?;
+    loop {
+        match load_kind(path, options, choice.kind) {
+            Ok(backend) => return Ok((backend, choice)),
+            Err(e) if options.kind == BackendKind::Auto => {
+                let Some(next) = choice.fallback(&e.to_string(), &have) else {
+                    return Err(e);
+                };
+                tracing::warn!("backend {}: {e}; trying {}", choice.kind, next.kind);
+                choice = next;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn load_kind(path: &Path, options: &BackendOptions, kind: BackendKind) -> Result<Box<dyn Backend>> {
+    match kind {
         BackendKind::Cpu | BackendKind::Auto => Ok(Box::new(cpu::OrtCpu::load(path, options)?)),
         #[cfg(feature = "tensorrt")]
         gpu_kind => Ok(Box::new(gpu::OrtGpu::load(path, options, gpu_kind)?)),

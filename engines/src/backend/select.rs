@@ -44,49 +44,120 @@ impl fmt::Display for BackendKind {
     }
 }
 
-/// What can be loaded here; `missing` names what is absent, for error messages.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Whether one part of the GPU route works here: `Ok`, or what is missing (the library that
+/// did not load, with the loader's reason), for messages.
+pub type Check = std::result::Result<(), String>;
+
+/// What this build and machine can run, as [`probe`] found it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Availability {
     /// This build has the GPU providers compiled in (cargo feature `tensorrt`).
     pub gpu_build: bool,
-    /// libcuda (the NVIDIA driver) is present.
-    pub cuda_driver: bool,
-    /// ONNX Runtime reports the CUDA / TensorRT execution provider as available.
-    pub cuda_ep: bool,
-    pub tensorrt_ep: bool,
-    pub missing: Vec<String>,
+    /// The NVIDIA driver (libcuda.so.1) loads and sees a GPU.
+    pub gpu: Check,
+    /// ONNX Runtime's CUDA execution provider and the CUDA libraries it needs load.
+    pub cuda: Check,
+    /// ONNX Runtime's TensorRT execution provider and TensorRT (libnvinfer.so.10) load.
+    pub tensorrt: Check,
 }
 
-/// Decide the backend. An explicit GPU request that cannot be met is an error naming what is
-/// missing; `Auto` quietly falls back.
-pub fn choose(requested: BackendKind, have: &Availability) -> Result<BackendKind> {
-    let gpu = have.gpu_build && have.cuda_driver;
-    let missing = || {
-        if !have.gpu_build {
-            "this build has no GPU support (rebuild with `--features tensorrt`)".to_string()
-        } else {
-            have.missing.join("; ")
+/// Why a build without the `tensorrt` feature runs on the CPU.
+pub const NO_GPU_BUILD: &str = "this build has no GPU support (rebuild with `--features tensorrt`)";
+
+impl Default for Availability {
+    /// A build without GPU support.
+    fn default() -> Self {
+        Self {
+            gpu_build: false,
+            gpu: Err(NO_GPU_BUILD.into()),
+            cuda: Err(NO_GPU_BUILD.into()),
+            tensorrt: Err(NO_GPU_BUILD.into()),
         }
-    };
-    match requested {
-        BackendKind::Cpu => Ok(BackendKind::Cpu),
-        BackendKind::Auto if gpu && have.tensorrt_ep => Ok(BackendKind::TensorRt),
-        BackendKind::Auto if gpu && have.cuda_ep => Ok(BackendKind::Cuda),
-        BackendKind::Auto => Ok(BackendKind::Cpu),
-        BackendKind::TensorRt if gpu && have.tensorrt_ep => Ok(BackendKind::TensorRt),
-        BackendKind::Cuda if gpu && have.cuda_ep => Ok(BackendKind::Cuda),
-        kind => Err(Error::Backend(format!(
-            "backend `{kind}` is not available: {}",
-            missing()
-        ))),
     }
 }
 
-/// Look at this machine and build.
+/// The backend to run and why: for `auto`, what it took and what ruled out the ones before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub kind: BackendKind,
+    pub reason: String,
+}
+
+impl Choice {
+    fn new(kind: BackendKind, reason: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// After the chosen GPU backend failed to start, `auto` takes the next one (`have` says
+    /// whether CUDA is there to take after TensorRT); `None` when nothing is left to try.
+    pub fn fallback(&self, failure: &str, have: &Availability) -> Option<Choice> {
+        match self.kind {
+            BackendKind::TensorRt if have.cuda.is_ok() => Some(Choice::new(
+                BackendKind::Cuda,
+                format!("auto: TensorRT failed to start ({failure})"),
+            )),
+            BackendKind::TensorRt | BackendKind::Cuda => Some(Choice::new(
+                BackendKind::Cpu,
+                format!("auto: {} failed to start ({failure})", self.kind),
+            )),
+            BackendKind::Cpu | BackendKind::Auto => None,
+        }
+    }
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.kind, self.reason)
+    }
+}
+
+/// Decide the backend. `Auto` takes TensorRT, then CUDA, then the CPU, by what loads, and says
+/// why; an explicit GPU request that cannot be met is an error naming what is missing.
+pub fn choose(requested: BackendKind, have: &Availability) -> Result<Choice> {
+    let gpu = || {
+        if !have.gpu_build {
+            return Err(NO_GPU_BUILD.to_string());
+        }
+        have.gpu.clone()
+    };
+    // TensorRT hands the nodes it cannot run to the CUDA provider, so it needs CUDA too.
+    let tensorrt = || gpu().and(have.cuda.clone()).and(have.tensorrt.clone());
+    let cuda = || gpu().and(have.cuda.clone());
+    let unavailable = |kind: BackendKind, why: String| {
+        Error::Backend(format!("backend `{kind}` is not available: {why}"))
+    };
+    match requested {
+        BackendKind::Cpu => Ok(Choice::new(BackendKind::Cpu, "requested")),
+        BackendKind::Cuda => cuda()
+            .map(|()| Choice::new(BackendKind::Cuda, "requested"))
+            .map_err(|why| unavailable(BackendKind::Cuda, why)),
+        BackendKind::TensorRt => tensorrt()
+            .map(|()| Choice::new(BackendKind::TensorRt, "requested"))
+            .map_err(|why| unavailable(BackendKind::TensorRt, why)),
+        BackendKind::Auto => Ok(match (gpu(), cuda(), tensorrt()) {
+            (Err(why), _, _) => Choice::new(BackendKind::Cpu, format!("auto: {why}")),
+            (_, _, Ok(())) => Choice::new(BackendKind::TensorRt, "auto: TensorRT and CUDA load"),
+            (_, Ok(()), Err(why)) => Choice::new(
+                BackendKind::Cuda,
+                format!("auto: TensorRT unavailable: {why}"),
+            ),
+            (_, Err(why), _) => {
+                Choice::new(BackendKind::Cpu, format!("auto: CUDA unavailable: {why}"))
+            }
+        }),
+    }
+}
+
+/// Look at this machine and build (once per process: libraries do not come and go, and the
+/// loader's search path is fixed when the process starts).
 pub fn probe() -> Availability {
     #[cfg(feature = "tensorrt")]
     {
-        super::gpu::probe()
+        static PROBE: std::sync::OnceLock<Availability> = std::sync::OnceLock::new();
+        PROBE.get_or_init(super::gpu::probe).clone()
     }
     #[cfg(not(feature = "tensorrt"))]
     {
@@ -98,62 +169,98 @@ pub fn probe() -> Availability {
 mod tests {
     use super::*;
 
-    fn have(gpu_build: bool, driver: bool, cuda: bool, trt: bool) -> Availability {
-        let mut missing = Vec::new();
-        if !driver {
-            missing.push("libcuda.so.1 (NVIDIA driver) not found".into());
-        }
-        if !trt {
-            missing.push("libnvinfer.so.10 not found".into());
-        }
+    const NO_DRIVER: &str = "libcuda.so.1 (the NVIDIA driver) could not be loaded";
+    const NO_CUDNN: &str = "libcudnn.so.9: cannot open shared object file";
+    const NO_TRT: &str = "libnvinfer.so.10: cannot open shared object file";
+
+    fn have(gpu: bool, cuda: bool, trt: bool) -> Availability {
+        let check = |ok: bool, why: &str| if ok { Ok(()) } else { Err(why.to_string()) };
         Availability {
-            gpu_build,
-            cuda_driver: driver,
-            cuda_ep: cuda,
-            tensorrt_ep: trt,
-            missing,
+            gpu_build: true,
+            gpu: check(gpu, NO_DRIVER),
+            cuda: check(cuda, NO_CUDNN),
+            tensorrt: check(trt, NO_TRT),
         }
     }
 
+    fn kind(requested: BackendKind, have: &Availability) -> BackendKind {
+        choose(requested, have).unwrap().kind
+    }
+
     #[test]
-    fn auto_prefers_tensorrt_then_cuda_then_cpu() {
+    fn auto_takes_tensorrt_then_cuda_then_the_cpu_by_what_loads() {
+        use BackendKind::*;
+        assert_eq!(kind(Auto, &have(true, true, true)), TensorRt);
+        assert_eq!(kind(Auto, &have(true, true, false)), Cuda);
+        // TensorRT's libraries alone are not enough: it needs the CUDA provider too.
+        assert_eq!(kind(Auto, &have(true, false, true)), Cpu);
+        assert_eq!(kind(Auto, &have(false, true, true)), Cpu);
+        assert_eq!(kind(Auto, &Availability::default()), Cpu);
+        let build = Availability {
+            gpu_build: false,
+            ..have(true, true, true)
+        };
+        assert_eq!(kind(Auto, &build), Cpu);
+    }
+
+    #[test]
+    fn auto_says_why_it_took_what_it_took() {
+        use BackendKind::*;
+        let reason = |h: &Availability| choose(Auto, h).unwrap().reason;
+        assert!(reason(&have(false, true, true)).contains(NO_DRIVER));
+        assert!(reason(&have(true, true, false)).contains(NO_TRT));
+        assert!(reason(&have(true, false, false)).contains(NO_CUDNN));
+        assert!(reason(&Availability::default()).contains("--features tensorrt"));
+        let choice = choose(Auto, &have(true, true, false)).unwrap();
         assert_eq!(
-            choose(BackendKind::Auto, &have(true, true, true, true)).unwrap(),
-            BackendKind::TensorRt
+            choice.to_string(),
+            format!("cuda (auto: TensorRT unavailable: {NO_TRT})")
         );
         assert_eq!(
-            choose(BackendKind::Auto, &have(true, true, true, false)).unwrap(),
-            BackendKind::Cuda
-        );
-        assert_eq!(
-            choose(BackendKind::Auto, &have(true, false, true, true)).unwrap(),
-            BackendKind::Cpu
-        );
-        assert_eq!(
-            choose(BackendKind::Auto, &Availability::default()).unwrap(),
-            BackendKind::Cpu
+            choose(Cpu, &have(true, true, true)).unwrap().reason,
+            "requested"
         );
     }
 
     #[test]
     fn explicit_gpu_requests_name_what_is_missing() {
-        let err = choose(BackendKind::TensorRt, &have(true, true, true, false))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("backend `tensorrt` is not available"), "{err}");
-        assert!(err.contains("libnvinfer.so.10"), "{err}");
-        let err = choose(BackendKind::Cuda, &have(true, false, false, false))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("NVIDIA driver"), "{err}");
-        let err = choose(BackendKind::Cuda, &Availability::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--features tensorrt"), "{err}");
-        assert_eq!(
-            choose(BackendKind::Cpu, &have(true, true, true, true)).unwrap(),
-            BackendKind::Cpu
+        use BackendKind::*;
+        let err = |k, h: &Availability| choose(k, h).unwrap_err().to_string();
+        let e = err(TensorRt, &have(true, true, false));
+        assert!(e.contains("backend `tensorrt` is not available"), "{e}");
+        assert!(e.contains("libnvinfer.so.10"), "{e}");
+        let e = err(Cuda, &have(false, false, false));
+        assert!(e.contains("libcuda.so.1"), "{e}");
+        let e = err(Cuda, &have(true, false, true));
+        assert!(e.contains("libcudnn.so.9"), "{e}");
+        let e = err(TensorRt, &have(true, false, true));
+        assert!(e.contains("libcudnn.so.9"), "TensorRT needs CUDA too: {e}");
+        let e = err(Cuda, &Availability::default());
+        assert!(e.contains("--features tensorrt"), "{e}");
+        assert_eq!(kind(Cuda, &have(true, true, false)), Cuda);
+        assert_eq!(kind(TensorRt, &have(true, true, true)), TensorRt);
+        assert_eq!(kind(Cpu, &have(false, false, false)), Cpu);
+    }
+
+    #[test]
+    fn a_gpu_backend_that_fails_to_start_falls_back_in_order() {
+        use BackendKind::*;
+        let all = have(true, true, true);
+        let trt = choose(Auto, &all).unwrap();
+        let next = trt.fallback("engine build failed", &all).unwrap();
+        assert_eq!(next.kind, Cuda);
+        assert!(
+            next.reason.contains("engine build failed"),
+            "{}",
+            next.reason
         );
+        let last = next.fallback("no device", &all).unwrap();
+        assert_eq!(last.kind, Cpu);
+        assert!(last.reason.contains("cuda failed to start (no device)"));
+        assert_eq!(last.fallback("x", &all), None);
+        // Without CUDA, TensorRT falls back straight to the CPU.
+        let no_cuda = have(true, false, true);
+        assert_eq!(trt.fallback("x", &no_cuda).unwrap().kind, Cpu);
     }
 
     #[test]
@@ -171,10 +278,12 @@ mod tests {
     }
 
     #[test]
-    fn this_build_without_a_gpu_runs_on_the_cpu() {
-        assert_eq!(
-            choose(BackendKind::Auto, &probe()).unwrap(),
-            BackendKind::Cpu
-        );
+    fn without_a_gpu_auto_runs_on_the_cpu_and_says_why() {
+        let have = probe();
+        let choice = choose(BackendKind::Auto, &have).unwrap();
+        if let Err(why) = have.gpu {
+            assert_eq!(choice.kind, BackendKind::Cpu);
+            assert_eq!(choice.reason, format!("auto: {why}"));
+        }
     }
 }

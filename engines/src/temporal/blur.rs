@@ -120,8 +120,8 @@ kernel! {
     }
 }
 
-/// Normalised taps of a Gaussian of `sigma`, radius ⌈3σ⌉.
-fn gaussian_taps(sigma: f32) -> Vec<f32> {
+/// The normalised taps of a Gaussian of `sigma`, radius 3σ (2·radius + 1 of them).
+pub(crate) fn gaussian_taps(sigma: f32) -> Vec<f32> {
     let radius = (3.0 * sigma).ceil() as usize;
     let taps: Vec<f32> = (0..=2 * radius)
         .map(|k| {
@@ -136,11 +136,11 @@ fn gaussian_taps(sigma: f32) -> Vec<f32> {
 /// From this σ on, a Gaussian is approximated by three box blurs (running sums: a cost per
 /// pixel independent of σ). The LK window (σ 3) and the energy window (σ 8) take this path;
 /// the detail split (σ 1.5) stays exact because it defines what "fine detail" is.
-const BOX_SIGMA: f32 = 2.5;
+pub(crate) const BOX_SIGMA: f32 = 2.5;
 
 /// Widths (odd) of three box blurs whose sequence has the variance of a Gaussian of `sigma`
 /// (Kovesi, "Fast almost-Gaussian filtering", 2010).
-pub(super) fn boxes_for_gauss(sigma: f32) -> [usize; 3] {
+pub(crate) fn boxes_for_gauss(sigma: f32) -> [usize; 3] {
     let n = 3.0;
     let ideal = (12.0 * sigma * sigma / n + 1.0).sqrt();
     let mut lower = ideal.floor() as usize;

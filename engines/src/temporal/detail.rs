@@ -8,9 +8,9 @@ use super::simd::kernel;
 
 /// Fine detail is what a σ = 1.5 px blur removes; its energy is matched to the current frame's
 /// over a σ = 8 px window, with a gain of at most 1.5 (or at least 1/1.5).
-const DETAIL_SIGMA: f32 = 1.5;
-const ENERGY_SIGMA: f32 = 8.0;
-const MAX_DETAIL_GAIN: f32 = 1.5;
+pub(crate) const DETAIL_SIGMA: f32 = 1.5;
+pub(crate) const ENERGY_SIGMA: f32 = 8.0;
+pub(crate) const MAX_DETAIL_GAIN: f32 = 1.5;
 
 /// Buffers of [`restore_detail_with`], kept from one frame to the next: for this frame's
 /// stylization and for the propagated output.

@@ -14,7 +14,7 @@ const MIN_HALF_WIDTH: usize = 80;
 /// Forward–backward check: a vector passes when the round trip misses by at most
 /// √(1 % of the motion² + this) pixels (flow resolution); dense vectors scatter by about a
 /// pixel on real video, and a tighter check would refresh (flicker) good matches.
-const CONSISTENCY_SLACK: f32 = 1.0;
+pub(crate) const CONSISTENCY_SLACK: f32 = 1.0;
 /// Vectors shorter than this (pixels) are taken as no motion.
 const STILL: f32 = 0.2;
 /// Block size (pixels of the grey image) for block matching, and the grid step between blocks.

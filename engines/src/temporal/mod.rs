@@ -44,6 +44,16 @@ pub use metrics::*;
 pub use select::agreement_mask;
 pub use warp::warp_rgb;
 
+/// The filter's parameters, for its device port (`backend::smoothing`), which passes them to
+/// the kernels rather than restating them.
+pub(crate) mod params {
+    pub(crate) use super::blur::{boxes_for_gauss, gaussian_taps, BOX_SIGMA};
+    pub(crate) use super::detail::{DETAIL_SIGMA, ENERGY_SIGMA, MAX_DETAIL_GAIN};
+    pub(crate) use super::flow::CONSISTENCY_SLACK;
+    pub(crate) use super::select::{AGREE, DISAGREE};
+    pub(crate) use super::FLOW_MAX_WIDTH;
+}
+
 use detail::{restore_detail_with, DetailScratch};
 use flow::{estimate_flow_into, round_trip_holds, to_smaller, LkScratch};
 use par::{for_bands, for_bands2, join};
@@ -53,7 +63,7 @@ use warp::{cubic_pair, PixelPair};
 
 /// Grey images for motion estimation are at most this wide (the inference size of a 16:9
 /// frame at `scale` 0.25 of 720p): blocks are matched at half this width, vectors refined here.
-const FLOW_MAX_WIDTH: usize = 320;
+pub(crate) const FLOW_MAX_WIDTH: usize = 320;
 
 #[cfg(test)]
 fn to_f32(img: &RgbImage) -> Vec<f32> {

@@ -5,8 +5,8 @@ use crate::frame::RgbImage;
 
 /// Mean absolute RGB difference (0–255) of warped previous vs current input at which the
 /// previous output stops counting: full weight below `AGREE`, none above `DISAGREE`.
-const AGREE: f32 = 6.0;
-const DISAGREE: f32 = 18.0;
+pub(crate) const AGREE: f32 = 6.0;
+pub(crate) const DISAGREE: f32 = 18.0;
 
 /// Weight of the warped previous frame per pixel, 0–1: 1 where the warped previous input
 /// matches the current input, 0 where it does not (occlusion, uncovered area, wrong motion).

@@ -1,6 +1,6 @@
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use gst::glib;
@@ -11,14 +11,17 @@ use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
 use stylize_engines::backend::deferred::{Deferred, Poll};
-use stylize_engines::backend::{self, BackendKind, BackendOptions};
-use stylize_engines::embedding::{self, EmbeddingCache};
-use stylize_engines::frame::{FrameLayout, PixelFormat};
-use stylize_engines::library::{self, Library};
-use stylize_engines::model::Family;
-use stylize_engines::predictor::StylePredictor;
-use stylize_engines::temporal::DEFAULT_STABILITY;
-use stylize_engines::{style, InferenceSize, StyleRequest, StyleResolver, Stylizer};
+use stylize_engines::backend::{self, BackendKind};
+use stylize_engines::frame::FrameLayout;
+use stylize_engines::frame::PixelFormat;
+use stylize_engines::session::{DEFAULT_SCALE, DEFAULT_STABILITY, DEFAULT_STRENGTH};
+use stylize_engines::{
+    library, style, BackgroundResolver, InferenceSize, Session, SessionConfig, StyleChoice,
+    StyleRequest, Stylizer,
+};
+
+use super::errors::{error_message, post_warning};
+use super::hold;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -28,7 +31,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_SCALE: f64 = 1.0;
+/// The least a frame waits for a style change being resolved (see `refresh_style`), for
+/// when no inference time has been measured yet.
+const MIN_STYLE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(5);
 /// How long `stop` waits for a background load still running (see `stop`).
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -97,10 +102,6 @@ pub enum BackgroundLoad {
     Never,
 }
 
-const DEFAULT_STRENGTH: f64 = 1.0;
-/// Looked for next to an arbitrary-style model when `predictor` is not set.
-const DEFAULT_PREDICTOR_NAME: &str = "arbitrary-predict.onnx";
-
 /// Packed RGB layouts handled natively; YUV input goes through `videoconvert` upstream.
 const FORMATS: [(gst_video::VideoFormat, PixelFormat); 10] = [
     (gst_video::VideoFormat::Rgbx, PixelFormat::Rgbx),
@@ -132,6 +133,7 @@ struct Settings {
     stability: f64,
     backend: Backend,
     background_load: BackgroundLoad,
+    post_messages: bool,
 }
 
 impl Default for Settings {
@@ -152,6 +154,7 @@ impl Default for Settings {
             backend: Backend::Auto,
             stability: DEFAULT_STABILITY,
             background_load: BackgroundLoad::Auto,
+            post_messages: true,
         }
     }
 }
@@ -165,89 +168,62 @@ impl Settings {
         }
     }
 
-    fn style_request(&self) -> Applied {
-        let request = StyleRequest {
-            style: self.style.clone(),
-            blend: self.style_weights.clone(),
-            image: self.style_image.clone(),
-        };
-        (request, self.style_strength, self.prompt.clone())
+    fn style_choice(&self) -> StyleChoice {
+        StyleChoice {
+            request: StyleRequest {
+                style: self.style.clone(),
+                blend: self.style_weights.clone(),
+                image: self.style_image.clone(),
+            },
+            prompt: self.prompt.clone(),
+        }
     }
 
     fn library_dir(&self) -> PathBuf {
         self.library.clone().unwrap_or_else(library::default_dir)
     }
 
-    fn backend_options(&self) -> BackendOptions {
-        BackendOptions {
+    /// The session these settings describe: the same constructor and defaults as the CLI's.
+    fn session_config(&self, model: &Path) -> SessionConfig {
+        SessionConfig {
+            model: model.to_path_buf(),
+            predictor: self.predictor.clone(),
+            library: self.library.clone(),
             threads: self.threads as usize,
-            kind: self.backend.into(),
-            ..BackendOptions::default()
+            backend: self.backend.into(),
+            strength: self.style_strength,
+            stability: self.stability,
+            inference: self.inference_size(),
         }
     }
 }
 
-/// Load the model and, for arbitrary-style models, its style predictor (one instance for
-/// per-frame strength, one for resolving style images), and the style library.
-/// The third value is a warning to post (a style library that could not be read).
-fn load(
-    settings: &Settings,
-    model: &Path,
-) -> Result<(Stylizer, StyleResolver, Option<String>), String> {
-    let options = settings.backend_options();
-    let mut stylizer = Stylizer::load(model, &options).map_err(|e| e.to_string())?;
-    let mut predictor = None;
-    if stylizer.info().family == Family::Arbitrary {
-        let explicit = settings.predictor.clone();
-        let path = explicit
-            .clone()
-            .unwrap_or_else(|| model.with_file_name(DEFAULT_PREDICTOR_NAME));
-        // A missing default predictor only matters once a style image or strength needs it.
-        if explicit.is_some() || path.exists() {
-            let open = || StylePredictor::load(&path, options.threads).map_err(|e| e.to_string());
-            stylizer
-                .attach_predictor(open()?)
-                .map_err(|e| e.to_string())?;
-            predictor = Some(open()?);
-        }
-    }
-    // A corrupt library must not take the model's own styles with it.
-    let (library, broken) = Library::open_or_empty(&settings.library_dir());
-    let resolver = StyleResolver::new(
-        stylizer.info().clone(),
-        Some(library),
-        EmbeddingCache::new(embedding::default_cache_dir()),
-        predictor,
-    );
-    let warning = broken.map(|e| format!("{e}; using the model's own styles only"));
-    Ok((stylizer, resolver, warning))
-}
-
-/// A style request, the strength and the text prompt (which overrides the request).
-type Applied = (StyleRequest, f64, Option<String>);
-
-/// The conditioning for a request: the tuned prompt when one is set, else the style request.
-fn resolve_applied(
-    stylizer: &mut Stylizer,
-    resolver: &mut StyleResolver,
-    request: &Applied,
-) -> stylize_engines::Result<stylize_engines::ResolvedStyle> {
-    stylizer.set_strength(request.1 as f32)?;
-    match &request.2 {
-        Some(prompt) => resolver.resolve_prompt(prompt),
-        None => resolver.resolve(&request.0),
+/// The style names of a model, for the read-only `model-styles` property.
+fn style_names(stylizer: &Stylizer) -> String {
+    let info = stylizer.info();
+    if info.styles.is_empty() {
+        (0..info.conditioning_len)
+            .map(style::alias)
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        info.styles.join(",")
     }
 }
 
 struct State {
     stylizer: Stylizer,
-    resolver: StyleResolver,
-    /// The style request (and strength) the current conditioning was resolved from.
-    applied: Applied,
+    /// Resolves style changes on its own thread (a style image runs the predictor).
+    styles: BackgroundResolver,
+    /// The choice last handed to `styles`, and whether its result is still to come.
+    requested: StyleChoice,
+    pending: bool,
+    /// The strength last asked for (applied, or warned about once).
+    strength: f64,
     conditioning: Vec<f32>,
     layout: Option<FrameLayout>,
-    /// Model time per frame, measured at negotiation and refreshed while running; reported
-    /// in the latency query.
+    /// Model time per frame, measured at negotiation; reported in the latency query
+    /// (through `Stylize::latency_ns`, which needs no lock).
     latency: gst::ClockTime,
     frames: u64,
 }
@@ -262,47 +238,58 @@ struct Prepared {
 /// a background thread. An untuned prompt falls back to the style properties with a warning
 /// (a later `prompt` change is retried, as any style change).
 fn prepare(settings: &Settings, model: &Path) -> Result<Prepared, gst::ErrorMessage> {
-    let (mut stylizer, mut resolver, library_warning) = load(settings, model).map_err(|err| {
-        let kind = if err.contains("does not exist") {
-            gst::ResourceError::NotFound
-        } else {
-            gst::ResourceError::OpenRead
-        };
-        gst::error_msg!(kind, ("{}", err))
-    })?;
-    let mut request = settings.style_request();
-    let mut warnings: Vec<String> = library_warning.into_iter().collect();
-    let resolved = match resolve_applied(&mut stylizer, &mut resolver, &request) {
-        Err(err) if request.2.is_some() => {
+    let Session {
+        stylizer,
+        mut resolver,
+        mut warnings,
+    } = Session::open(&settings.session_config(model)).map_err(|e| error_message(&e, None))?;
+    let choice = settings.style_choice();
+    let resolved = match resolver.resolve_choice(&choice) {
+        Err(err) if choice.prompt.is_some() => {
             warnings.push(format!("{err}; using the style properties instead"));
-            let fallback = (request.0.clone(), request.1, None);
-            let resolved = resolve_applied(&mut stylizer, &mut resolver, &fallback);
-            // Remember the prompt as applied so the warning is not repeated every frame.
-            request = (fallback.0, fallback.1, request.2);
-            resolved
+            resolver.resolve(&choice.request)
         }
         other => other,
     }
-    .map_err(|err| gst::error_msg!(gst::LibraryError::Settings, ("{}", err)))?;
+    .map_err(|e| error_message(&e, None))?;
     warnings.extend(resolved.notes);
     gst::info!(
         CAT,
         "loaded {} ({} model, backend {})",
         model.display(),
         stylizer.info().family,
-        stylizer.backend_name()
+        stylizer.backend_summary()
     );
     Ok(Prepared {
         state: State {
             stylizer,
-            resolver,
-            applied: request,
+            styles: BackgroundResolver::spawn(resolver, || hold::RESOLVES.wait_while_held()),
+            // The prompt counts as applied even when it fell back, so the warning is not
+            // repeated every frame.
+            requested: choice,
+            pending: false,
+            strength: settings.style_strength,
             conditioning: resolved.conditioning,
             layout: None,
             latency: gst::ClockTime::ZERO,
             frames: 0,
         },
         warnings,
+    })
+}
+
+/// The packed layout of negotiated caps (only formats of the pad templates get here).
+fn frame_layout(info: &gst_video::VideoInfo) -> Result<FrameLayout, gst::LoggableError> {
+    let format = FORMATS
+        .iter()
+        .find(|(f, _)| *f == info.format())
+        .map(|(_, p)| *p)
+        .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
+    Ok(FrameLayout {
+        format,
+        width: info.width() as usize,
+        height: info.height() as usize,
+        stride: info.stride()[0] as usize,
     })
 }
 
@@ -337,7 +324,7 @@ fn spawn_job(
     job: impl FnOnce() -> Result<Prepared, gst::ErrorMessage> + Send + 'static,
 ) -> Job {
     Deferred::spawn(what, move || {
-        super::hold::wait_while_held();
+        hold::LOADS.wait_while_held();
         Ok(job())
     })
 }
@@ -371,17 +358,30 @@ impl Phase {
 #[derive(Default)]
 pub struct Stylize {
     settings: Mutex<Settings>,
+    /// Held by the streaming thread across inference: nothing a property read, a query or
+    /// a control thread needs lives here (see `latency_ns`, `model_styles`).
     state: Mutex<Option<Phase>>,
     /// Decided in `start`: loads and warm-ups run in the background (`background-load`).
     background: AtomicBool,
+    /// The model time reported in latency queries, in ns (0 until measured).
+    latency_ns: AtomicU64,
+    /// The `model-styles` property: set when a model is ready.
+    model_styles: Mutex<Option<String>>,
+    /// The backend the loaded model runs on and why (`active-backend`, `backend-reason`);
+    /// `None` until a load finishes.
+    active_backend: Mutex<Option<(String, String)>>,
 }
 
 impl Stylize {
     fn latency(&self) -> gst::ClockTime {
-        match lock(&self.state).as_ref() {
-            Some(Phase::Ready(state)) => state.latency,
-            _ => gst::ClockTime::ZERO,
-        }
+        gst::ClockTime::from_nseconds(self.latency_ns.load(Ordering::Relaxed))
+    }
+
+    /// Publish what a ready state knows for readers that must not wait for a frame.
+    fn publish(&self, state: &State) {
+        self.latency_ns
+            .store(state.latency.nseconds(), Ordering::Relaxed);
+        *lock(&self.model_styles) = Some(style_names(&state.stylizer));
     }
 
     fn warm_up_job(
@@ -393,12 +393,8 @@ impl Stylize {
     ) -> Job {
         let what = format!("warming up at {}x{}", layout.width, layout.height);
         spawn_job(what, move || {
-            warm_up(&mut state, layout, &size, stability).map_err(|err| {
-                gst::error_msg!(
-                    gst::StreamError::Failed,
-                    ("warm-up inference failed: {err}")
-                )
-            })?;
+            warm_up(&mut state, layout, &size, stability)
+                .map_err(|err| error_message(&err, Some("warm-up inference failed")))?;
             Ok(Prepared {
                 state,
                 warnings: Vec::new(),
@@ -426,6 +422,7 @@ impl Stylize {
             Poll::Pending => Ok(false),
             Poll::Ready(Ok(prepared)) => {
                 self.post_notes(&prepared.warnings);
+                self.announce_backend(&prepared.state.stylizer);
                 let state = prepared.state;
                 match layout {
                     // Loaded, but not yet warmed up at the negotiated size: that runs in the
@@ -436,6 +433,7 @@ impl Stylize {
                     }
                     _ => {
                         gst::info!(CAT, imp = self, "model ready: stylizing from this frame");
+                        self.publish(&state);
                         *phase = Phase::Ready(Box::new(state));
                         Ok(true)
                     }
@@ -460,31 +458,74 @@ impl Stylize {
             .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
     }
 
-    /// Re-resolve the style when the request changed since the last frame. A bad request while
-    /// running keeps the current style and posts a warning, so a live stream is never lost to
-    /// a typo; at start-up it is an error (see `start`).
-    fn refresh_style(&self, state: &mut State, request: Applied) {
-        if state.applied == request {
-            return;
+    /// Follow the settings: a new strength applies at once (cheap), a new style choice is
+    /// handed to the background resolver and its conditioning swapped in on the first frame
+    /// after it is ready; this never waits. A bad change while running keeps the current
+    /// style and posts a warning, so a live stream is never lost to a typo; at start-up it
+    /// is an error (see `start`).
+    fn refresh_style(&self, state: &mut State, choice: StyleChoice, strength: f64) {
+        if strength != state.strength {
+            state.strength = strength;
+            if let Err(err) = state.stylizer.set_strength(strength as f32) {
+                post_warning(self, &err, &format!("{err}; keeping the previous strength"));
+            }
         }
-        let resolved = resolve_applied(&mut state.stylizer, &mut state.resolver, &request);
-        match resolved {
+        if choice != state.requested {
+            gst::debug!(CAT, imp = self, "resolving {choice:?} in the background");
+            state.styles.request(choice.clone());
+            state.requested = choice;
+            state.pending = true;
+        }
+        // Waiting up to one inference's time lets a name or blend (microseconds) apply on
+        // this very frame; a style image being predicted never stalls a frame longer.
+        let result = if state.pending {
+            let patience =
+                std::time::Duration::from_nanos(state.latency.nseconds()).max(MIN_STYLE_PATIENCE);
+            state.styles.poll_within(patience)
+        } else {
+            state.styles.poll()
+        };
+        let Some((done, result)) = result else {
+            return;
+        };
+        if done == state.requested {
+            state.pending = false;
+        }
+        match result {
             Ok(resolved) => {
-                gst::info!(CAT, imp = self, "style now {request:?}");
+                gst::info!(CAT, imp = self, "style now {done:?}");
                 self.post_notes(&resolved.notes);
                 state.conditioning = resolved.conditioning;
                 // A new style shows in full on the next frame, not faded in by smoothing.
                 state.stylizer.reset_temporal();
             }
             Err(err) => {
-                gst::element_imp_warning!(
-                    self,
-                    gst::LibraryError::Settings,
-                    ("{err}; keeping the previous style")
-                );
+                post_warning(self, &err, &format!("{err}; keeping the previous style"));
             }
         }
-        state.applied = request;
+    }
+
+    /// Say once per start which backend the model runs on and why (`auto` may have fallen back
+    /// to the CPU): the `active-backend` and `backend-reason` properties and an element message.
+    fn announce_backend(&self, stylizer: &Stylizer) {
+        let (name, reason) = (stylizer.backend_name(), stylizer.backend_reason());
+        {
+            let mut active = lock(&self.active_backend);
+            if active.is_some() {
+                return;
+            }
+            *active = Some((name.to_string(), reason.to_string()));
+        }
+        gst::info!(CAT, imp = self, "backend {}", stylizer.backend_summary());
+        let requested = lock(&self.settings).backend;
+        let s = gst::Structure::builder(super::BACKEND_MESSAGE)
+            .field("backend", name)
+            .field("requested", BackendKind::from(requested).to_string())
+            .field("reason", reason)
+            .build();
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 
     fn post_notes(&self, notes: &[String]) {
@@ -507,57 +548,32 @@ impl ObjectImpl for Stylize {
             vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb(
-                        "Path of the ONNX style model: a per-style net, a multi-style CIN net or \
-                         an arbitrary-style net following the stylize contract (tensors \
-                         content/style_weights/stylized). Loaded when the element starts.",
-                    )
+                    .blurb("Path of the ONNX style model (per-style, multi-style CIN or arbitrary-style), loaded when the element starts.")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("style")
                     .nick("Style")
-                    .blurb(
-                        "Style of a multi-style model: its name (see the model-styles \
-                         property), style-NN or an index. Changeable while PLAYING; applies \
-                         from the next frame. Ignored while style-weights is set.",
-                    )
+                    .blurb("Style of a multi-style model by name (see model-styles), style-NN or index; changeable while PLAYING.")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("style-weights")
                     .nick("Style weights")
-                    .blurb(
-                        "Blend of styles as name:weight pairs, e.g. \
-                         \"starry-swirls:0.7,mosaic:0.3\"; weights are normalised to sum to 1. \
-                         Overrides style. Changeable while PLAYING; applies from the next frame.",
-                    )
+                    .blurb("Blend of styles as name:weight pairs, e.g. \"starry-swirls:0.7,mosaic:0.3\"; overrides style.")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("style-image")
                     .nick("Style image")
-                    .blurb(
-                        "Any PNG/JPEG image to take the style from (arbitrary-style models): the \
-                         predictor turns it into an embedding, cached on disk by file and model \
-                         hash. Overrides style and style-weights. Changeable while PLAYING.",
-                    )
+                    .blurb("PNG/JPEG image to take the style from (arbitrary-style models); overrides style and style-weights.")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("prompt")
                     .nick("Text prompt")
-                    .blurb(
-                        "A text prompt tuned with `stylize tune` (arbitrary-style models): the \
-                         library style whose prompt (or name) matches. An untuned prompt posts \
-                         a warning and keeps the current style. Overrides style, style-weights \
-                         and style-image. Changeable while PLAYING.",
-                    )
+                    .blurb("Text prompt tuned with `stylize tune` (arbitrary-style models); overrides the other style properties.")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("style-strength")
                     .nick("Style strength")
-                    .blurb(
-                        "0..1: 1 is the full style. Arbitrary-style models interpolate the \
-                         style embedding toward the frame's own embedding; other models blend \
-                         the stylized frame with the original. Changeable while PLAYING.",
-                    )
+                    .blurb("Style strength from 0 (the original frame) to 1 (the full style); changeable while PLAYING.")
                     .minimum(0.0)
                     .maximum(1.0)
                     .default_value(DEFAULT_STRENGTH)
@@ -565,46 +581,29 @@ impl ObjectImpl for Stylize {
                     .build(),
                 glib::ParamSpecString::builder("predictor")
                     .nick("Style predictor")
-                    .blurb(
-                        "Style predictor ONNX model for arbitrary-style models (image -> \
-                         embedding). Default: arbitrary-predict.onnx next to the model.",
-                    )
+                    .blurb("Style predictor ONNX model for arbitrary-style models (default: arbitrary-predict.onnx beside the model).")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("library")
                     .nick("Style library")
-                    .blurb(
-                        "Style library folder (styles.toml index, see `stylize styles`); its \
-                         names work in style and style-weights. Default: $STYLIZE_LIBRARY or \
-                         ~/.local/share/stylize/styles.",
-                    )
+                    .blurb("Style library folder whose names work in style and style-weights (default: $STYLIZE_LIBRARY or ~/.local/share/stylize/styles).")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("inference-width")
                     .nick("Inference width")
-                    .blurb(
-                        "Width the network runs at (frames are scaled down, stylized and \
-                         scaled back to the caps size). 0: from inference-height keeping the \
-                         aspect ratio, or from scale when both are 0.",
-                    )
+                    .blurb("Width the network runs at (0: from inference-height keeping the aspect ratio, or from scale).")
                     .maximum(8192)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("inference-height")
                     .nick("Inference height")
-                    .blurb(
-                        "Height the network runs at. 0: from inference-width keeping the \
-                         aspect ratio, or from scale when both are 0.",
-                    )
+                    .blurb("Height the network runs at (0: from inference-width keeping the aspect ratio, or from scale).")
                     .maximum(8192)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("scale")
                     .nick("Inference scale")
-                    .blurb(
-                        "Inference size as a fraction of the frame size, used when \
-                         inference-width and inference-height are 0. Lower is faster.",
-                    )
+                    .blurb("Inference size as a fraction of the frame size when inference-width and -height are 0; lower is faster.")
                     .minimum(0.01)
                     .maximum(4.0)
                     .default_value(DEFAULT_SCALE)
@@ -612,19 +611,13 @@ impl ObjectImpl for Stylize {
                     .build(),
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Threads")
-                    .blurb("CPU inference threads; 0 lets ONNX Runtime use one per core.")
+                    .blurb("CPU inference threads (0: one per core).")
                     .maximum(256)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecDouble::builder("stability")
                     .nick("Temporal stability")
-                    .blurb(
-                        "Motion-compensated smoothing of the output against flicker, 0 (off) \
-                         to 1: the previous stylized texture is carried along the motion of \
-                         the input and kept where the input still matches (not at moving \
-                         edges or occlusions, so edges leave no trails); higher values keep \
-                         it through larger differences. Changeable while PLAYING.",
-                    )
+                    .blurb("Motion-compensated smoothing against flicker, from 0 (off) to 1; moving edges leave no trails.")
                     .minimum(0.0)
                     .maximum(1.0)
                     .default_value(DEFAULT_STABILITY)
@@ -632,23 +625,29 @@ impl ObjectImpl for Stylize {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("backend", Backend::Auto)
                     .nick("Backend")
-                    .blurb(
-                        "Inference backend. GPU backends need a build with the tensorrt \
-                         feature and the runtime libraries of scripts/setup-gpu; an explicit \
-                         GPU backend that cannot load is an error naming what is missing.",
-                    )
+                    .blurb("Inference backend; GPU backends need the tensorrt build and the scripts/setup-gpu runtime.")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("background-load", BackgroundLoad::Auto)
                     .nick("Background load")
-                    .blurb(
-                        "Load the model (and warm it up at each negotiated size) on a background \
-                     thread while frames pass through unstylized, with one warning on the bus. \
-                     auto: only when a TensorRT engine must be built first (a cold engine \
-                     cache, which takes minutes); always: for any backend; never: start waits \
-                     for the model so every frame is stylized (e.g. transcoding a file).",
-                    )
+                    .blurb("When to load the model on a background thread while frames pass through unstylized.")
                     .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("post-messages")
+                    .nick("Post messages")
+                    .blurb("Post a stylize-frame element message with timings after every frame.")
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("active-backend")
+                    .nick("Active backend")
+                    .blurb("The backend the loaded model runs on (cpu, cuda or tensorrt); empty until loaded.")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("backend-reason")
+                    .nick("Backend reason")
+                    .blurb("Why active-backend was taken: requested, or what backend=auto found missing.")
+                    .read_only()
                     .build(),
                 glib::ParamSpecString::builder("model-styles")
                     .nick("Model styles")
@@ -684,6 +683,7 @@ impl ObjectImpl for Stylize {
             "backend" => settings.backend = value.get().expect("type checked"),
             "stability" => settings.stability = value.get().expect("type checked"),
             "background-load" => settings.background_load = value.get().expect("type checked"),
+            "post-messages" => settings.post_messages = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
         gst::debug!(CAT, imp = self, "set {} = {:?}", pspec.name(), value);
@@ -719,25 +719,16 @@ impl ObjectImpl for Stylize {
             "backend" => settings.backend.to_value(),
             "stability" => settings.stability.to_value(),
             "background-load" => settings.background_load.to_value(),
-            "model-styles" => {
-                let state = lock(&self.state);
-                let ready = match state.as_ref() {
-                    Some(Phase::Ready(s)) => Some(s),
-                    _ => None,
-                };
-                ready.map(|s| {
-                    let info = s.stylizer.info();
-                    if info.styles.is_empty() {
-                        (0..info.conditioning_len)
-                            .map(style::alias)
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    } else {
-                        info.styles.join(",")
-                    }
-                })
-            }
-            .to_value(),
+            "active-backend" => lock(&self.active_backend)
+                .as_ref()
+                .map(|(name, _)| name.clone())
+                .to_value(),
+            "backend-reason" => lock(&self.active_backend)
+                .as_ref()
+                .map(|(_, reason)| reason.clone())
+                .to_value(),
+            "model-styles" => lock(&self.model_styles).to_value(),
+            "post-messages" => settings.post_messages.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -799,8 +790,12 @@ impl BaseTransformImpl for Stylize {
                 ("no model set: set the `model` property to an ONNX style model")
             ));
         };
+        *lock(&self.active_backend) = None;
         let building = settings.background_load != BackgroundLoad::Never
-            && backend::engine_build_pending(&model, &settings.backend_options());
+            && backend::engine_build_pending(
+                &model,
+                &settings.session_config(&model).backend_options(),
+            );
         let background = building || settings.background_load == BackgroundLoad::Always;
         self.background.store(background, Ordering::Relaxed);
         let phase = if background {
@@ -826,6 +821,8 @@ impl BaseTransformImpl for Stylize {
         } else {
             let prepared = prepare(&settings, &model)?;
             self.post_notes(&prepared.warnings);
+            self.publish(&prepared.state);
+            self.announce_backend(&prepared.state.stylizer);
             Phase::Ready(Box::new(prepared.state))
         };
         *lock(&self.state) = Some(phase);
@@ -834,6 +831,8 @@ impl BaseTransformImpl for Stylize {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         let phase = lock(&self.state).take();
+        *lock(&self.model_styles) = None;
+        self.latency_ns.store(0, Ordering::Relaxed);
         if let Some(Phase::Preparing { job, .. }) = phase {
             // A load still running when the application exits races ONNX Runtime's exit
             // handlers (a crash at exit). A CPU load ends within a second, so wait for it; a
@@ -886,19 +885,7 @@ impl VideoFilterImpl for Stylize {
         _outcaps: &gst::Caps,
         _out_info: &gst_video::VideoInfo,
     ) -> Result<(), gst::LoggableError> {
-        let format = FORMATS
-            .iter()
-            .find(|(f, _)| *f == in_info.format())
-            .map(|(_, p)| *p)
-            .ok_or_else(|| {
-                gst::loggable_error!(CAT, "unsupported format {:?}", in_info.format())
-            })?;
-        let layout = FrameLayout {
-            format,
-            width: in_info.width() as usize,
-            height: in_info.height() as usize,
-            stride: in_info.stride()[0] as usize,
-        };
+        let layout = frame_layout(in_info)?;
         let (size, stability) = {
             let settings = lock(&self.settings);
             (settings.inference_size(), settings.stability)
@@ -942,15 +929,8 @@ impl VideoFilterImpl for Stylize {
                 // "not-negotiated" and the reason (a fixed-size model, a size past the
                 // limits) is visible with GST_DEBUG alone.
                 drop(guard);
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Format,
-                    (
-                        "cannot stylize {}x{} frames: {err}",
-                        layout.width,
-                        layout.height
-                    )
-                );
+                let context = format!("cannot stylize {}x{} frames", layout.width, layout.height);
+                self.post_error_message(error_message(&err, Some(&context)));
                 return Err(gst::loggable_error!(CAT, "warm-up inference failed: {err}"));
             }
         };
@@ -960,10 +940,11 @@ impl VideoFilterImpl for Stylize {
             "negotiated {}x{} {:?}; inference {:?}, warm-up {warm_ms:.1} ms",
             layout.width,
             layout.height,
-            format,
+            layout.format,
             size.resolve(layout.width, layout.height),
         );
         let changed = state.latency != before;
+        self.publish(state);
         drop(guard);
         if changed {
             self.post_latency();
@@ -975,12 +956,14 @@ impl VideoFilterImpl for Stylize {
         &self,
         frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (request, size, stability) = {
+        let (choice, strength, size, stability, post_messages) = {
             let settings = lock(&self.settings);
             (
-                settings.style_request(),
+                settings.style_choice(),
+                settings.style_strength,
                 settings.inference_size(),
                 settings.stability,
+                settings.post_messages,
             )
         };
         let mut guard = lock(&self.state);
@@ -990,7 +973,7 @@ impl VideoFilterImpl for Stylize {
             // Still loading: the frame passes through unstylized, timestamps untouched.
             return Ok(gst::FlowSuccess::Ok);
         };
-        self.refresh_style(state, request);
+        self.refresh_style(state, choice, strength);
         state.stylizer.set_stability(stability);
         if frame.buffer().flags().contains(gst::BufferFlags::DISCONT) {
             state.stylizer.reset_temporal();
@@ -1014,7 +997,7 @@ impl VideoFilterImpl for Stylize {
             Err(err) => {
                 // Unlocked first: a synchronous bus handler may read properties.
                 drop(guard);
-                gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
+                self.post_error_message(error_message(&err, None));
                 return Err(gst::FlowError::Error);
             }
         };
@@ -1025,7 +1008,9 @@ impl VideoFilterImpl for Stylize {
         if became_ready {
             self.post_latency();
         }
-
+        if !post_messages {
+            return Ok(gst::FlowSuccess::Ok);
+        }
         let s = gst::Structure::builder(super::FRAME_MESSAGE)
             .field("frame", frame_number)
             .field("pts", pts)

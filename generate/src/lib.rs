@@ -7,12 +7,13 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use stylize_engines::error::{Error, Result};
+use stylize_engines::tensor::Tensor;
 
 pub mod dalle;
-pub mod graph;
+
 pub mod output;
+pub mod prompt;
 pub mod rng;
 pub mod sampling;
 pub mod stylegan;
@@ -54,7 +55,7 @@ pub fn parse_ranges(spec: &str) -> Result<Vec<u32>> {
 pub(crate) fn split_images(
     path: &Path,
     name: &str,
-    out: graph::Output,
+    out: stylize_engines::graph::Output,
     batch: usize,
 ) -> Result<Vec<Tensor>> {
     match out.shape.as_slice() {

@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use super::graph::{Dim, Graph, Input};
 use super::rng::RandomState;
 use super::split_images;
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use stylize_engines::error::{Error, Result};
+use stylize_engines::graph::{Dim, Graph, Input};
+use stylize_engines::tensor::Tensor;
 
 pub const Z: &str = "z";
 pub const C: &str = "c";
@@ -133,7 +133,11 @@ fn fixed(dim: i64) -> Option<usize> {
 
 impl StyleGan {
     pub fn load(mapping: &Path, synthesis: &Path, threads: usize) -> Result<Self> {
-        let synthesis = Graph::load(synthesis, threads)?;
+        let mut synthesis = Graph::load(synthesis, threads)?;
+        // Upstream's fused modulated convolution traces `groups = batch` as a constant: an
+        // export made at batch 1 with dynamic axes declares any batch but runs only at 1.
+        // A graph that declares a fixed batch is run in chunks of it (engines::graph).
+        synthesis.retry_at_batch_one();
         let ws = synthesis.check_input(WS, "float32", &[Dim::Any, Dim::Any, Dim::Any])?;
         let (Some(num_ws), Some(w_dim)) = (fixed(ws[1]), fixed(ws[2])) else {
             return Err(synthesis.violation(
@@ -152,6 +156,7 @@ impl StyleGan {
         }
 
         let mut mapping = Graph::load(mapping, threads)?;
+        mapping.retry_at_batch_one();
         let z = mapping.check_input(Z, "float32", &[Dim::Any, Dim::Any])?;
         let z_dim = fixed(z[1]).ok_or_else(|| {
             mapping.violation(
@@ -235,6 +240,15 @@ impl StyleGan {
             w_avg,
             per_layer_w,
         })
+    }
+
+    /// The graphs that take fewer items per call than asked for, with their limit (known
+    /// once a call has run; see `engines::graph`).
+    pub fn batch_limits(&self) -> Vec<(String, usize)> {
+        [&self.mapping, &self.synthesis]
+            .iter()
+            .filter_map(|g| g.max_batch().map(|n| (g.path.display().to_string(), n)))
+            .collect()
     }
 
     /// A seed's latent, identical to `np.random.RandomState(seed).randn(1, z_dim)` upstream.

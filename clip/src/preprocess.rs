@@ -12,9 +12,9 @@
 use fast_image_resize as fr;
 
 use super::rng::Rng;
-use crate::error::{Error, Result};
-use crate::frame::RgbImage;
-use crate::tensor::Tensor;
+use stylize_engines::error::{Error, Result};
+use stylize_engines::frame::RgbImage;
+use stylize_engines::tensor::Tensor;
 
 /// Side of CLIP ViT-B/32's input.
 pub const SIZE: usize = 224;
@@ -33,7 +33,7 @@ pub fn pixel_values(img: &RgbImage) -> Result<Vec<f32>> {
         ((SIZE * img.width) / img.height, SIZE)
     };
     // PIL's BICUBIC is the a = −0.5 cubic, i.e. Catmull–Rom.
-    let resized = crate::frame::resize_rgb_with(
+    let resized = stylize_engines::frame::resize_rgb_with(
         &mut fr::Resizer::new(),
         img,
         w,

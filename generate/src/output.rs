@@ -8,8 +8,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::frame::RgbImage;
+use stylize_engines::error::{Error, Result};
+use stylize_engines::frame::RgbImage;
 
 /// One image of an NCHW batch in [-1,1] as 8-bit RGB, the way the official StyleGAN and
 /// DALL·E scripts quantise (`x * 127.5 + 128`, clamped).

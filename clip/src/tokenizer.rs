@@ -7,7 +7,7 @@
 
 use instant_clip_tokenizer::{Token, Tokenizer};
 
-use crate::error::{Error, Result};
+use stylize_engines::error::{Error, Result};
 
 /// Context length of every OpenAI CLIP text encoder.
 pub const CONTEXT: usize = 77;

@@ -1,6 +1,11 @@
 //! DALL·E-style text-to-image: prompt tokens → autoregressive image tokens from a decoder-only
 //! transformer with a KV cache → VQ decoder → image.
 //!
+//! The transformer is a standard decoder export (Optimum's `text-generation-with-past` layout:
+//! `input_ids`, optional `attention_mask` and `position_ids`, `past_key_values.{l}.key/value`).
+//! The token layout comes from the graph's `dalle.*` metadata or a `dalle.json` beside it
+//! (docs/generation.md), which can also name the files and a `tokenizer.json`.
+//!
 //! The prompt runs once (cache empty, P = 0); each image token is then one step with T = 1
 //! that reads the cached keys/values instead of recomputing the whole sequence, so decoding N
 //! tokens costs N short steps instead of N full passes. Each sample has its own RNG seeded by
@@ -8,14 +13,19 @@
 
 use std::path::Path;
 
-use super::graph::{Dim, Graph, Input, Output};
+use super::prompt::PromptTokenizer;
 use super::rng::RandomState;
 use super::sampling::{self, Sampling};
 use super::split_images;
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use stylize_engines::error::{Error, Result};
+use stylize_engines::graph::{Dim, Graph, Input, Output};
+use stylize_engines::tensor::Tensor;
 
 pub const INPUT_IDS: &str = "input_ids";
+pub const ATTENTION_MASK: &str = "attention_mask";
+pub const POSITION_IDS: &str = "position_ids";
+/// Settings beside the graphs, for exports that carry no `dalle.*` metadata.
+pub const SETTINGS_FILE: &str = "dalle.json";
 pub const LOGITS: &str = "logits";
 pub const IMAGE_TOKENS: &str = "image_tokens";
 pub const IMG: &str = "img";
@@ -48,9 +58,44 @@ pub struct DalleConfig {
     pub layers: usize,
     pub heads: usize,
     pub head_dim: usize,
-    pub pad_id: i64,
-    pub bos_id: i64,
-    pub eos_id: i64,
+    /// Padding, start and end ids when set (the byte tokenizer defaults them to 256, 257,
+    /// 258; a tokenizer.json brings its own start/end and usually its padding).
+    pub pad_id: Option<i64>,
+    pub bos_id: Option<i64>,
+    pub eos_id: Option<i64>,
+    /// The transformer takes `attention_mask` [B,P+T] (all ones: every position is attended,
+    /// padding included, as minDALL-E does) and `position_ids` [B,T] (P..P+T).
+    pub attention_mask: bool,
+    pub position_ids: bool,
+}
+
+/// `dalle.json`: every key optional; a value here overrides the graph's metadata.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub transformer: Option<String>,
+    pub decoder: Option<String>,
+    /// `bytes`, or a tokenizer.json file in the folder.
+    pub tokenizer: Option<String>,
+    pub text_vocab: Option<usize>,
+    pub image_vocab: Option<usize>,
+    pub text_len: Option<usize>,
+    pub image_tokens: Option<usize>,
+    pub pad_id: Option<usize>,
+    pub bos_id: Option<usize>,
+    pub eos_id: Option<usize>,
+}
+
+impl Settings {
+    fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(SETTINGS_FILE);
+        match std::fs::read(&path) {
+            Err(_) => Ok(Self::default()),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Generate(format!("{}: {e} (docs/generation.md)", path.display()))
+            }),
+        }
+    }
 }
 
 /// Keys and values of every layer for a batch, [B,H,P,D] each.
@@ -69,11 +114,12 @@ pub struct Sampled {
 pub struct Dalle {
     transformer: Graph,
     decoder: Graph,
+    tokenizer: PromptTokenizer,
     pub config: DalleConfig,
 }
 
 impl Dalle {
-    /// Load `DIR/transformer.onnx` and `DIR/vqgan.onnx`.
+    /// Load `DIR/transformer.onnx` and `DIR/vqgan.onnx`, or the files `DIR/dalle.json` names.
     pub fn load(dir: &Path, threads: usize) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::Generate(format!(
@@ -81,9 +127,43 @@ impl Dalle {
                 dir.display()
             )));
         }
-        let transformer = Graph::load(&dir.join(TRANSFORMER_FILE), threads)?;
-        let decoder = Graph::load(&dir.join(DECODER_FILE), threads)?;
-        let config = check_transformer(&transformer)?;
+        let settings = Settings::load(dir)?;
+        let file =
+            |name: &Option<String>, default: &str| dir.join(name.as_deref().unwrap_or(default));
+        let transformer = Graph::load(&file(&settings.transformer, TRANSFORMER_FILE), threads)?;
+        let decoder = Graph::load(&file(&settings.decoder, DECODER_FILE), threads)?;
+        let tokenizer_name = tokenizer_setting(&transformer, &settings);
+        let bytes = tokenizer_name.as_deref() == Some("bytes");
+        let config = check_transformer(&transformer, &settings, bytes)?;
+        let tokenizer = match tokenizer_name {
+            None => {
+                return Err(transformer.violation(
+                    "metadata `dalle.tokenizer`",
+                    format!(
+                    "`bytes` or a tokenizer.json file (here or as `tokenizer` in {SETTINGS_FILE})"
+                ),
+                    "nothing".into(),
+                ))
+            }
+            Some(name) if name == "bytes" => {
+                if config.text_vocab < 256 {
+                    return Err(transformer.violation(
+                        "metadata `dalle.text_vocab`",
+                        "at least 256 for the byte tokenizer",
+                        config.text_vocab.to_string(),
+                    ));
+                }
+                // check_transformer gives every id a default in byte mode.
+                PromptTokenizer::Bytes {
+                    bos: config.bos_id.unwrap_or(257),
+                    eos: config.eos_id.unwrap_or(258),
+                    pad: config.pad_id.unwrap_or(256),
+                }
+            }
+            Some(name) => {
+                PromptTokenizer::from_file(&dir.join(name), config.pad_id, config.text_vocab)?
+            }
+        };
         decoder.check_input(
             IMAGE_TOKENS,
             "int64",
@@ -93,27 +173,14 @@ impl Dalle {
         Ok(Self {
             transformer,
             decoder,
+            tokenizer,
             config,
         })
     }
 
-    /// The prompt as byte tokens: BOS, UTF-8 bytes, EOS, padding to `text_len`.
+    /// The prompt's text tokens, padded to `text_len` (bytes or the model's tokenizer.json).
     pub fn tokenize(&self, prompt: &str) -> Result<Vec<i64>> {
-        let c = &self.config;
-        let bytes = prompt.as_bytes();
-        if bytes.len() + 2 > c.text_len {
-            return Err(Error::Generate(format!(
-                "the prompt is {} bytes; this model takes at most {}",
-                bytes.len(),
-                c.text_len - 2
-            )));
-        }
-        let mut ids = Vec::with_capacity(c.text_len);
-        ids.push(c.bos_id);
-        ids.extend(bytes.iter().map(|&b| i64::from(b)));
-        ids.push(c.eos_id);
-        ids.resize(c.text_len, c.pad_id);
-        Ok(ids)
+        self.tokenizer.encode(prompt, self.config.text_len)
     }
 
     /// One transformer call on `ids` [B,T] with the cache, which it extends. Returns logits
@@ -123,6 +190,20 @@ impl Dalle {
         let t = ids.len() / batch;
         let past_shape = vec![batch, c.heads, cache.len, c.head_dim];
         let mut inputs = vec![(INPUT_IDS.to_string(), Input::I64(vec![batch, t], ids))];
+        if c.attention_mask {
+            let total = cache.len + t;
+            let mask = Input::I64(vec![batch, total], vec![1; batch * total]);
+            inputs.push((ATTENTION_MASK.to_string(), mask));
+        }
+        if c.position_ids {
+            let positions: Vec<i64> = (0..batch)
+                .flat_map(|_| (cache.len..cache.len + t).map(|p| p as i64))
+                .collect();
+            inputs.push((
+                POSITION_IDS.to_string(),
+                Input::I64(vec![batch, t], positions),
+            ));
+        }
         let mut wanted = vec![LOGITS.to_string()];
         for (layer, (k, v)) in cache.layers.iter_mut().enumerate() {
             inputs.push((
@@ -256,32 +337,41 @@ impl Dalle {
     }
 }
 
-fn check_transformer(g: &Graph) -> Result<DalleConfig> {
-    let meta = |key: &str| {
+/// `bytes` or a tokenizer file name: dalle.json first, then the metadata.
+fn tokenizer_setting(g: &Graph, settings: &Settings) -> Option<String> {
+    settings
+        .tokenizer
+        .clone()
+        .or_else(|| g.metadata.get("dalle.tokenizer").cloned())
+}
+
+fn check_transformer(g: &Graph, settings: &Settings, bytes: bool) -> Result<DalleConfig> {
+    let meta = |key: &str, setting: Option<usize>| {
+        if let Some(v) = setting.filter(|&v| v > 0) {
+            return Ok(v);
+        }
         g.meta_usize(key)?.ok_or_else(|| {
             g.violation(
                 &format!("metadata `{key}`"),
-                "a positive integer",
+                format!(
+                    "a positive integer (in the graph or as `{}` in {SETTINGS_FILE})",
+                    &key[6..]
+                ),
                 "nothing".into(),
             )
         })
     };
-    let text_vocab = meta("dalle.text_vocab")?;
-    let image_vocab = meta("dalle.image_vocab")?;
-    let text_len = meta("dalle.text_len")?;
-    let image_tokens = meta("dalle.image_tokens")?;
-    match g.metadata.get("dalle.tokenizer").map(String::as_str) {
-        Some("bytes") => {}
-        other => {
-            return Err(g.violation(
-                "metadata `dalle.tokenizer`",
-                "`bytes` (UTF-8 bytes as ids 0-255)",
-                other.unwrap_or("nothing").to_string(),
-            ))
-        }
-    }
-    let id = |key: &str, default: usize| -> Result<i64> {
-        let v = g.meta_usize(key)?.unwrap_or(default);
+    let text_vocab = meta("dalle.text_vocab", settings.text_vocab)?;
+    let image_vocab = meta("dalle.image_vocab", settings.image_vocab)?;
+    let text_len = meta("dalle.text_len", settings.text_len)?;
+    let image_tokens = meta("dalle.image_tokens", settings.image_tokens)?;
+    // Defaults only for the byte tokenizer; a tokenizer.json has its own special tokens.
+    let id = |key: &str, setting: Option<usize>, default: usize| -> Result<Option<i64>> {
+        let v = match (setting, g.meta_usize(key)?) {
+            (Some(v), _) | (None, Some(v)) => v,
+            (None, None) if bytes => default,
+            (None, None) => return Ok(None),
+        };
         if v >= text_vocab {
             return Err(g.violation(
                 &format!("metadata `{key}`"),
@@ -289,12 +379,12 @@ fn check_transformer(g: &Graph) -> Result<DalleConfig> {
                 v.to_string(),
             ));
         }
-        Ok(v as i64)
+        Ok(Some(v as i64))
     };
     let (pad_id, bos_id, eos_id) = (
-        id("dalle.pad_id", 256)?,
-        id("dalle.bos_id", 257)?,
-        id("dalle.eos_id", 258)?,
+        id("dalle.pad_id", settings.pad_id, 256)?,
+        id("dalle.bos_id", settings.bos_id, 257)?,
+        id("dalle.eos_id", settings.eos_id, 258)?,
     );
     if text_len < 3 {
         return Err(g.violation(
@@ -333,11 +423,24 @@ fn check_transformer(g: &Graph) -> Result<DalleConfig> {
         g.check_output(&present_key(l), "float32", &cache_dims)?;
         g.check_output(&present_value(l), "float32", &cache_dims)?;
     }
-    if g.inputs.len() != 1 + 2 * layers {
+    let attention_mask = g.has_input(ATTENTION_MASK);
+    if attention_mask {
+        g.check_input(ATTENTION_MASK, "int64", &[Dim::Any, Dim::Any])?;
+    }
+    let position_ids = g.has_input(POSITION_IDS);
+    if position_ids {
+        g.check_input(POSITION_IDS, "int64", &[Dim::Any, Dim::Any])?;
+    }
+    let expected = 1 + 2 * layers + usize::from(attention_mask) + usize::from(position_ids);
+    if g.inputs.len() != expected {
         let names: Vec<&str> = g.inputs.iter().map(|s| s.name.as_str()).collect();
         return Err(g.violation(
             "inputs",
-            format!("[{INPUT_IDS}, past_key_values.0-{}.key/value]", layers - 1),
+            format!(
+                "[{INPUT_IDS}, optional {ATTENTION_MASK} and {POSITION_IDS}, \
+                 past_key_values.0-{}.key/value]",
+                layers - 1
+            ),
             format!("tensors [{}]", names.join(", ")),
         ));
     }
@@ -352,5 +455,7 @@ fn check_transformer(g: &Graph) -> Result<DalleConfig> {
         pad_id,
         bos_id,
         eos_id,
+        attention_mask,
+        position_ids,
     })
 }

@@ -13,10 +13,10 @@
 use super::encoder::{cosine, ClipEncoders};
 use super::preprocess::{View, SIZE};
 use super::rng::Rng;
-use crate::error::{Error, Result};
-use crate::frame::{self, RgbImage};
-use crate::stylizer::Stylizer;
-use crate::tensor::Tensor;
+use stylize_engines::error::{Error, Result};
+use stylize_engines::frame::{self, RgbImage};
+use stylize_engines::stylizer::Stylizer;
+use stylize_engines::tensor::Tensor;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TuneOptions {
@@ -81,7 +81,7 @@ fn content_tensor(stylizer: &Stylizer, img: &RgbImage, size: usize) -> Result<Te
     let small = frame::resize_rgb(&mut fast_image_resize::Resizer::new(), img, w, h)?;
     Ok(frame::image_to_tensor(
         &small,
-        (h, w),
+        stylize_engines::Size::new(w, h),
         stylizer.info().input_range.scale(),
     ))
 }
@@ -94,7 +94,7 @@ impl<'a> PromptObjective<'a> {
         prompt: &str,
         options: &TuneOptions,
     ) -> Result<Self> {
-        if stylizer.info().family != crate::model::Family::Arbitrary {
+        if stylizer.info().family != stylize_engines::model::Family::Arbitrary {
             return Err(Error::Clip(format!(
                 "prompt tuning needs an arbitrary-style model; {} is not one",
                 stylizer.info().path.display()

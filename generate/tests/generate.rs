@@ -2,15 +2,16 @@
 //! fixed weights): latent math against NumPy + ONNX Runtime in Python, KV-cache decoding
 //! against full recomputation, batch independence, contract errors.
 
+#[path = "../../engines/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stylize_engines::generate::dalle::Dalle;
-use stylize_engines::generate::sampling::Sampling;
-use stylize_engines::generate::stylegan::{self, LatentOptions, Space, StyleGan};
 use stylize_engines::tensor::Tensor;
+use stylize_generate::dalle::Dalle;
+use stylize_generate::sampling::Sampling;
+use stylize_generate::stylegan::{self, LatentOptions, Space, StyleGan};
 
 fn stylegan_paths() -> Option<(PathBuf, PathBuf)> {
     Some((
@@ -311,4 +312,89 @@ fn samples_depend_on_their_seed_not_on_the_batch() {
     let long = "x".repeat(d.config.text_len);
     let err = d.tokenize(&long).unwrap_err().to_string();
     assert!(err.contains("at most 14"), "{err}");
+}
+
+/// A standard decoder export (Optimum `text-generation-with-past`: attention_mask,
+/// position_ids, KV cache), a BPE tokenizer.json and a diffusers VQModel decoder, reduced-size
+/// with random weights (scripts/make_dalle_checkpoints.py): prompt ids, greedy image tokens,
+/// their logits and the decoded image equal PyTorch's.
+#[test]
+fn optimum_decoder_with_bpe_tokenizer_matches_pytorch() {
+    if common::python().is_none() {
+        return; // no ONNX Runtime library
+    }
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/checkpoints/dalle"
+    ));
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+    let mut d = Dalle::load(&dir, 1).unwrap();
+    assert!(d.config.attention_mask && d.config.position_ids);
+    let greedy = Sampling {
+        top_k: 1,
+        temperature: 1.0,
+    };
+    for sample in reference["samples"].as_array().unwrap() {
+        let prompt = sample["prompt"].as_str().unwrap();
+        let ints = |v: &serde_json::Value| -> Vec<i64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect()
+        };
+        let ids = d.tokenize(prompt).unwrap();
+        assert_eq!(
+            ids,
+            ints(&sample["input_ids"]),
+            "{prompt}: tokenizer.json ids"
+        );
+        let want: Vec<u32> = ints(&sample["image_tokens"])
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
+        // Two samples in one batch: the cache, mask and positions are per row.
+        let got = d.sample(&ids, &[3, 4], &greedy, true, || {}).unwrap();
+        for row in 0..2 {
+            assert_eq!(got.tokens[row], want, "{prompt}: greedy tokens, row {row}");
+            for (step, (ours, theirs)) in got.logits[row]
+                .iter()
+                .zip(sample["logits"].as_array().unwrap())
+                .enumerate()
+            {
+                let theirs: Vec<f32> = theirs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+                    .collect();
+                let diff = max_abs_diff(ours, &theirs);
+                assert!(diff < 1e-4, "{prompt}: step {step} logits differ by {diff}");
+            }
+        }
+        let image = d.decode(&[want]).unwrap().remove(0);
+        let rgb = stylize_generate::output::to_rgb(&image.data, image.height, image.width);
+        let want_rgb: Vec<u8> = sample["image"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter())
+            .flat_map(|px| px.as_array().unwrap().iter())
+            .map(|v| v.as_u64().unwrap() as u8)
+            .collect();
+        assert_eq!(rgb.data.len(), want_rgb.len());
+        let max = rgb
+            .data
+            .iter()
+            .zip(&want_rgb)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max();
+        assert!(
+            max <= Some(1),
+            "{prompt}: decoded image differs by {max:?} levels"
+        );
+    }
+    let err = d.tokenize(&"tiles ".repeat(20)).unwrap_err().to_string();
+    assert!(err.contains("tokens; this model takes at most 16"), "{err}");
 }
