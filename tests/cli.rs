@@ -164,7 +164,18 @@ fn bench_interleaves_engine_element_and_peer_and_writes_intervals() {
         // The MAC count comes from the graph: the 26-style net is ~19.4 k MAC per pixel.
         let per_px = c["macs_per_pixel"].as_f64().unwrap();
         assert!((15_000.0..25_000.0).contains(&per_px), "{per_px}");
-        assert!(c["smoothing"]["temporal_ms"]["p50"].as_f64().unwrap() > 0.0);
+        let smoothing = &c["smoothing"];
+        assert!(smoothing["temporal_ms"]["p50"].as_f64().unwrap() > 0.0);
+        // The filter's share of the network, with an interval around it.
+        let share = &smoothing["ratio_to_network"];
+        let expected = smoothing["temporal_ms"]["p50"].as_f64().unwrap()
+            / c["engine_infer_ms"]["p50"].as_f64().unwrap();
+        assert!((share["p50"].as_f64().unwrap() - expected).abs() < 1e-9);
+        let (lo, hi) = (
+            share["ci95"][0].as_f64().unwrap(),
+            share["ci95"][1].as_f64().unwrap(),
+        );
+        assert!(lo <= expected && expected <= hi, "{lo} {expected} {hi}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

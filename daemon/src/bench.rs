@@ -97,8 +97,9 @@ struct Smoothing {
     stability: f64,
     /// The temporal filter alone, per frame.
     temporal_ms: Option<Summary>,
-    /// Temporal filter p50 over the bare network's p50 at the same inference size.
-    ratio_to_network: Option<f64>,
+    /// Temporal filter p50 over the bare network's p50 at the same inference size, with the
+    /// interval bounded by the two medians' intervals.
+    ratio_to_network: Option<Ratio>,
 }
 
 #[derive(Serialize)]
@@ -310,7 +311,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let p50 = |o: &Option<Summary>| o.as_ref().map_or(f64::NAN, |s| s.p50);
             eprintln!(
                 "{} {}x{} (net {}x{}): network {:.1} ms, frame {:.1} ms, element {:.1} ms, \
-                 ort-python {:.1} ms; element overhead {:+.1} %, engine/python {:.2}",
+                 ort-python {:.1} ms; element overhead {:+.1} %, engine/python {:.2}, \
+                 smoothing/network {:.2}",
                 m.model,
                 c.frame[0],
                 c.frame[1],
@@ -324,6 +326,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     .as_ref()
                     .map_or(f64::NAN, |r| r.p50 * 100.0),
                 c.engine_vs_python.as_ref().map_or(f64::NAN, |r| r.p50),
+                c.smoothing
+                    .as_ref()
+                    .and_then(|s| s.ratio_to_network.as_ref())
+                    .map_or(f64::NAN, |r| r.p50),
             );
         }
     }
@@ -543,10 +549,7 @@ fn bench_case(
         engine_vs_python: ratio(&engine_infer_ms, &ort_python_ms, false),
         smoothing: smoothing.map(|_| Smoothing {
             stability: args.smoothing,
-            ratio_to_network: temporal_ms
-                .as_ref()
-                .zip(engine_infer_ms.as_ref())
-                .map(|(t, n)| t.p50 / n.p50),
+            ratio_to_network: ratio(&temporal_ms, &engine_infer_ms, false),
             temporal_ms,
         }),
         engine_infer_ms,

@@ -146,6 +146,8 @@ impl Stylizer {
         let (backend, choice) = backend::load_chosen(path, options)?;
         let mut stylizer = Self::new(backend);
         stylizer.backend_reason = choice.reason;
+        // The filter runs between two inferences, on the cores the network was given.
+        stylizer.temporal.set_threads(options.threads);
         Ok(stylizer)
     }
 

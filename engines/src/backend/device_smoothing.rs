@@ -42,11 +42,14 @@ struct Functions {
     rgb8_to_planar: CudaFunction,
     grey_downscale: CudaFunction,
     warp_cubic: CudaFunction,
+    round_trip: CudaFunction,
     temporal_diff: CudaFunction,
     temporal_blend: CudaFunction,
     gauss_rows: CudaFunction,
     gauss_cols: CudaFunction,
     detail_power: CudaFunction,
+    half_means: CudaFunction,
+    upsample: CudaFunction,
     box_rows: CudaFunction,
     box_cols: CudaFunction,
     detail_gain: CudaFunction,
@@ -62,6 +65,8 @@ struct Buffers {
     output: CudaSlice<u8>,
     grey: CudaSlice<f32>,
     flows: CudaSlice<f32>,
+    /// Where the motion's round trip holds, per pixel of the flow grid.
+    round_trip: CudaSlice<f32>,
     warped_ref: CudaSlice<f32>,
     warped_out: CudaSlice<f32>,
     diff: CudaSlice<f32>,
@@ -73,13 +78,16 @@ struct Buffers {
     energy: CudaSlice<f32>,
     target: CudaSlice<f32>,
     tmp: CudaSlice<f32>,
+    /// The detail power at half resolution and the buffer between its box passes.
+    half: CudaSlice<f32>,
+    half_tmp: CudaSlice<f32>,
     /// The smoothed image as a planar tensor in bytes, for the output kernel.
     bytes: CudaSlice<f32>,
 }
 
 impl Buffers {
     fn new(stream: &Arc<CudaStream>, sizes: Sizes) -> Result<Self> {
-        let (n, g) = (sizes.pixels(), sizes.grey_pixels());
+        let (n, g, half) = (sizes.pixels(), sizes.grey_pixels(), sizes.half_pixels());
         let u8s = |len| stream.alloc_zeros::<u8>(len).map_err(cuda);
         let f32s = |len| stream.alloc_zeros::<f32>(len).map_err(cuda);
         Ok(Self {
@@ -91,6 +99,7 @@ impl Buffers {
             output: u8s(3 * n)?,
             grey: f32s(g)?,
             flows: f32s(4 * g)?,
+            round_trip: f32s(g)?,
             warped_ref: f32s(3 * n)?,
             warped_out: f32s(3 * n)?,
             diff: f32s(n)?,
@@ -102,6 +111,8 @@ impl Buffers {
             energy: f32s(n)?,
             target: f32s(n)?,
             tmp: f32s(n)?,
+            half: f32s(half)?,
+            half_tmp: f32s(half)?,
             bytes: f32s(3 * n)?,
         })
     }
@@ -141,11 +152,14 @@ impl DeviceSmoother {
             rgb8_to_planar: f(sm::RGB8_TO_PLANAR)?,
             grey_downscale: f(sm::GREY_DOWNSCALE)?,
             warp_cubic: f(sm::WARP_CUBIC)?,
+            round_trip: f(sm::ROUND_TRIP)?,
             temporal_diff: f(sm::TEMPORAL_DIFF)?,
             temporal_blend: f(sm::TEMPORAL_BLEND)?,
             gauss_rows: f(sm::GAUSS_ROWS)?,
             gauss_cols: f(sm::GAUSS_COLS)?,
             detail_power: f(sm::DETAIL_POWER)?,
+            half_means: f(sm::HALF_MEANS)?,
+            upsample: f(sm::UPSAMPLE)?,
             box_rows: f(sm::BOX_ROWS)?,
             box_cols: f(sm::BOX_COLS)?,
             detail_gain: f(sm::DETAIL_GAIN)?,
@@ -262,8 +276,9 @@ impl DeviceSmoother {
     }
 }
 
-/// Steps 3–5 of `smoothing`'s module comment: warp, diff, blend, detail restoration into
-/// `styled`, the new reference into `new_reference`.
+/// Steps 3–5 of `smoothing`'s module comment: warp, round trip on the flow grid, diff, blend,
+/// detail restoration (energy at half resolution) into `styled`, the new reference into
+/// `new_reference`.
 ///
 /// # Safety
 /// The buffers of `b` must have been allocated for `s`'s sizes and `taps` hold
@@ -288,12 +303,16 @@ unsafe fn smooth(
         .arg(&mut b.warped_ref)
         .arg(&mut b.warped_out);
     l.launch(image).map_err(cuda)?;
+    let mut l = stream.launch_builder(&f.round_trip);
+    l.arg(&b.flows).arg(s).arg(&mut b.round_trip);
+    l.launch(grid(b.sizes.grey_width, b.sizes.grey_height))
+        .map_err(cuda)?;
     let mut l = stream.launch_builder(&f.temporal_diff);
     l.arg(&b.warped_ref).arg(&b.input).arg(s).arg(&mut b.diff);
     l.launch(image).map_err(cuda)?;
     let mut l = stream.launch_builder(&f.temporal_blend);
     l.arg(&b.diff)
-        .arg(&b.flows)
+        .arg(&b.round_trip)
         .arg(&b.styled)
         .arg(&b.input)
         .arg(&b.warped_ref)
@@ -304,7 +323,29 @@ unsafe fn smooth(
         .arg(&mut b.new_reference);
     l.launch(image).map_err(cuda)?;
 
-    // Fine detail and its local energy of an image (the host's `detail_and_energy`): base
+    // The boxes of the energy window over a one-channel `width`×`height` image in place.
+    let at_half = b.sizes.energy_at_half();
+    let radii = sm::energy_box_radii(at_half);
+    let boxes = |img: &mut CudaSlice<f32>,
+                 tmp: &mut CudaSlice<f32>,
+                 width: usize,
+                 height: usize|
+     -> Result<()> {
+        let (wi, hi) = (int(width)?, int(height)?);
+        for r in radii {
+            let r = int(r)?;
+            let mut l = stream.launch_builder(&f.box_rows);
+            l.arg(&*img).arg(&mut *tmp).arg(&wi).arg(&hi).arg(&r);
+            l.launch(grid(height, 1)).map_err(cuda)?;
+            let mut l = stream.launch_builder(&f.box_cols);
+            l.arg(&*tmp).arg(&mut *img).arg(&wi).arg(&hi).arg(&r);
+            l.launch(grid(width, 1)).map_err(cuda)?;
+        }
+        Ok(())
+    };
+    let (hw, hh) = (b.sizes.half_width(), b.sizes.half_height());
+    let (hwi, hhi) = (int(hw)?, int(hh)?);
+    // Fine detail and its local energy of an image (the host's `base_and_energy`): base
     // and detail into `base`/`detail`, the energy into `energy`.
     let three = 3i32;
     let detail_and_energy = |img: &CudaSlice<f32>,
@@ -312,7 +353,9 @@ unsafe fn smooth(
                              base: &mut CudaSlice<f32>,
                              detail: &mut CudaSlice<f32>,
                              energy: &mut CudaSlice<f32>,
-                             tmp: &mut CudaSlice<f32>|
+                             tmp: &mut CudaSlice<f32>,
+                             half: &mut CudaSlice<f32>,
+                             half_tmp: &mut CudaSlice<f32>|
      -> Result<()> {
         let mut l = stream.launch_builder(&f.gauss_rows);
         l.arg(img)
@@ -339,15 +382,28 @@ unsafe fn smooth(
             .arg(&mut *detail)
             .arg(&mut *energy);
         l.launch(grid(n, 1)).map_err(cuda)?;
-        for r in sm::energy_box_radii() {
-            let r = int(r)?;
-            let mut l = stream.launch_builder(&f.box_rows);
-            l.arg(&*energy).arg(&mut *tmp).arg(&wi).arg(&hi).arg(&r);
-            l.launch(grid(h, 1)).map_err(cuda)?;
-            let mut l = stream.launch_builder(&f.box_cols);
-            l.arg(&*tmp).arg(&mut *energy).arg(&wi).arg(&hi).arg(&r);
-            l.launch(grid(w, 1)).map_err(cuda)?;
+        // The power's local mean: at half resolution (2×2 means, boxes, bilinear back), or
+        // at the full size when the image is small.
+        if !at_half {
+            return boxes(energy, tmp, w, h);
         }
+        let mut l = stream.launch_builder(&f.half_means);
+        l.arg(&*energy)
+            .arg(&wi)
+            .arg(&hi)
+            .arg(&mut *half)
+            .arg(&hwi)
+            .arg(&hhi);
+        l.launch(grid(hw, hh)).map_err(cuda)?;
+        boxes(half, half_tmp, hw, hh)?;
+        let mut l = stream.launch_builder(&f.upsample);
+        l.arg(&*half)
+            .arg(&hwi)
+            .arg(&hhi)
+            .arg(&mut *energy)
+            .arg(&wi)
+            .arg(&hi);
+        l.launch(image).map_err(cuda)?;
         Ok(())
     };
     // This frame's own stylization: only its energy is kept (the target).
@@ -358,6 +414,8 @@ unsafe fn smooth(
         &mut b.detail,
         &mut b.target,
         &mut b.tmp,
+        &mut b.half,
+        &mut b.half_tmp,
     )?;
     detail_and_energy(
         &b.blended,
@@ -366,6 +424,8 @@ unsafe fn smooth(
         &mut b.detail,
         &mut b.energy,
         &mut b.tmp,
+        &mut b.half,
+        &mut b.half_tmp,
     )?;
     let mut l = stream.launch_builder(&f.detail_gain);
     l.arg(&b.base)

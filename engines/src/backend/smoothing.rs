@@ -10,20 +10,26 @@
 //!    `FLOW_MAX_WIDTH` wide) — downloaded, since the motion estimate itself (block matching
 //!    and Lucas–Kanade, [`temporal::estimate_flow`]) runs on the host on that small image, and
 //!    the two dense flow fields (backward, forward) are uploaded: two small copies per frame;
-//! 3. `warp_cubic` carries the previous output and reference along the backward flow;
-//! 4. `temporal_diff` and `temporal_blend`: the agreement of the carried reference with this
-//!    input (3×3 maximum), the forward–backward consistency, the selection weight, the blend
-//!    and the new reference;
-//! 5. the detail restoration: `gauss_rows`/`gauss_cols` (σ = `DETAIL_SIGMA`),
-//!    `detail_power`, `box_rows`/`box_cols` (the box approximation of σ = `ENERGY_SIGMA`) for
-//!    this frame's stylization and the blend, then `detail_gain` writes the smoothed image;
+//! 3. `warp_cubic` carries the previous output and reference along the backward flow (the
+//!    cubic taps applied across each row first, then down, as the host's `cubic_pair`);
+//! 4. `round_trip` checks the forward–backward consistency once per pixel of the flow grid;
+//!    `temporal_diff` and `temporal_blend`: the agreement of the carried reference with this
+//!    input (3×3 maximum), times the round trip of the nearest flow pixel, the selection
+//!    weight, the blend and the new reference (rounded half up, as the host stores bytes);
+//! 5. the detail restoration, for this frame's stylization and the blend:
+//!    `gauss_rows`/`gauss_cols` (σ = `DETAIL_SIGMA`, symmetric taps), `detail_power`, then the
+//!    energy window at half resolution: `half_means` (2×2), `box_rows`/`box_cols` (the box
+//!    approximation of σ = `ENERGY_SIGMA` / 2) and `upsample` (bilinear), or the boxes of
+//!    σ = `ENERGY_SIGMA` at the full size below 4×4; then `detail_gain` writes the smoothed
+//!    image;
 //! 6. `rgb8_to_planar` hands it to `planar_to_packed` (see [`super::kernels`]) for the frame.
 //!
 //! Each kernel has a mirror (`*_pixel`, `*_line`: one GPU thread) written expression for
 //! expression, and [`SmootherOnCpu`] runs the steps over the same launch grids with the same
-//! state. It matches [`temporal::TemporalFilter`] bit for bit (tested), and the kernels are
-//! compiled with `--fmad=false` so the GPU computes what the mirrors compute. The filter's
-//! parameters come from `temporal::params`, passed to the kernels as arguments.
+//! state. It matches [`temporal::TemporalFilter`] bit for bit (tested): the kernels follow
+//! the host filter's order of operations wherever it rounds (sums, blends, byte rounding),
+//! and are compiled with `--fmad=false` so the GPU computes what the mirrors compute. The
+//! filter's parameters come from `temporal::params`, passed to the kernels as arguments.
 
 use super::kernels::{self, launch_on_cpu, FramePlan, Planar};
 use crate::error::{Error, Result};
@@ -41,6 +47,9 @@ struct Smooth {
 
 __device__ float clampf(float v, float lo, float hi) { return fminf(fmaxf(v, lo), hi); }
 __device__ int clampi(int v, int len) { return min(max(v, 0), len - 1); }
+// A value of the filter's float arithmetic as the byte it is stored as: rounded half up, as
+// the host filter's `to_byte` (not `to_level`'s round half away from zero).
+__device__ unsigned char to_byte(float v) { return (unsigned char)(clampf(v, 0.0f, 255.0f) + 0.5f); }
 // 2-D kernels: (x, y) of a pixel. Line kernels (one thread per row or column) use x only.
 __device__ int thread_x() { return blockIdx.x * blockDim.x + threadIdx.x; }
 __device__ int thread_y() { return blockIdx.y * blockDim.y + threadIdx.y; }
@@ -133,16 +142,21 @@ extern "C" __global__ void warp_cubic(const unsigned char* reference, const unsi
     float sy = clampf((float)y + dy * s.scale, 0.0f, (float)(s.height - 1));
     float wx[4], wy[4];
     int x0 = cubic_taps(sx, wx), y0 = cubic_taps(sy, wy);
+    // Separable, as the host's `cubic_pair`: each of the four rows across, then the rows.
     float r[3] = {0.0f, 0.0f, 0.0f}, o[3] = {0.0f, 0.0f, 0.0f};
     for (int j = 0; j < 4; j++) {
         int row = clampi(y0 + j, s.height) * s.width;
+        float ra[3] = {0.0f, 0.0f, 0.0f}, oa[3] = {0.0f, 0.0f, 0.0f};
         for (int i = 0; i < 4; i++) {
             int t = (row + clampi(x0 + i, s.width)) * 3;
-            float k = wy[j] * wx[i];
             for (int c = 0; c < 3; c++) {
-                r[c] += k * (float)reference[t + c];
-                o[c] += k * (float)output[t + c];
+                ra[c] += wx[i] * (float)reference[t + c];
+                oa[c] += wx[i] * (float)output[t + c];
             }
+        }
+        for (int c = 0; c < 3; c++) {
+            r[c] += wy[j] * ra[c];
+            o[c] += wy[j] * oa[c];
         }
     }
     int at = (y * s.width + x) * 3;
@@ -150,6 +164,28 @@ extern "C" __global__ void warp_cubic(const unsigned char* reference, const unsi
         warped_ref[at + c] = clampf(r[c], 0.0f, 255.0f);
         warped_out[at + c] = clampf(o[c], 0.0f, 255.0f);
     }
+}
+
+// Per pixel of the flow grid: 1 where the backward vector comes back along the forward flow
+// (the host's `round_trip_holds` at integer grid coordinates).
+extern "C" __global__ void round_trip(const float* flows, Smooth s, float* holds) {
+    int x = thread_x(), y = thread_y();
+    if (x >= s.grey_width || y >= s.grey_height) return;
+    int n = s.grey_width * s.grey_height;
+    int i = y * s.grey_width + x;
+    float bx = flows[i], by = flows[n + i];
+    const float* fwd = flows + 2 * n;
+    float gx = (float)x + bx, gy = (float)y + by;
+    float fx = bilinear_at(fwd, s.grey_width, s.grey_height, gx, gy);
+    float fy = bilinear_at(fwd + n, s.grey_width, s.grey_height, gx, gy);
+    float ex = bx + fx, ey = by + fy;
+    float mag = bx * bx + by * by + fx * fx + fy * fy;
+    holds[i] = ex * ex + ey * ey <= 0.01f * mag + s.slack ? 1.0f : 0.0f;
+}
+
+// The flow grid's row or column nearest to pixel `i`'s centre.
+__device__ int nearest(int i, float scale, int len) {
+    return min((int)fmaxf(to_smaller(i, scale) + 0.5f, 0.0f), len - 1);
 }
 
 extern "C" __global__ void temporal_diff(const float* warped_ref, const unsigned char* input,
@@ -167,7 +203,7 @@ __device__ float propagation_weight(float agreement, float stability) {
     return fminf(agreement * stability / (1.0f - stability), 1.0f);
 }
 
-extern "C" __global__ void temporal_blend(const float* diff, const float* flows,
+extern "C" __global__ void temporal_blend(const float* diff, const float* round_trip,
                                           const unsigned char* styled,
                                           const unsigned char* input, const float* warped_ref,
                                           const float* warped_out, Smooth s, float* current,
@@ -181,24 +217,16 @@ extern "C" __global__ void temporal_blend(const float* diff, const float* flows,
         }
     }
     float agreement = clampf((s.disagree - worst) / (s.disagree - s.agree), 0.0f, 1.0f);
-    int n = s.grey_width * s.grey_height;
-    float gx = to_smaller(x, s.scale), gy = to_smaller(y, s.scale);
-    float bx, by;
-    flow_at_pixel(flows, s, x, y, &bx, &by);
-    const float* fwd = flows + 2 * n;
-    float fx = bilinear_at(fwd, s.grey_width, s.grey_height, gx + bx, gy + by);
-    float fy = bilinear_at(fwd + n, s.grey_width, s.grey_height, gx + bx, gy + by);
-    float ex = bx + fx, ey = by + fy;
-    float mag = bx * bx + by * by + fx * fx + fy * fy;
-    float consistent = ex * ex + ey * ey <= 0.01f * mag + s.slack ? 1.0f : 0.0f;
-    float k = propagation_weight(agreement * consistent, s.stability);
+    float holds = round_trip[nearest(y, s.scale, s.grey_height) * s.grey_width +
+                             nearest(x, s.scale, s.grey_width)];
+    float k = propagation_weight(agreement * holds, s.stability);
     int at = (y * s.width + x) * 3;
     for (int c = 0; c < 3; c++) {
         float cur = (float)styled[at + c];
         current[at + c] = cur;
         blended[at + c] = (1.0f - k) * cur + k * warped_out[at + c];
         float r = (1.0f - k) * (float)input[at + c] + k * warped_ref[at + c];
-        reference[at + c] = (unsigned char)to_level(r);
+        reference[at + c] = to_byte(r);
     }
 }
 
@@ -206,11 +234,13 @@ extern "C" __global__ void gauss_rows(const float* src, float* dst, int width, i
                                       int channels, const float* taps, int radius) {
     int x = thread_x(), y = thread_y();
     if (x >= width || y >= height) return;
+    // Symmetric taps, as the host: the centre, then pixels at ±(radius − k) sharing tap k.
     for (int c = 0; c < channels; c++) {
-        float acc = 0.0f;
-        for (int k = 0; k <= 2 * radius; k++) {
-            int sx = min(max(x + k - radius, 0), width - 1);
-            acc += taps[k] * src[(y * width + sx) * channels + c];
+        float acc = taps[radius] * src[(y * width + x) * channels + c];
+        for (int k = 0; k < radius; k++) {
+            int a = clampi(x + k - radius, width), b = clampi(x + radius - k, width);
+            acc += taps[k] * (src[(y * width + a) * channels + c] +
+                              src[(y * width + b) * channels + c]);
         }
         dst[(y * width + x) * channels + c] = acc;
     }
@@ -221,10 +251,11 @@ extern "C" __global__ void gauss_cols(const float* src, float* dst, int width, i
     int x = thread_x(), y = thread_y();
     if (x >= width || y >= height) return;
     for (int c = 0; c < channels; c++) {
-        float acc = 0.0f;
-        for (int k = 0; k <= 2 * radius; k++) {
-            int sy = min(max(y + k - radius, 0), height - 1);
-            acc += taps[k] * src[(sy * width + x) * channels + c];
+        float acc = taps[radius] * src[(y * width + x) * channels + c];
+        for (int k = 0; k < radius; k++) {
+            int a = clampi(y + k - radius, height), b = clampi(y + radius - k, height);
+            acc += taps[k] * (src[(a * width + x) * channels + c] +
+                              src[(b * width + x) * channels + c]);
         }
         dst[(y * width + x) * channels + c] = acc;
     }
@@ -241,6 +272,24 @@ extern "C" __global__ void detail_power(const float* img, const float* base, int
         p += d * d;
     }
     power[i] = p / 3.0f;
+}
+
+// 2×2 means of a width×height image into hw×hh (the last row and column repeated when odd).
+extern "C" __global__ void half_means(const float* img, int width, int height, float* half,
+                                      int hw, int hh) {
+    int x = thread_x(), y = thread_y();
+    if (x >= hw || y >= hh) return;
+    int top = 2 * y * width, bottom = min(2 * y + 1, height - 1) * width;
+    int a = 2 * x, b = min(2 * x + 1, width - 1);
+    half[y * hw + x] = 0.25f * (img[top + a] + img[top + b] + img[bottom + a] + img[bottom + b]);
+}
+
+// An image twice the size of `half` (hw×hh), bilinear with pixel centres aligned.
+extern "C" __global__ void upsample(const float* half, int hw, int hh, float* out, int width,
+                                    int height) {
+    int x = thread_x(), y = thread_y();
+    if (x >= width || y >= height) return;
+    out[y * width + x] = bilinear_at(half, hw, hh, to_smaller(x, 2.0f), to_smaller(y, 2.0f));
 }
 
 // Running box sums, one thread per row / column (the host filter's order of additions).
@@ -282,7 +331,7 @@ extern "C" __global__ void detail_gain(const float* base, const float* detail,
     float gain = clampf(sqrtf((target[i] + 1.0f) / (energy[i] + 1.0f)), 1.0f / s.max_gain,
                         s.max_gain);
     for (int c = 0; c < 3; c++) {
-        out[i * 3 + c] = (unsigned char)to_level(base[i * 3 + c] + gain * detail[i * 3 + c]);
+        out[i * 3 + c] = to_byte(base[i * 3 + c] + gain * detail[i * 3 + c]);
     }
 }
 "#;
@@ -300,17 +349,23 @@ pub const DETAIL_POWER: &str = "detail_power";
 pub const BOX_ROWS: &str = "box_rows";
 pub const BOX_COLS: &str = "box_cols";
 pub const DETAIL_GAIN: &str = "detail_gain";
+pub const ROUND_TRIP: &str = "round_trip";
+pub const HALF_MEANS: &str = "half_means";
+pub const UPSAMPLE: &str = "upsample";
 
 pub const KERNELS: &[&str] = &[
     PLANAR_TO_RGB8,
     RGB8_TO_PLANAR,
     GREY_DOWNSCALE,
     WARP_CUBIC,
+    ROUND_TRIP,
     TEMPORAL_DIFF,
     TEMPORAL_BLEND,
     GAUSS_ROWS,
     GAUSS_COLS,
     DETAIL_POWER,
+    HALF_MEANS,
+    UPSAMPLE,
     BOX_ROWS,
     BOX_COLS,
     DETAIL_GAIN,
@@ -373,6 +428,25 @@ impl Sizes {
         self.grey_width * self.grey_height
     }
 
+    /// Whether the detail energy's window is taken at half resolution (the host's rule in
+    /// `temporal::detail`: a blur at the full size below 4×4).
+    pub fn energy_at_half(&self) -> bool {
+        self.width >= 4 && self.height >= 4
+    }
+
+    /// The half-resolution image of the energy window (2×2 means, odd sizes rounded up).
+    pub fn half_width(&self) -> usize {
+        self.width.div_ceil(2)
+    }
+
+    pub fn half_height(&self) -> usize {
+        self.height.div_ceil(2)
+    }
+
+    pub fn half_pixels(&self) -> usize {
+        self.half_width() * self.half_height()
+    }
+
     pub fn params(&self, stability: f32) -> Result<Smooth> {
         let int = |v: usize| {
             i32::try_from(v)
@@ -393,19 +467,32 @@ impl Sizes {
     }
 }
 
-// The device port takes the exact Gaussian for the detail split and boxes for the energy
-// window, as the host's `gaussian_blur` does for these σ.
-const _: () =
-    assert!(params::DETAIL_SIGMA < params::BOX_SIGMA && params::ENERGY_SIGMA >= params::BOX_SIGMA);
+/// The σ of the energy window at half resolution.
+const HALF_ENERGY_SIGMA: f32 = params::ENERGY_SIGMA / 2.0;
 
-/// The detail split's Gaussian taps (radius = len / 2) and the three box radii of the energy
-/// window: what the host filter uses, uploaded once to the device.
+// The device port takes the exact Gaussian for the detail split and boxes for the energy
+// window (at half and at full resolution), as the host's `gaussian_blur_into` does for these σ.
+const _: () = assert!(
+    params::DETAIL_SIGMA < params::BOX_SIGMA
+        && HALF_ENERGY_SIGMA >= params::BOX_SIGMA
+        && params::ENERGY_SIGMA >= params::BOX_SIGMA
+);
+
+/// The detail split's Gaussian taps (radius = len / 2): what the host filter uses, uploaded
+/// once to the device.
 pub fn detail_taps() -> Vec<f32> {
     params::gaussian_taps(params::DETAIL_SIGMA)
 }
 
-pub fn energy_box_radii() -> [usize; 3] {
-    params::boxes_for_gauss(params::ENERGY_SIGMA).map(|width| width / 2)
+/// The three box radii of the energy window: σ `ENERGY_SIGMA` / 2 on the half-resolution
+/// image (`half`), else σ `ENERGY_SIGMA` at the full size.
+pub fn energy_box_radii(half: bool) -> [usize; 3] {
+    let sigma = if half {
+        HALF_ENERGY_SIGMA
+    } else {
+        params::ENERGY_SIGMA
+    };
+    params::boxes_for_gauss(sigma).map(|width| width / 2)
 }
 
 /// The two dense flows of one frame in one buffer, as uploaded: backward dx, dy, forward dx,
@@ -439,6 +526,12 @@ fn clampf(v: f32, lo: f32, hi: f32) -> f32 {
 
 fn clampi(v: i32, len: i32) -> usize {
     v.max(0).min(len - 1) as usize
+}
+
+/// Mirror of the CUDA `to_byte` (the host filter's rounding of its values to bytes).
+#[allow(clippy::manual_clamp)] // as `clampf`: NaN gives 0
+fn to_byte(v: f32) -> u8 {
+    (clampf(v, 0.0, 255.0) + 0.5) as u8
 }
 
 /// Mirror of the CUDA `to_level` (see `kernels`).
@@ -570,13 +663,17 @@ pub fn warp_cubic_pixel(
     let (mut r, mut o) = ([0.0f32; 3], [0.0f32; 3]);
     for (j, ky) in wy.iter().enumerate() {
         let row = clampi(y0 + j as i32, s.height) * s.width as usize;
+        let (mut ra, mut oa) = ([0.0f32; 3], [0.0f32; 3]);
         for (i, kx) in wx.iter().enumerate() {
             let t = (row + clampi(x0 + i as i32, s.width)) * 3;
-            let k = ky * kx;
             for c in 0..3 {
-                r[c] += k * f32::from(reference[t + c]);
-                o[c] += k * f32::from(output[t + c]);
+                ra[c] += kx * f32::from(reference[t + c]);
+                oa[c] += kx * f32::from(output[t + c]);
             }
+        }
+        for c in 0..3 {
+            r[c] += ky * ra[c];
+            o[c] += ky * oa[c];
         }
     }
     let at = ((y * s.width + x) * 3) as usize;
@@ -584,6 +681,32 @@ pub fn warp_cubic_pixel(
         warped_ref[at + c] = clampf(r[c], 0.0, 255.0);
         warped_out[at + c] = clampf(o[c], 0.0, 255.0);
     }
+}
+
+/// Mirror of one `round_trip` thread (a pixel of the flow grid).
+pub fn round_trip_pixel(flows: &[f32], s: &Smooth, holds: &mut [f32], x: usize, y: usize) {
+    let (x, y) = (x as i32, y as i32);
+    if x >= s.grey_width || y >= s.grey_height {
+        return;
+    }
+    let n = (s.grey_width * s.grey_height) as usize;
+    let i = (y * s.grey_width + x) as usize;
+    let (bx, by) = (flows[i], flows[n + i]);
+    let fwd = &flows[2 * n..];
+    let (gx, gy) = (x as f32 + bx, y as f32 + by);
+    let fx = bilinear_at(fwd, s.grey_width, s.grey_height, gx, gy);
+    let fy = bilinear_at(&fwd[n..], s.grey_width, s.grey_height, gx, gy);
+    let (ex, ey) = (bx + fx, by + fy);
+    let mag = bx * bx + by * by + fx * fx + fy * fy;
+    holds[i] = if ex * ex + ey * ey <= 0.01 * mag + s.slack {
+        1.0
+    } else {
+        0.0
+    };
+}
+
+fn nearest(i: i32, scale: f32, len: i32) -> i32 {
+    ((to_smaller(i, scale) + 0.5).max(0.0) as i32).min(len - 1)
 }
 
 /// Mirror of one `temporal_diff` thread.
@@ -617,7 +740,8 @@ fn propagation_weight(agreement: f32, stability: f32) -> f32 {
 /// The images `temporal_blend` reads.
 pub struct BlendInputs<'a> {
     pub diff: &'a [f32],
-    pub flows: &'a [f32],
+    /// `round_trip`'s result per pixel of the flow grid.
+    pub round_trip: &'a [f32],
     pub styled: &'a [u8],
     pub input: &'a [u8],
     pub warped_ref: &'a [f32],
@@ -644,27 +768,16 @@ pub fn temporal_blend_pixel(i: &BlendInputs, s: &Smooth, o: &mut BlendOutputs, x
         }
     }
     let agreement = clampf((s.disagree - worst) / (s.disagree - s.agree), 0.0, 1.0);
-    let n = (s.grey_width * s.grey_height) as usize;
-    let (gx, gy) = (to_smaller(x, s.scale), to_smaller(y, s.scale));
-    let (bx, by) = flow_at_pixel(i.flows, s, x, y);
-    let fwd = &i.flows[2 * n..];
-    let fx = bilinear_at(fwd, s.grey_width, s.grey_height, gx + bx, gy + by);
-    let fy = bilinear_at(&fwd[n..], s.grey_width, s.grey_height, gx + bx, gy + by);
-    let (ex, ey) = (bx + fx, by + fy);
-    let mag = bx * bx + by * by + fx * fx + fy * fy;
-    let consistent = if ex * ex + ey * ey <= 0.01 * mag + s.slack {
-        1.0
-    } else {
-        0.0
-    };
-    let k = propagation_weight(agreement * consistent, s.stability);
+    let holds = i.round_trip[(nearest(y, s.scale, s.grey_height) * s.grey_width
+        + nearest(x, s.scale, s.grey_width)) as usize];
+    let k = propagation_weight(agreement * holds, s.stability);
     let at = ((y * s.width + x) * 3) as usize;
     for c in 0..3 {
         let cur = f32::from(i.styled[at + c]);
         o.current[at + c] = cur;
         o.blended[at + c] = (1.0 - k) * cur + k * i.warped_out[at + c];
         let r = (1.0 - k) * f32::from(i.input[at + c]) + k * i.warped_ref[at + c];
-        o.reference[at + c] = to_level(r) as u8;
+        o.reference[at + c] = to_byte(r);
     }
 }
 
@@ -692,17 +805,19 @@ pub fn gauss_pixel(
         return;
     }
     let radius = (taps.len() / 2) as i32;
+    // Pixel at offset `d` along the pass, clamped.
+    let at = |d: i32| {
+        if vertical {
+            clampi(y + d, h) * w as usize + x as usize
+        } else {
+            y as usize * w as usize + clampi(x + d, w)
+        }
+    };
     for c in 0..ch {
-        let mut acc = 0.0f32;
-        for k in 0..=2 * radius {
-            let at = if vertical {
-                let sy = (y + k - radius).max(0).min(h - 1);
-                (sy * w + x) as usize
-            } else {
-                let sx = (x + k - radius).max(0).min(w - 1);
-                (y * w + sx) as usize
-            };
-            acc += taps[k as usize] * src[at * ch + c];
+        let mut acc = taps[radius as usize] * src[(y * w + x) as usize * ch + c];
+        for k in 0..radius {
+            let (a, b) = (at(k - radius), at(radius - k));
+            acc += taps[k as usize] * (src[a * ch + c] + src[b * ch + c]);
         }
         dst[(y * w + x) as usize * ch + c] = acc;
     }
@@ -728,6 +843,29 @@ pub fn detail_power_pixel(
         p += d * d;
     }
     power[i] = p / 3.0;
+}
+
+/// Mirror of one `half_means` thread (`p` the full-size image, one channel).
+pub fn half_means_pixel(img: &[f32], p: Plane, half: &mut [f32], x: usize, y: usize) {
+    let (w, h) = (p.width, p.height);
+    let (hw, hh) = (w.div_ceil(2), h.div_ceil(2));
+    if x >= hw || y >= hh {
+        return;
+    }
+    let (top, bottom) = (2 * y * w, (2 * y + 1).min(h - 1) * w);
+    let (a, b) = (2 * x, (2 * x + 1).min(w - 1));
+    half[y * hw + x] = 0.25 * (img[top + a] + img[top + b] + img[bottom + a] + img[bottom + b]);
+}
+
+/// Mirror of one `upsample` thread (`p` the full-size image, one channel).
+pub fn upsample_pixel(half: &[f32], p: Plane, out: &mut [f32], x: usize, y: usize) {
+    let (w, h) = (p.width, p.height);
+    if x >= w || y >= h {
+        return;
+    }
+    let (hw, hh) = (w.div_ceil(2) as i32, h.div_ceil(2) as i32);
+    let (gx, gy) = (to_smaller(x as i32, 2.0), to_smaller(y as i32, 2.0));
+    out[y * w + x] = bilinear_at(half, hw, hh, gx, gy);
 }
 
 /// Mirror of one `box_rows` thread (`vertical` false: row `line`) or `box_cols` thread (true:
@@ -786,7 +924,7 @@ pub fn detail_gain_pixel(
         s.max_gain,
     );
     for c in 0..3 {
-        out[i * 3 + c] = to_level(base[i * 3 + c] + gain * detail[i * 3 + c]) as u8;
+        out[i * 3 + c] = to_byte(base[i * 3 + c] + gain * detail[i * 3 + c]);
     }
 }
 
@@ -882,6 +1020,11 @@ fn smooth_on_cpu(
             y,
         )
     });
+    let (gw, gh) = (s.grey_width as usize, s.grey_height as usize);
+    let mut round_trip = vec![0.0; gw * gh];
+    launch_on_cpu(gw, gh, |x, y| {
+        round_trip_pixel(flows, s, &mut round_trip, x, y)
+    });
     let mut diff = vec![0.0; n];
     launch_on_cpu(w, h, |x, y| {
         temporal_diff_pixel(&warped_ref, input, s, &mut diff, x, y)
@@ -891,7 +1034,7 @@ fn smooth_on_cpu(
     {
         let inputs = BlendInputs {
             diff: &diff,
-            flows,
+            round_trip: &round_trip,
             styled,
             input,
             warped_ref: &warped_ref,
@@ -907,13 +1050,33 @@ fn smooth_on_cpu(
         });
     }
     let taps = detail_taps();
-    let radii = energy_box_radii();
+    let sizes = Sizes::new(w, h);
+    let at_half = sizes.energy_at_half();
+    let radii = energy_box_radii(at_half);
     let rgb = Plane {
         width: w,
         height: h,
         channels: 3,
     };
     let grey = Plane { channels: 1, ..rgb };
+    let (hw, hh) = (sizes.half_width(), sizes.half_height());
+    let half_plane = Plane {
+        width: hw,
+        height: hh,
+        channels: 1,
+    };
+    // The boxes of the energy window over a one-channel image of `p`'s size, in place.
+    let boxes = |img: &mut [f32], p: Plane| {
+        let mut tmp = vec![0.0; p.width * p.height];
+        for r in radii {
+            launch_on_cpu(p.height, 1, |line, row| {
+                box_line(img, &mut tmp, p, r, false, line, row)
+            });
+            launch_on_cpu(p.width, 1, |line, row| {
+                box_line(&tmp, img, p, r, true, line, row)
+            });
+        }
+    };
     // Fine detail and its local energy (the host's `detail_and_energy`).
     let detail_and_energy = |img: &[f32]| {
         let (mut across, mut base) = (vec![0.0; n * 3], vec![0.0; n * 3]);
@@ -927,14 +1090,16 @@ fn smooth_on_cpu(
         launch_on_cpu(n, 1, |i, row| {
             detail_power_pixel(img, &base, n, &mut detail, &mut energy, i, row)
         });
-        let mut tmp = vec![0.0; n];
-        for r in radii {
-            launch_on_cpu(h, 1, |line, row| {
-                box_line(&energy, &mut tmp, grey, r, false, line, row)
+        // The power's local mean: at half resolution, or at the full size when small.
+        if at_half {
+            let mut half = vec![0.0; hw * hh];
+            launch_on_cpu(hw, hh, |x, y| {
+                half_means_pixel(&energy, grey, &mut half, x, y)
             });
-            launch_on_cpu(w, 1, |line, row| {
-                box_line(&tmp, &mut energy, grey, r, true, line, row)
-            });
+            boxes(&mut half, half_plane);
+            launch_on_cpu(w, h, |x, y| upsample_pixel(&half, grey, &mut energy, x, y));
+        } else {
+            boxes(&mut energy, grey);
         }
         (base, detail, energy)
     };
@@ -1033,8 +1198,10 @@ mod tests {
 
     #[test]
     fn the_device_smoothing_equals_the_host_filter_bit_for_bit() {
-        // 400 wide: a grey image at factor 2 (flow upsampled); 96 wide: factor 1.
-        for (w, h) in [(400, 90), (96, 60)] {
+        // 400 wide: a grey image at factor 2 (flow upsampled); 96 wide: factor 1; 97×61: odd
+        // sizes (the half-resolution energy repeats its last row and column); 3 wide: the
+        // energy window at the full size.
+        for (w, h) in [(400, 90), (96, 60), (97, 61), (3, 40)] {
             for stability in [0.7, 1.0] {
                 let mut host = TemporalFilter::new(f64::from(stability));
                 let mut device = SmootherOnCpu::default();

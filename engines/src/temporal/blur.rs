@@ -1,8 +1,12 @@
-//! Separable Gaussian blurs: exact for small σ, three box passes for large σ.
+//! Separable Gaussian blurs: exact for small σ, three box passes for large σ. Both run in
+//! bands of rows ([`super::par`]) into buffers the caller keeps.
+
+use super::par::for_bands;
+use super::simd::kernel;
 
 /// Separable Gaussian blur (radius 3σ) of an interleaved image with `channels` channels,
-/// borders clamped. Both passes add whole shifted rows, so the inner loops are contiguous and
-/// vectorise.
+/// borders clamped.
+#[cfg(test)]
 pub(super) fn gaussian_blur(
     img: &[f32],
     w: usize,
@@ -10,41 +14,110 @@ pub(super) fn gaussian_blur(
     channels: usize,
     sigma: f32,
 ) -> Vec<f32> {
+    let mut out = Vec::new();
+    gaussian_blur_into(img, &mut out, &mut Vec::new(), w, h, channels, sigma, 1);
+    out
+}
+
+/// [`gaussian_blur`] into `out`, with `tmp` between the passes, on up to `threads` threads.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gaussian_blur_into(
+    img: &[f32],
+    out: &mut Vec<f32>,
+    tmp: &mut Vec<f32>,
+    w: usize,
+    h: usize,
+    channels: usize,
+    sigma: f32,
+    threads: usize,
+) {
+    out.resize(img.len(), 0.0);
     if sigma >= BOX_SIGMA {
-        return box_gaussian(img, w, h, channels, sigma);
+        out.copy_from_slice(img);
+        box_gaussian_in_place(out, tmp, w, h, channels, sigma, threads);
+        return;
     }
     let taps = gaussian_taps(sigma);
-    let radius = taps.len() / 2;
     let row_len = w * channels;
-    // Horizontal: each row padded by repeating its edge pixels.
-    let mut across = vec![0f32; img.len()];
-    let mut padded = vec![0f32; (w + 2 * radius) * channels];
-    for (src, dst) in img
-        .chunks_exact(row_len)
-        .zip(across.chunks_exact_mut(row_len))
-    {
-        for (x, px) in padded.chunks_exact_mut(channels).enumerate() {
-            let sx = x.saturating_sub(radius).min(w - 1);
-            px.copy_from_slice(&src[sx * channels..][..channels]);
-        }
-        for (k, t) in taps.iter().enumerate() {
-            let shifted = &padded[k * channels..][..row_len];
-            for (d, v) in dst.iter_mut().zip(shifted) {
-                *d += t * v;
-            }
-        }
-    }
+    tmp.resize(img.len(), 0.0);
+    // Horizontal: each row padded by repeating its edge pixels; whole shifted rows are added,
+    // so the inner loops are contiguous and vectorise.
+    for_bands(tmp, row_len, threads, |rows, band| {
+        let src = &img[rows.start * row_len..rows.end * row_len];
+        gaussian_rows(src, band, w, channels, &taps);
+    });
     // Vertical: each output row is the weighted sum of clamped neighbouring rows.
-    let mut out = vec![0f32; img.len()];
-    for (y, dst) in out.chunks_exact_mut(row_len).enumerate() {
-        for (k, t) in taps.iter().enumerate() {
-            let sy = (y + k).saturating_sub(radius).min(h - 1);
-            for (d, v) in dst.iter_mut().zip(&across[sy * row_len..][..row_len]) {
-                *d += t * v;
+    let across = &*tmp;
+    for_bands(out, row_len, threads, |rows, band| {
+        gaussian_columns(across, band, rows.start, w, h, channels, &taps);
+    });
+}
+
+kernel! {
+    /// The horizontal pass of [`gaussian_blur`] over whole rows of `src` into `dst`.
+    fn gaussian_rows(src: &[f32], dst: &mut [f32], w: usize, channels: usize, taps: &[f32]) {
+        let radius = taps.len() / 2;
+        let row_len = w * channels;
+        let mut padded = vec![0f32; (w + 2 * radius) * channels];
+        for (src, dst) in src.chunks_exact(row_len).zip(dst.chunks_exact_mut(row_len)) {
+            pad_row(src, &mut padded, channels, radius);
+            // The kernel is symmetric: pixels at ±k share a tap (one multiply for two).
+            let at = |k: usize| &padded[k * channels..][..row_len];
+            for (d, v) in dst.iter_mut().zip(at(radius)) {
+                *d = taps[radius] * v;
+            }
+            for (k, t) in taps.iter().enumerate().take(radius) {
+                for ((d, a), b) in dst.iter_mut().zip(at(k)).zip(at(2 * radius - k)) {
+                    *d += t * (a + b);
+                }
             }
         }
     }
-    out
+}
+
+/// `row` (pixels of `channels` values) into `padded` with its first and last pixel repeated
+/// `pad` times before and after: one copy of the row, values copied one by one only at the
+/// edges (a copy per pixel of a run-time length is a library call each).
+#[inline(always)]
+fn pad_row(row: &[f32], padded: &mut [f32], channels: usize, pad: usize) {
+    let (edge, len) = (pad * channels, row.len());
+    padded[edge..edge + len].copy_from_slice(row);
+    for i in 0..edge {
+        padded[i] = row[i % channels];
+        padded[edge + len + i] = row[len - channels + i % channels];
+    }
+}
+
+kernel! {
+    /// The vertical pass of [`gaussian_blur`]: rows `y0..` of the output into `dst` from the
+    /// whole horizontally blurred image `across`.
+    fn gaussian_columns(
+        across: &[f32],
+        dst: &mut [f32],
+        y0: usize,
+        w: usize,
+        h: usize,
+        channels: usize,
+        taps: &[f32],
+    ) {
+        let radius = taps.len() / 2;
+        let row_len = w * channels;
+        for (i, dst) in dst.chunks_exact_mut(row_len).enumerate() {
+            // Row y + k − radius, clamped; symmetric taps as across.
+            let at = |k: usize| {
+                let sy = (y0 + i + k).saturating_sub(radius).min(h - 1);
+                &across[sy * row_len..][..row_len]
+            };
+            for (d, v) in dst.iter_mut().zip(at(radius)) {
+                *d = taps[radius] * v;
+            }
+            for (k, t) in taps.iter().enumerate().take(radius) {
+                for ((d, a), b) in dst.iter_mut().zip(at(k)).zip(at(2 * radius - k)) {
+                    *d += t * (a + b);
+                }
+            }
+        }
+    }
 }
 
 /// The normalised taps of a Gaussian of `sigma`, radius 3σ (2·radius + 1 of them).
@@ -82,6 +155,7 @@ pub(crate) fn boxes_for_gauss(sigma: f32) -> [usize; 3] {
 
 /// Gaussian blur as three box blurs, each a horizontal then a vertical running sum, borders
 /// clamped like [`gaussian_blur`].
+#[cfg(test)]
 pub(super) fn box_gaussian(
     img: &[f32],
     w: usize,
@@ -90,11 +164,12 @@ pub(super) fn box_gaussian(
     sigma: f32,
 ) -> Vec<f32> {
     let mut a = img.to_vec();
-    box_gaussian_in_place(&mut a, &mut Vec::new(), w, h, channels, sigma);
+    box_gaussian_in_place(&mut a, &mut Vec::new(), w, h, channels, sigma, 1);
     a
 }
 
-/// [`box_gaussian`] of `img` in place, with `tmp` as the buffer between passes.
+/// [`box_gaussian`] of `img` in place, with `tmp` as the buffer between passes, on up to
+/// `threads` threads.
 pub(super) fn box_gaussian_in_place(
     img: &mut [f32],
     tmp: &mut Vec<f32>,
@@ -102,74 +177,118 @@ pub(super) fn box_gaussian_in_place(
     h: usize,
     channels: usize,
     sigma: f32,
+    threads: usize,
 ) {
     tmp.resize(img.len(), 0.0);
+    let row_len = w * channels;
     for width in boxes_for_gauss(sigma) {
         let r = width / 2;
-        box_rows(img, tmp, w, channels, r);
-        box_columns(tmp, img, w, h, channels, r);
+        let src = &*img;
+        for_bands(tmp, row_len, threads, |rows, band| {
+            box_rows(
+                &src[rows.start * row_len..rows.end * row_len],
+                band,
+                w,
+                channels,
+                r,
+            );
+        });
+        let src = &*tmp;
+        for_bands(img, row_len, threads, |rows, band| {
+            box_columns(src, band, rows.start, w, h, channels, r);
+        });
     }
 }
 
-pub(super) fn box_rows(src: &[f32], dst: &mut [f32], w: usize, channels: usize, r: usize) {
-    // The channel count as a constant lets the per-pixel channel loop unroll and vectorise.
-    match channels {
-        1 => box_rows_n::<1>(src, dst, w, r),
-        3 => box_rows_n::<3>(src, dst, w, r),
-        5 => box_rows_n::<5>(src, dst, w, r),
-        _ => unreachable!("box blur of {channels} channels"),
+kernel! {
+    /// Horizontal running sums (box of radius `r`) over whole rows of `src` into `dst`.
+    pub(super) fn box_rows(src: &[f32], dst: &mut [f32], w: usize, channels: usize, r: usize) {
+        // The channel count as a constant lets the per-pixel channel loop unroll and
+        // vectorise.
+        match channels {
+            1 => box_rows_n::<1>(src, dst, w, r),
+            3 => box_rows_n::<3>(src, dst, w, r),
+            5 => box_rows_n::<5>(src, dst, w, r),
+            _ => unreachable!("box blur of {channels} channels"),
+        }
     }
 }
 
-pub(super) fn box_rows_n<const C: usize>(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
+#[inline(always)]
+fn box_rows_n<const C: usize>(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
+    // Rows are summed four at a time: a running sum is a chain of dependent additions, and
+    // four independent chains keep the adder busy (the same sums as one row at a time).
+    const ROWS: usize = 4;
     let norm = 1.0 / (2 * r + 1) as f32;
-    let at = |x: isize| x.clamp(0, w as isize - 1) as usize * C;
-    for (s, d) in src.chunks_exact(w * C).zip(dst.chunks_exact_mut(w * C)) {
-        let mut acc = [0f32; C];
+    // Each row with its edge pixels repeated r + 1 times on both sides: no clamping per pixel.
+    let pad = r + 1;
+    let padded_len = (w + 2 * pad) * C;
+    let mut padded = vec![0f32; ROWS * padded_len];
+    let groups = src.chunks(ROWS * w * C).zip(dst.chunks_mut(ROWS * w * C));
+    for (s, d) in groups {
+        let n = s.len() / (w * C);
+        for (row, p) in s
+            .chunks_exact(w * C)
+            .zip(padded.chunks_exact_mut(padded_len))
+        {
+            pad_row(row, p, C, pad);
+        }
+        let mut acc = [[0f32; C]; ROWS];
+        for (a, p) in acc.iter_mut().zip(padded.chunks_exact(padded_len)).take(n) {
+            for px in p[C..].chunks_exact(C).take(2 * r + 1) {
+                for c in 0..C {
+                    a[c] += px[c];
+                }
+            }
+        }
+        // Pixel x adds padded pixel x + 2r + 2 and drops x + 1 (x + r + 1 and x − r unpadded).
+        for x in 0..w {
+            for (j, a) in acc.iter_mut().enumerate().take(n) {
+                let p = &padded[j * padded_len..][..padded_len];
+                let (add, sub) = (&p[(x + 2 * r + 2) * C..][..C], &p[(x + 1) * C..][..C]);
+                let out = &mut d[(j * w + x) * C..][..C];
+                for c in 0..C {
+                    out[c] = a[c] * norm;
+                    a[c] += add[c] - sub[c];
+                }
+            }
+        }
+    }
+}
+
+kernel! {
+    /// Vertical running sums of `src` (the whole image) for the rows of `dst`, a band of the
+    /// output that starts at row `y0`. Each band starts its sum afresh, so the result does not
+    /// depend on how the rows are split.
+    pub(super) fn box_columns(
+        src: &[f32],
+        dst: &mut [f32],
+        y0: usize,
+        w: usize,
+        h: usize,
+        channels: usize,
+        r: usize,
+    ) {
+        let norm = 1.0 / (2 * r + 1) as f32;
+        let row_len = w * channels;
+        let row = |y: isize| {
+            let y = y.clamp(0, h as isize - 1) as usize;
+            &src[y * row_len..(y + 1) * row_len]
+        };
+        let y0 = y0 as isize;
+        let mut acc = vec![0f32; row_len];
         for k in -(r as isize)..=r as isize {
-            let px: &[f32; C] = s[at(k)..at(k) + C].try_into().expect("C values");
-            for c in 0..C {
-                acc[c] += px[c];
+            for (a, v) in acc.iter_mut().zip(row(y0 + k)) {
+                *a += v;
             }
         }
-        for (x, out) in d.chunks_exact_mut(C).enumerate() {
-            let x = x as isize;
-            let add: &[f32; C] = s[at(x + r as isize + 1)..][..C].try_into().expect("C");
-            let sub: &[f32; C] = s[at(x - r as isize)..][..C].try_into().expect("C");
-            for c in 0..C {
-                out[c] = acc[c] * norm;
-                acc[c] += add[c] - sub[c];
+        for (i, d) in dst.chunks_exact_mut(row_len).enumerate() {
+            let y = y0 + i as isize;
+            let (add, sub) = (row(y + r as isize + 1), row(y - r as isize));
+            for (((o, a), p), m) in d.iter_mut().zip(acc.iter_mut()).zip(add).zip(sub) {
+                *o = *a * norm;
+                *a += p - m;
             }
-        }
-    }
-}
-
-pub(super) fn box_columns(
-    src: &[f32],
-    dst: &mut [f32],
-    w: usize,
-    h: usize,
-    channels: usize,
-    r: usize,
-) {
-    let norm = 1.0 / (2 * r + 1) as f32;
-    let row_len = w * channels;
-    let row = |y: isize| {
-        let y = y.clamp(0, h as isize - 1) as usize;
-        &src[y * row_len..(y + 1) * row_len]
-    };
-    let mut acc = vec![0f32; row_len];
-    for k in -(r as isize)..=r as isize {
-        for (a, v) in acc.iter_mut().zip(row(k)) {
-            *a += v;
-        }
-    }
-    for (y, d) in dst.chunks_exact_mut(row_len).enumerate() {
-        let y = y as isize;
-        let (add, sub) = (row(y + r as isize + 1), row(y - r as isize));
-        for (((o, a), p), m) in d.iter_mut().zip(acc.iter_mut()).zip(add).zip(sub) {
-            *o = *a * norm;
-            *a += p - m;
         }
     }
 }

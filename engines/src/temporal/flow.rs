@@ -2,7 +2,9 @@
 //! large motions, dense Lucas–Kanade refinement per pixel, and the forward–backward check.
 
 use super::blur::box_gaussian_in_place;
-use super::grey::{bilinear, halve, GreyImage};
+use super::grey::{axis_taps, halve, BilinearTaps, GreyImage};
+use super::par::{for_bands, for_bands2};
+use super::simd::kernel;
 
 /// Dense Lucas–Kanade refinement: steps, and the σ of its Gaussian window (pixels).
 const DENSE_STEPS: usize = 3;
@@ -63,15 +65,64 @@ impl Flow {
     /// Motion at a pixel of the estimation image (bilinear between grid points).
     #[inline(always)]
     pub fn sample(&self, x: f32, y: f32) -> (f32, f32) {
-        let gx = (x - self.origin) / self.step;
-        let gy = (y - self.origin) / self.step;
-        let at = |v: &Vec<f32>| bilinear(gx, gy, self.cols, self.rows, |c, r| v[r * self.cols + c]);
-        (at(&self.dx), at(&self.dy))
+        let (gx, gy) = (self.grid_coord(x), self.grid_coord(y));
+        let taps = BilinearTaps::new(gx, gy, self.cols, self.rows);
+        (taps.apply(|i| self.dx[i]), taps.apply(|i| self.dy[i]))
+    }
+
+    /// A coordinate of the estimation image on the grid. A dense flow's grid is the pixel grid:
+    /// no division (the same values).
+    #[inline(always)]
+    fn grid_coord(&self, v: f32) -> f32 {
+        if self.step == 1.0 {
+            v - self.origin
+        } else {
+            (v - self.origin) / self.step
+        }
+    }
+
+    /// Where [`Flow::at_pixel`] reads the grid along x, for each column of an image `width`
+    /// pixels wide and `scale` times the estimation image.
+    pub(super) fn column_taps(&self, width: usize, scale: f32) -> Vec<(usize, usize, f32)> {
+        (0..width)
+            .map(|x| axis_taps(self.grid_coord(to_smaller(x, scale)), self.cols))
+            .collect()
+    }
+
+    /// [`Flow::at_pixel`] for a whole row `y` (`columns` from [`Flow::column_taps`]): the same
+    /// values, in a loop without the per-pixel work on positions.
+    #[inline(always)]
+    pub(super) fn row_at_pixels(
+        &self,
+        y: usize,
+        scale: f32,
+        columns: &[(usize, usize, f32)],
+        dx: &mut [f32],
+        dy: &mut [f32],
+    ) {
+        if scale == 1.0 && self.step == 1.0 && self.origin == 0.0 {
+            dx.copy_from_slice(&self.dx[y * self.cols..][..dx.len()]);
+            dy.copy_from_slice(&self.dy[y * self.cols..][..dy.len()]);
+            return;
+        }
+        let (r0, r1, fy) = axis_taps(self.grid_coord(to_smaller(y, scale)), self.rows);
+        for (v, out) in [(&self.dx, dx), (&self.dy, dy)] {
+            let (top, bottom) = (
+                &v[r0 * self.cols..][..self.cols],
+                &v[r1 * self.cols..][..self.cols],
+            );
+            for (o, &(c0, c1, fx)) in out.iter_mut().zip(columns) {
+                let t = top[c0] * (1.0 - fx) + top[c1] * fx;
+                let b = bottom[c0] * (1.0 - fx) + bottom[c1] * fx;
+                *o = t * (1.0 - fy) + b * fy;
+            }
+        }
     }
 }
 
 /// Sum of absolute differences of the block at (bx, by) in `cur` against `prev` displaced by
 /// an integer (dx, dy); `None` when the displaced block leaves the image.
+#[inline(always)]
 pub(super) fn sad(
     cur: &GreyImage,
     prev: &GreyImage,
@@ -99,6 +150,7 @@ pub(super) fn sad(
 
 /// Best integer vector within `radius` of `centre` (ties go to the smaller vector, so flat
 /// areas stay still), refined to sub-pixel by Lucas–Kanade.
+#[inline(always)]
 pub(super) fn match_block(
     cur: &GreyImage,
     prev: &GreyImage,
@@ -131,6 +183,7 @@ pub(super) fn match_block(
 /// Sub-pixel refinement of an integer match: two Lucas–Kanade steps on the block (solve
 /// the 2×2 normal equations of the linearised brightness constancy). Zero when the residual
 /// is zero, and skipped on flat blocks whose gradients cannot fix a direction.
+#[inline(always)]
 pub(super) fn lucas_kanade(
     cur: &GreyImage,
     prev: &GreyImage,
@@ -139,15 +192,38 @@ pub(super) fn lucas_kanade(
     best: (i32, i32),
 ) -> (f32, f32) {
     let (mut fx, mut fy) = (0f32, 0f32);
-    for _ in 0..2 {
+    // `prev` around the matched block, one pixel of margin for the central differences: each
+    // point sampled once (the block's five samples per pixel share most of them).
+    const SIDE: usize = BLOCK + 2;
+    let mut window = [[0f32; SIDE]; SIDE];
+    for step in 0..2 {
+        if step == 0 {
+            // Whole pixels: a bilinear sample there is the pixel itself (clamped likewise).
+            let clamp = |v: isize, len: usize| v.clamp(0, len as isize - 1) as usize;
+            for (r, row) in window.iter_mut().enumerate() {
+                let y = clamp((by + r) as isize - 1 + best.1 as isize, prev.height);
+                let src = &prev.data[y * prev.width..][..prev.width];
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = src[clamp((bx + c) as isize - 1 + best.0 as isize, prev.width)];
+                }
+            }
+        } else {
+            for (r, row) in window.iter_mut().enumerate() {
+                let y = (by + r) as f32 - 1.0 + best.1 as f32 + fy;
+                for (c, v) in row.iter_mut().enumerate() {
+                    let x = (bx + c) as f32 - 1.0 + best.0 as f32 + fx;
+                    *v = prev.sample(x, y);
+                }
+            }
+        }
         let (mut gxx, mut gxy, mut gyy, mut bxe, mut bye) = (0f32, 0f32, 0f32, 0f32, 0f32);
         for r in 0..BLOCK {
+            let (above, here, below) = (&window[r], &window[r + 1], &window[r + 2]);
+            let cur_row = &cur.data[(by + r) * cur.width + bx..][..BLOCK];
             for c in 0..BLOCK {
-                let x = (bx + c) as f32 + best.0 as f32 + fx;
-                let y = (by + r) as f32 + best.1 as f32 + fy;
-                let gx = 0.5 * (prev.sample(x + 1.0, y) - prev.sample(x - 1.0, y));
-                let gy = 0.5 * (prev.sample(x, y + 1.0) - prev.sample(x, y - 1.0));
-                let e = prev.sample(x, y) - cur.at(bx + c, by + r);
+                let gx = 0.5 * (here[c + 2] - here[c]);
+                let gy = 0.5 * (below[c + 1] - above[c + 1]);
+                let e = here[c + 1] - cur_row[c];
                 gxx += gx * gx;
                 gxy += gx * gy;
                 gyy += gy * gy;
@@ -179,33 +255,49 @@ pub(super) fn grid(img: &GreyImage) -> (usize, usize) {
     (n(img.width), n(img.height))
 }
 
+/// Block vectors on `cur`'s grid, each searched within `radius` of its prediction: twice the
+/// `coarse` flow (of the half-size images) at the block's centre, or no motion.
 pub(super) fn block_flow(
     cur: &GreyImage,
     prev: &GreyImage,
     radius: i32,
-    predict: impl Fn(f32, f32) -> (f32, f32),
+    coarse: Option<&Flow>,
 ) -> Flow {
     let (cols, rows) = grid(cur);
     let mut flow = Flow::zero(cols, rows);
-    for r in 0..rows {
-        for c in 0..cols {
-            let (bx, by) = (c * STEP, r * STEP);
-            let centre = (BLOCK as f32 - 1.0) / 2.0;
-            let (px, py) = predict(bx as f32 + centre, by as f32 + centre);
-            let (dx, dy) = match_block(
-                cur,
-                prev,
-                bx,
-                by,
-                (px.round() as i32, py.round() as i32),
-                radius,
-            );
-            flow.dx[r * cols + c] = dx;
-            flow.dy[r * cols + c] = dy;
-        }
-    }
+    match_blocks(cur, prev, radius, coarse, &mut flow);
     median3(&mut flow);
     flow
+}
+
+kernel! {
+    fn match_blocks(
+        cur: &GreyImage,
+        prev: &GreyImage,
+        radius: i32,
+        coarse: Option<&Flow>,
+        flow: &mut Flow,
+    ) {
+        let cols = flow.cols;
+        for r in 0..flow.rows {
+            for c in 0..cols {
+                let (bx, by) = (c * STEP, r * STEP);
+                let centre = (BLOCK as f32 - 1.0) / 2.0;
+                let (x, y) = (bx as f32 + centre, by as f32 + centre);
+                let (px, py) = match coarse {
+                    Some(f) => {
+                        let (dx, dy) = f.sample(x / 2.0, y / 2.0);
+                        (2.0 * dx, 2.0 * dy)
+                    }
+                    None => (0.0, 0.0),
+                };
+                let predicted = (px.round() as i32, py.round() as i32);
+                let (dx, dy) = match_block(cur, prev, bx, by, predicted, radius);
+                flow.dx[r * cols + c] = dx;
+                flow.dy[r * cols + c] = dy;
+            }
+        }
+    }
 }
 
 /// 3×3 vector median (per component) over the block grid: removes isolated wrong matches.
@@ -232,6 +324,7 @@ pub(super) fn median3(flow: &mut Flow) {
 }
 
 /// Position on an image `scale` times smaller of pixel `i`'s centre (pixel centres align).
+#[inline(always)]
 pub(super) fn to_smaller(i: usize, scale: f32) -> f32 {
     (i as f32 + 0.5) / scale - 0.5
 }
@@ -245,19 +338,11 @@ pub(super) fn block_motion(cur: &GreyImage, prev: &GreyImage) -> Flow {
     }
     let (cur_half, prev_half) = (halve(cur), halve(prev));
     let coarse = if grid(&cur_half).0 > 0 && grid(&cur_half).1 > 0 {
-        Some(block_flow(&cur_half, &prev_half, COARSE_RADIUS, |_, _| {
-            (0.0, 0.0)
-        }))
+        Some(block_flow(&cur_half, &prev_half, COARSE_RADIUS, None))
     } else {
         None
     };
-    block_flow(cur, prev, FINE_RADIUS, |x, y| match &coarse {
-        Some(f) => {
-            let (dx, dy) = f.sample(x / 2.0, y / 2.0);
-            (2.0 * dx, 2.0 * dy)
-        }
-        None => (0.0, 0.0),
-    })
+    block_flow(cur, prev, FINE_RADIUS, coarse.as_ref())
 }
 
 /// Dense motion from `cur` back to `prev` (same size): block matching on the half-resolution
@@ -266,17 +351,45 @@ pub(super) fn block_motion(cur: &GreyImage, prev: &GreyImage) -> Flow {
 /// per 8×8 block): texture carried along them lands up to a pixel off where the motion is not
 /// a translation, which shows as flicker again.
 pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
+    let mut flow = Flow::dense(0, 0);
+    estimate_flow_into(cur, prev, &mut flow, &mut LkScratch::default(), 1);
+    flow
+}
+
+impl Flow {
+    /// Zero motion at every pixel of a `w`×`h` image.
+    pub(super) fn dense(w: usize, h: usize) -> Self {
+        Self {
+            cols: w,
+            rows: h,
+            origin: 0.0,
+            step: 1.0,
+            dx: vec![0.0; w * h],
+            dy: vec![0.0; w * h],
+        }
+    }
+}
+
+/// [`estimate_flow`] into a kept flow and buffers, its per-pixel steps on up to `threads`
+/// threads.
+pub(super) fn estimate_flow_into(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    flow: &mut Flow,
+    scratch: &mut LkScratch,
+    threads: usize,
+) {
     let (w, h) = (cur.width, cur.height);
-    let mut flow = Flow {
-        cols: w,
-        rows: h,
-        origin: 0.0,
-        step: 1.0,
-        dx: vec![0.0; w * h],
-        dy: vec![0.0; w * h],
-    };
+    flow.cols = w;
+    flow.rows = h;
+    flow.origin = 0.0;
+    flow.step = 1.0;
+    flow.dx.clear();
+    flow.dx.resize(w * h, 0.0);
+    flow.dy.clear();
+    flow.dy.resize(w * h, 0.0);
     if prev.width != w || prev.height != h || w < 2 * BLOCK || h < 2 * BLOCK {
-        return flow;
+        return;
     }
     // Blocks are matched at half resolution unless that would leave too few of them.
     let (blocks, scale) = if w / 2 >= MIN_HALF_WIDTH {
@@ -284,30 +397,45 @@ pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
     } else {
         (block_motion(cur, prev), 1.0)
     };
-    for y in 0..h {
-        for x in 0..w {
-            let (gx, gy) = (to_smaller(x, scale), to_smaller(y, scale));
-            let (dx, dy) = blocks.sample(gx, gy);
-            flow.dx[y * w + x] = scale * dx;
-            flow.dy[y * w + x] = scale * dy;
-        }
-    }
-    let mut scratch = LkScratch::default();
+    for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, dx, dy| {
+        blocks_to_pixels(&blocks, scale, w, dx, dy, rows.start);
+    });
     for _ in 0..DENSE_STEPS {
-        dense_lucas_kanade_step(cur, prev, &mut flow, &mut scratch);
+        dense_lucas_kanade_step(cur, prev, flow, scratch, threads);
     }
     // Still areas: sensor noise gives them tiny vectors, and resampling a texture at tiny
     // offsets frame after frame slowly blurs it. Nothing that slow is visible as motion.
     for (dx, dy) in flow.dx.iter_mut().zip(flow.dy.iter_mut()) {
-        if dx.hypot(*dy) < STILL {
+        if *dx * *dx + *dy * *dy < STILL * STILL {
             (*dx, *dy) = (0.0, 0.0);
         }
     }
-    flow
 }
 
-/// Buffers of the Lucas–Kanade steps, kept from one step to the next: fresh multi-megabyte
-/// buffers cost a page fault per 4 KiB on every step.
+kernel! {
+    /// The block vectors (estimated on an image `scale` times smaller) at every pixel of rows
+    /// `y0..`, bilinear, in pixels of this image.
+    fn blocks_to_pixels(
+        blocks: &Flow,
+        scale: f32,
+        w: usize,
+        dx: &mut [f32],
+        dy: &mut [f32],
+        y0: usize,
+    ) {
+        let columns = blocks.column_taps(w, scale);
+        let rows = dx.chunks_exact_mut(w).zip(dy.chunks_exact_mut(w));
+        for (y, (rx, ry)) in (y0..).zip(rows) {
+            blocks.row_at_pixels(y, scale, &columns, rx, ry);
+            for v in rx.iter_mut().chain(ry.iter_mut()) {
+                *v *= scale;
+            }
+        }
+    }
+}
+
+/// Buffers of the Lucas–Kanade steps, kept from one step (and frame) to the next: fresh
+/// multi-megabyte buffers cost a page fault per 4 KiB on every step.
 #[derive(Default)]
 pub(super) struct LkScratch {
     warped: Vec<f32>,
@@ -323,42 +451,93 @@ pub(super) fn dense_lucas_kanade_step(
     prev: &GreyImage,
     flow: &mut Flow,
     scratch: &mut LkScratch,
+    threads: usize,
 ) {
     let (w, h) = (cur.width, cur.height);
     // `prev` warped by the current vectors; its central differences stand in for the gradient
     // of `prev` at the matched points (one bilinear sample per pixel instead of five).
     let LkScratch { warped, terms, tmp } = scratch;
     warped.resize(w * h, 0.0);
-    for (i, v) in warped.iter_mut().enumerate() {
-        let (x, y) = ((i % w) as f32, (i / w) as f32);
-        *v = prev.sample(x + flow.dx[i], y + flow.dy[i]);
-    }
+    let (fdx, fdy) = (&flow.dx, &flow.dy);
+    for_bands(warped, w, threads, |rows, band| {
+        let px = rows.start * w..rows.end * w;
+        warp_grey_rows(prev, &fdx[px.clone()], &fdy[px], band, rows.start);
+    });
     // Per pixel: gx², gx·gy, gy², gx·e, gy·e, interleaved for one blur.
     terms.resize(w * h * 5, 0.0);
-    for y in 0..h {
-        let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
-        for x in 0..w {
-            let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
-            let i = y * w + x;
-            let gx = (warped[y * w + right] - warped[y * w + left]) / (right - left) as f32;
-            let gy = (warped[down * w + x] - warped[up * w + x]) / (down - up) as f32;
-            let e = warped[i] - cur.at(x, y);
-            terms[i * 5..i * 5 + 5].copy_from_slice(&[gx * gx, gx * gy, gy * gy, gx * e, gy * e]);
-        }
-    }
-    box_gaussian_in_place(terms, tmp, w, h, 5, DENSE_WINDOW_SIGMA);
+    let warped = &*warped;
+    for_bands(terms, w * 5, threads, |rows, band| {
+        lk_terms_rows(warped, cur, band, rows.start);
+    });
+    box_gaussian_in_place(terms, tmp, w, h, 5, DENSE_WINDOW_SIGMA, threads);
     let sums = &*terms;
-    for (i, t) in sums.chunks_exact(5).enumerate() {
-        let [gxx, gxy, gyy, bxe, bye] = [t[0], t[1], t[2], t[3], t[4]];
-        let det = gxx * gyy - gxy * gxy;
-        if det <= 1e-2 * (gxx + gyy).powi(2).max(1e-3) {
-            continue;
+    for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, bx, by| {
+        lk_solve(&sums[rows.start * w * 5..rows.end * w * 5], bx, by);
+    });
+}
+
+kernel! {
+    /// `prev` at each pixel of rows `y0..` displaced by (`dx`, `dy`), bilinear.
+    fn warp_grey_rows(prev: &GreyImage, dx: &[f32], dy: &[f32], out: &mut [f32], y0: usize) {
+        let w = prev.width;
+        let rows = out.chunks_exact_mut(w).zip(dx.chunks_exact(w).zip(dy.chunks_exact(w)));
+        for (y, (row, (dx, dy))) in (y0..).zip(rows) {
+            for (x, ((v, dx), dy)) in row.iter_mut().zip(dx).zip(dy).enumerate() {
+                *v = prev.sample(x as f32 + dx, y as f32 + dy);
+            }
         }
-        let dx = -(gyy * bxe - gxy * bye) / det;
-        let dy = -(gxx * bye - gxy * bxe) / det;
-        flow.dx[i] += dx.clamp(-1.0, 1.0);
-        flow.dy[i] += dy.clamp(-1.0, 1.0);
     }
+}
+
+kernel! {
+    /// The Lucas–Kanade terms of rows `y0..`: gradient of `warped` (central differences,
+    /// one-sided at the borders) and its difference to `cur`, as gx², gx·gy, gy², gx·e, gy·e.
+    fn lk_terms_rows(warped: &[f32], cur: &GreyImage, out: &mut [f32], y0: usize) {
+        let (w, h) = (cur.width, cur.height);
+        let mut grad = vec![[0f32; 3]; w];
+        for (y, out) in (y0..).zip(out.chunks_exact_mut(w * 5)) {
+            let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
+            let row = &warped[y * w..][..w];
+            let (above, below) = (&warped[up * w..][..w], &warped[down * w..][..w]);
+            let vertical = (down - up) as f32;
+            for (x, g) in grad.iter_mut().enumerate() {
+                let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
+                let gx = (row[right] - row[left]) / (right - left) as f32;
+                let gy = (below[x] - above[x]) / vertical;
+                *g = [gx, gy, row[x] - cur.data[y * w + x]];
+            }
+            for (t, [gx, gy, e]) in out.chunks_exact_mut(5).zip(&grad) {
+                t.copy_from_slice(&[gx * gx, gx * gy, gy * gy, gx * e, gy * e]);
+            }
+        }
+    }
+}
+
+kernel! {
+    /// Solve each pixel's 2×2 system from its window sums and move its vector (at most 1 px).
+    fn lk_solve(sums: &[f32], dx: &mut [f32], dy: &mut [f32]) {
+        for ((t, vx), vy) in sums.chunks_exact(5).zip(dx.iter_mut()).zip(dy.iter_mut()) {
+            let [gxx, gxy, gyy, bxe, bye] = [t[0], t[1], t[2], t[3], t[4]];
+            let det = gxx * gyy - gxy * gxy;
+            // Flat or one-dimensional texture: no reliable direction, the vector stays.
+            let reliable = det > 1e-2 * (gxx + gyy).powi(2).max(1e-3);
+            let ux = -(gyy * bxe - gxy * bye) / det;
+            let uy = -(gxx * bye - gxy * bxe) / det;
+            *vx += if reliable { ux.clamp(-1.0, 1.0) } else { 0.0 };
+            *vy += if reliable { uy.clamp(-1.0, 1.0) } else { 0.0 };
+        }
+    }
+}
+
+/// Whether a backward vector `b` at a point `g` of the flow's image (current → previous) comes
+/// back there along the forward flow (previous → current): within √(1 % of the motion² +
+/// slack) pixels.
+#[inline(always)]
+pub(super) fn round_trip_holds(fwd: &Flow, gx: f32, gy: f32, (bx, by): (f32, f32)) -> bool {
+    let (fx, fy) = fwd.sample(gx + bx, gy + by);
+    let (ex, ey) = (bx + fx, by + fy);
+    let mag = bx * bx + by * by + fx * fx + fy * fy;
+    ex * ex + ey * ey <= 0.01 * mag + CONSISTENCY_SLACK
 }
 
 /// 1 where the backward flow (current → previous) and the forward flow (previous → current)
@@ -376,11 +555,7 @@ pub fn consistency_mask(
     for y in 0..height {
         for x in 0..width {
             let (gx, gy) = (to_smaller(x, scale), to_smaller(y, scale));
-            let (bx, by) = back.at_pixel(x, y, scale);
-            let (fx, fy) = fwd.sample(gx + bx, gy + by);
-            let (ex, ey) = (bx + fx, by + fy);
-            let mag = bx * bx + by * by + fx * fx + fy * fy;
-            if ex * ex + ey * ey <= 0.01 * mag + CONSISTENCY_SLACK {
+            if round_trip_holds(fwd, gx, gy, back.at_pixel(x, y, scale)) {
                 mask[y * width + x] = 1.0;
             }
         }

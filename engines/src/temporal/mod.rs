@@ -30,12 +30,15 @@ mod detail;
 mod flow;
 mod grey;
 mod metrics;
+mod par;
 mod select;
+mod simd;
 #[cfg(test)]
 mod tests;
 mod warp;
 
 pub use flow::{consistency_mask, estimate_flow, Flow};
+use grey::grey_downscaled_with;
 pub use grey::{grey_downscaled, GreyImage};
 pub use metrics::*;
 pub use select::agreement_mask;
@@ -51,31 +54,63 @@ pub(crate) mod params {
     pub(crate) use super::FLOW_MAX_WIDTH;
 }
 
-use detail::restore_detail;
-use select::propagation_weight;
-use warp::{warp_many, Kernel};
+use detail::{restore_detail_with, DetailScratch};
+use flow::{estimate_flow_into, round_trip_holds, to_smaller, LkScratch};
+use par::{for_bands, for_bands2, join};
+use select::{agreement, input_difference, max3_row, neighbour_rows, propagation_weight};
+use simd::kernel;
+use warp::{cubic_pair, PixelPair};
 
 /// Grey images for motion estimation are at most this wide (the inference size of a 16:9
 /// frame at `scale` 0.25 of 720p): blocks are matched at half this width, vectors refined here.
 pub(crate) const FLOW_MAX_WIDTH: usize = 320;
 
-fn to_u8(dst: &mut RgbImage, src: &[f32]) {
-    for (o, v) in dst.data.iter_mut().zip(src) {
-        *o = v.round().clamp(0.0, 255.0) as u8;
-    }
-}
-
+#[cfg(test)]
 fn to_f32(img: &RgbImage) -> Vec<f32> {
     img.data.iter().map(|v| f32::from(*v)).collect()
 }
 
+/// A value of the filter's float arithmetic as the byte it is stored as (rounded half up:
+/// `f32::round` is a library call on the baseline x86-64, this a vector conversion).
+#[inline(always)]
+fn rounded(v: f32) -> f32 {
+    to_byte(v) as f32
+}
+
+#[inline(always)]
+fn to_byte(v: f32) -> u8 {
+    (v.clamp(0.0, 255.0) + 0.5) as u8
+}
+
 struct Previous {
-    /// The input that `output`'s texture was painted for, carried along the motion with it:
-    /// propagated texture is only kept while this still matches the current input, so a
-    /// slow change (a fade, a lighting change) refreshes it instead of freezing it.
-    reference: RgbImage,
+    width: usize,
+    height: usize,
+    /// Per pixel, side by side ([`PixelPair`]): the input the output's texture was painted
+    /// for (the reference), carried along the motion with it, and the output, both rounded to
+    /// bytes. Propagated texture is only kept while the reference still matches the current
+    /// input, so a slow change (a fade, a lighting change) refreshes it instead of freezing it.
+    pairs: Vec<PixelPair>,
     grey: GreyImage,
-    output: RgbImage,
+}
+
+/// Buffers of [`TemporalFilter::apply`], kept across frames (a fresh multi-megabyte buffer
+/// costs a page fault per 4 KiB).
+#[derive(Default)]
+struct Buffers {
+    back: Option<Flow>,
+    fwd: Option<Flow>,
+    lk: [LkScratch; 2],
+    /// Per pixel: the carried reference (RGB), its difference to the current input, the
+    /// carried output (RGB), and 1 where the motion's round trip holds.
+    carried: Vec<PixelPair>,
+    /// 1 where the motion's round trip holds, per pixel of the flow.
+    round_trip: Vec<f32>,
+    /// The input difference's maximum over each pixel and its left and right neighbours.
+    across: Vec<f32>,
+    current: Vec<f32>,
+    out: Vec<f32>,
+    next: Vec<PixelPair>,
+    detail: DetailScratch,
 }
 
 /// How the previous output is brought to the current frame.
@@ -94,6 +129,9 @@ pub struct TemporalFilter {
     stability: f32,
     mode: Mode,
     previous: Option<Previous>,
+    /// Threads for the per-pixel stages (see `par`).
+    threads: usize,
+    buffers: Buffers,
 }
 
 impl TemporalFilter {
@@ -116,7 +154,18 @@ impl TemporalFilter {
             stability: stability.clamp(0.0, 1.0) as f32,
             mode: Mode::MotionCompensated,
             previous: None,
+            threads: par::default_threads(),
+            buffers: Buffers::default(),
         }
+    }
+
+    /// Threads for the filter's per-pixel work; 0 = one per core (at most 8). The result does
+    /// not depend on it.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = match threads {
+            0 => par::default_threads(),
+            n => n,
+        };
     }
 
     /// Plain frame blending without motion or mask, for comparisons only.
@@ -153,59 +202,289 @@ impl TemporalFilter {
             self.previous = None;
             return;
         }
-        let factor = input.width.div_ceil(FLOW_MAX_WIDTH).max(1);
-        let grey = grey_downscaled(input, factor);
-        let mut reference = input.clone();
-        if let Some(prev) = self
+        let (w, h) = (input.width, input.height);
+        let factor = w.div_ceil(FLOW_MAX_WIDTH).max(1);
+        let grey = grey_downscaled_with(input, factor, self.threads);
+        let previous = self
             .previous
-            .as_ref()
-            .filter(|p| p.output.width == input.width && p.output.height == input.height)
-        {
-            let (w, h) = (input.width, input.height);
-            let current = to_f32(output);
-            match self.mode {
-                Mode::MotionCompensated => {
-                    let back = estimate_flow(&grey, &prev.grey);
-                    let fwd = estimate_flow(&prev.grey, &grey);
-                    let scale = w as f32 / grey.width as f32;
-                    let mut warped = warp_many(
-                        &[&prev.reference, &prev.output],
-                        &back,
-                        scale,
-                        Kernel::Cubic,
-                    );
-                    let warped_out = warped.pop().expect("two warped");
-                    let warped_ref = warped.pop().expect("two warped");
-                    let agreement = agreement_mask(&warped_ref, input);
-                    let consistent = consistency_mask(&back, &fwd, w, h, scale);
-                    let mut out = current.clone();
-                    let mut refr = to_f32(input);
-                    for (i, (a, c)) in agreement.iter().zip(&consistent).enumerate() {
-                        let k = propagation_weight(a * c, self.stability);
-                        for ch in i * 3..i * 3 + 3 {
-                            out[ch] = (1.0 - k) * out[ch] + k * warped_out[ch];
-                            refr[ch] = (1.0 - k) * refr[ch] + k * warped_ref[ch];
-                        }
+            .take()
+            .filter(|p| p.width == w && p.height == h);
+        let mut next = std::mem::take(&mut self.buffers.next);
+        match (&previous, self.mode) {
+            (Some(prev), Mode::MotionCompensated) => {
+                self.motion_compensated(prev, &grey, input, output, &mut next);
+            }
+            (Some(prev), Mode::Naive) => {
+                let k = self.stability;
+                for (o, p) in output.data.chunks_exact_mut(3).zip(&prev.pairs) {
+                    for (o, p) in o.iter_mut().zip(&p[4..7]) {
+                        *o = to_byte((1.0 - k) * f32::from(*o) + k * p);
                     }
-                    restore_detail(&mut out, &current, w, h);
-                    to_u8(output, &out);
-                    to_u8(&mut reference, &refr);
                 }
-                Mode::Naive => {
-                    let k = self.stability;
-                    let out: Vec<f32> = current
-                        .iter()
-                        .zip(&prev.output.data)
-                        .map(|(c, p)| (1.0 - k) * c + k * f32::from(*p))
-                        .collect();
-                    to_u8(output, &out);
+                store_pairs(&mut next, input, output);
+            }
+            (None, _) => store_pairs(&mut next, input, output),
+        }
+        if let Some(prev) = previous {
+            self.buffers.next = prev.pairs;
+        }
+        self.previous = Some(Previous {
+            width: w,
+            height: h,
+            pairs: next,
+            grey,
+        });
+    }
+
+    /// The motion-compensated filter (steps 1–4 of the module's description); writes the
+    /// smoothed output in place and the next frame's carried pairs into `next`.
+    fn motion_compensated(
+        &mut self,
+        prev: &Previous,
+        grey: &GreyImage,
+        input: &RgbImage,
+        output: &mut RgbImage,
+        next: &mut Vec<PixelPair>,
+    ) {
+        let (w, h) = (input.width, input.height);
+        let threads = self.threads;
+        let b = &mut self.buffers;
+        // 1. Motion, both directions at once (each on half the threads).
+        let inner = (threads / 2).max(1);
+        let (mut back, mut fwd) = (b.back.take(), b.fwd.take());
+        let [lk_back, lk_fwd] = &mut b.lk;
+        let (back, fwd) = join(
+            threads,
+            || {
+                let mut f = back.take().unwrap_or_else(|| Flow::dense(0, 0));
+                estimate_flow_into(grey, &prev.grey, &mut f, lk_back, inner);
+                f
+            },
+            || {
+                let mut f = fwd.take().unwrap_or_else(|| Flow::dense(0, 0));
+                estimate_flow_into(&prev.grey, grey, &mut f, lk_fwd, inner);
+                f
+            },
+        );
+        let scale = w as f32 / grey.width as f32;
+
+        // 3 (first half). Where the motion's round trip holds, per pixel of the flow: the
+        // frame's pixels take their nearest flow pixel's answer (a quarter of the work at
+        // 640×360, and the same flicker and content measures as per frame pixel).
+        b.round_trip.resize(back.cols * back.rows, 0.0);
+        for_bands(&mut b.round_trip, back.cols, threads, |rows, band| {
+            round_trip_rows(&back, &fwd, band, rows.start);
+        });
+
+        // 2. Carry the previous reference and output along the backward motion; the carried
+        // reference's difference to this input, and the round trip, per pixel.
+        b.carried.resize(w * h, [0.0; 8]);
+        b.across.resize(w * h, 0.0);
+        let carry = Carry {
+            prev: &prev.pairs,
+            input: &input.data,
+            back: &back,
+            round_trip: &b.round_trip,
+            w,
+            h,
+            scale,
+        };
+        for_bands2(
+            &mut b.carried,
+            w,
+            &mut b.across,
+            w,
+            threads,
+            |rows, band, across| {
+                carry_rows(&carry, band, across, rows.start);
+            },
+        );
+
+        // 3.–4. Mask (worst difference over 3×3, times the round trip) and selection.
+        let carried = &b.carried;
+        b.current.resize(w * h * 3, 0.0);
+        for_bands(&mut b.current, w * 3, threads, |rows, band| {
+            to_floats(&output.data[rows.start * w * 3..rows.end * w * 3], band);
+        });
+        b.out.resize(w * h * 3, 0.0);
+        next.resize(w * h, [0.0; 8]);
+        let select = Select {
+            carried,
+            across: &b.across,
+            current: &b.current,
+            input: &input.data,
+            w,
+            h,
+            stability: self.stability,
+        };
+        for_bands2(&mut b.out, w * 3, next, w, threads, |rows, out, next| {
+            select_rows(&select, out, next, rows.start);
+        });
+        let current = &b.current;
+
+        // 5. Detail energy of this frame's stylization.
+        restore_detail_with(&mut b.out, current, w, h, &mut b.detail, threads);
+        let filtered = &b.out;
+        for_bands2(
+            &mut output.data,
+            w * 3,
+            next,
+            w,
+            threads,
+            |rows, out, next| {
+                store_output(&filtered[rows.start * w * 3..rows.end * w * 3], out, next);
+            },
+        );
+        (b.back, b.fwd) = (Some(back), Some(fwd));
+    }
+}
+
+/// What the carry pass reads.
+struct Carry<'a> {
+    prev: &'a [PixelPair],
+    input: &'a [u8],
+    back: &'a Flow,
+    /// 1 where the round trip holds, per flow pixel.
+    round_trip: &'a [f32],
+    w: usize,
+    h: usize,
+    /// Frame pixels per flow pixel.
+    scale: f32,
+}
+
+kernel! {
+    /// Rows `y0..` of the carry pass: per pixel, the previous reference and output carried
+    /// along the backward motion (cubic), the carried reference's difference to this input,
+    /// and whether the motion's round trip holds (see [`Buffers::carried`]); and the
+    /// difference's maximum across each pixel and its neighbours in the row into `across`.
+    fn carry_rows(c: &Carry<'_>, band: &mut [PixelPair], across: &mut [f32], y0: usize) {
+        let (w, h, scale) = (c.w, c.h, c.scale);
+        let (max_x, max_y) = ((w - 1) as f32, (h - 1) as f32);
+        // The flow pixel nearest to each pixel's centre, per column.
+        let nearest = |i: usize, len: usize| ((to_smaller(i, scale) + 0.5).max(0.0) as usize).min(len - 1);
+        let columns: Vec<usize> = (0..w).map(|x| nearest(x, c.back.cols)).collect();
+        let taps = c.back.column_taps(w, scale);
+        let (mut vx, mut vy) = (vec![0f32; w], vec![0f32; w]);
+        let mut diff = vec![0f32; w];
+        let rows = band.chunks_exact_mut(w).zip(across.chunks_exact_mut(w));
+        for (y, (row, across)) in (y0..).zip(rows) {
+            let round_trip = &c.round_trip[nearest(y, c.back.rows) * c.back.cols..][..c.back.cols];
+            // The backward motion at each pixel of the row (`Flow::at_pixel`).
+            c.back.row_at_pixels(y, scale, &taps, &mut vx, &mut vy);
+            for (x, (out, &fx)) in row.iter_mut().zip(&columns).enumerate() {
+                let i = y * w + x;
+                let v = (vx[x], vy[x]);
+                let sx = (x as f32 + v.0 * scale).clamp(0.0, max_x);
+                let sy = (y as f32 + v.1 * scale).clamp(0.0, max_y);
+                *out = cubic_pair(c.prev, w, h, sx, sy);
+                let here = &c.input[i * 3..][..3];
+                out[3] = input_difference(&[out[0], out[1], out[2]], here);
+                out[7] = round_trip[fx];
+                diff[x] = out[3];
+            }
+            max3_row(&diff, across);
+        }
+    }
+}
+
+kernel! {
+    /// Rows `y0..` of the round-trip check on the flow's own grid: 1 where it holds.
+    fn round_trip_rows(back: &Flow, fwd: &Flow, out: &mut [f32], y0: usize) {
+        let cols = back.cols;
+        for (y, row) in (y0..).zip(out.chunks_exact_mut(cols)) {
+            let (dx, dy) = (&back.dx[y * cols..][..cols], &back.dy[y * cols..][..cols]);
+            for (x, o) in row.iter_mut().enumerate() {
+                let holds = round_trip_holds(fwd, x as f32, y as f32, (dx[x], dy[x]));
+                *o = if holds { 1.0 } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// What the selection pass reads.
+struct Select<'a> {
+    carried: &'a [PixelPair],
+    across: &'a [f32],
+    current: &'a [f32],
+    input: &'a [u8],
+    w: usize,
+    h: usize,
+    stability: f32,
+}
+
+kernel! {
+    /// Rows `y0..` of the selection: the propagation weight from the mask, the output (before
+    /// the detail match) into `out` and the carried reference, rounded, into `next`.
+    fn select_rows(s: &Select<'_>, out: &mut [f32], next: &mut [PixelPair], y0: usize) {
+        let (w, h) = (s.w, s.h);
+        let mut weights = vec![0f32; w];
+        let mut round_trip = vec![0f32; w];
+        let rows = out.chunks_exact_mut(w * 3).zip(next.chunks_exact_mut(w));
+        for (y, (out, next)) in (y0..).zip(rows) {
+            let carried = &s.carried[y * w..][..w];
+            for (r, c) in round_trip.iter_mut().zip(carried) {
+                *r = c[7];
+            }
+            // The weights first, in a loop of their own that vectorises (two divisions each).
+            let [above, here, below] = neighbour_rows(s.across, w, h, y);
+            let around = above.iter().zip(here).zip(below).zip(&round_trip);
+            for (k, (((a, b), c), r)) in weights.iter_mut().zip(around) {
+                *k = propagation_weight(agreement(a.max(*b).max(*c)) * r, s.stability);
+            }
+            let pixels = out.chunks_exact_mut(3).zip(next.iter_mut()).zip(carried);
+            let inputs = s.input[y * w * 3..][..w * 3].chunks_exact(3);
+            let current = s.current[y * w * 3..][..w * 3].chunks_exact(3);
+            for ((((o, n), c), k), (here, current)) in pixels.zip(&weights).zip(inputs.zip(current)) {
+                for ch in 0..3 {
+                    o[ch] = (1.0 - k) * current[ch] + k * c[4 + ch];
+                    n[ch] = rounded((1.0 - k) * f32::from(here[ch]) + k * c[ch]);
                 }
             }
         }
-        self.previous = Some(Previous {
-            reference,
-            grey,
-            output: output.clone(),
-        });
     }
+}
+
+kernel! {
+    fn to_floats(bytes: &[u8], out: &mut [f32]) {
+        for (o, b) in out.iter_mut().zip(bytes) {
+            *o = f32::from(*b);
+        }
+    }
+}
+
+kernel! {
+    /// The filtered output as bytes, into the frame and the next frame's carried pairs.
+    fn store_output(filtered: &[f32], output: &mut [u8], next: &mut [PixelPair]) {
+        let pixels = output.chunks_exact_mut(3).zip(filtered.chunks_exact(3));
+        for ((o, v), n) in pixels.zip(next.iter_mut()) {
+            for ch in 0..3 {
+                o[ch] = to_byte(v[ch]);
+                n[4 + ch] = f32::from(o[ch]);
+            }
+        }
+    }
+}
+
+/// This frame's input (the reference) and output as the next frame's carried pairs.
+fn store_pairs(pairs: &mut Vec<PixelPair>, input: &RgbImage, output: &RgbImage) {
+    pairs.clear();
+    pairs.extend(
+        input
+            .data
+            .chunks_exact(3)
+            .zip(output.data.chunks_exact(3))
+            .map(|(i, o)| {
+                let f = |v: u8| f32::from(v);
+                [
+                    f(i[0]),
+                    f(i[1]),
+                    f(i[2]),
+                    0.0,
+                    f(o[0]),
+                    f(o[1]),
+                    f(o[2]),
+                    0.0,
+                ]
+            }),
+    );
 }

@@ -286,3 +286,73 @@ fn reset_and_size_change_start_fresh() {
     f.apply(&b, &mut o);
     assert_eq!(o, plain, "first frame at a new size is unchanged");
 }
+
+/// Every row of an image is handed to exactly one call, in bands of whole rows that say where
+/// they start, whatever the thread count.
+#[test]
+fn bands_cover_every_row_once() {
+    for threads in [1, 2, 3, 8] {
+        for (w, h) in [(7, 1), (5, 33), (300, 101)] {
+            let mut rows = vec![0usize; w * h];
+            super::par::for_bands(&mut rows, w, threads, |range, band| {
+                assert_eq!(band.len(), range.len() * w);
+                for (y, row) in range.zip(band.chunks_exact_mut(w)) {
+                    row.iter_mut().for_each(|v| *v += y + 1);
+                }
+            });
+            for (y, row) in rows.chunks_exact(w).enumerate() {
+                assert!(
+                    row.iter().all(|v| *v == y + 1),
+                    "{threads} threads, {w}x{h}"
+                );
+            }
+        }
+    }
+}
+
+/// The filter's output is the same bytes on one thread or several (bands are cut the same way
+/// whatever the thread count), on an image large enough to be split.
+#[test]
+fn output_does_not_depend_on_threads() {
+    let (w, h) = (200, 120);
+    let inputs: Vec<RgbImage> = (0..4)
+        .map(|t| textured(w, h, 1.5 * t as f32, -(t as f32)))
+        .collect();
+    let plain: Vec<RgbImage> = inputs
+        .iter()
+        .enumerate()
+        .map(|(t, i)| flicker(i, t))
+        .collect();
+    let run = |threads: usize| {
+        let mut f = TemporalFilter::new(DEFAULT_STABILITY);
+        f.set_threads(threads);
+        f.smooth_sequence(&inputs, &plain)
+    };
+    let one = run(1);
+    assert_ne!(one[3], plain[3], "the filter must change something");
+    for threads in [2, 3, 5] {
+        assert!(run(threads) == one, "{threads} threads");
+    }
+}
+
+/// The kernels built for AVX2 give the same bytes as the baseline build of the same code
+/// (only the vector width differs). On a machine without AVX2 both runs take the baseline.
+#[test]
+fn avx2_and_baseline_kernels_agree() {
+    use std::sync::atomic::Ordering;
+    let (w, h) = (200, 120);
+    let inputs: Vec<RgbImage> = (0..4)
+        .map(|t| textured(w, h, -2.5 * t as f32, 0.5 * t as f32))
+        .collect();
+    let plain: Vec<RgbImage> = inputs
+        .iter()
+        .enumerate()
+        .map(|(t, i)| flicker(i, t))
+        .collect();
+    let run = || TemporalFilter::new(DEFAULT_STABILITY).smooth_sequence(&inputs, &plain);
+    let detected = run();
+    super::simd::FORCE_BASELINE.store(true, Ordering::Relaxed);
+    let baseline = run();
+    super::simd::FORCE_BASELINE.store(false, Ordering::Relaxed);
+    assert!(detected == baseline);
+}
