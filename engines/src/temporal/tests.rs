@@ -34,6 +34,15 @@ fn square(w: usize, h: usize, x0: usize, y0: usize, side: usize) -> RgbImage {
     img
 }
 
+/// Every frame of a clip with its own [`flicker`]: a flickering net's output sequence.
+fn flickered(inputs: &[RgbImage]) -> Vec<RgbImage> {
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(t, i)| flicker(i, t))
+        .collect()
+}
+
 /// Per-frame "style flicker": a fixed texture whose phase jumps every frame, so consecutive
 /// outputs disagree even where the input does not move — what a style net does.
 fn flicker(img: &RgbImage, frame: usize) -> RgbImage {
@@ -235,11 +244,7 @@ fn smoothing_lowers_warping_error_on_a_moving_scene() {
     let inputs: Vec<RgbImage> = (0..6)
         .map(|t| textured(w, h, 2.0 * t as f32, t as f32))
         .collect();
-    let plain: Vec<RgbImage> = inputs
-        .iter()
-        .enumerate()
-        .map(|(t, i)| flicker(i, t))
-        .collect();
+    let plain = flickered(&inputs);
     let smoothed = TemporalFilter::new(DEFAULT_STABILITY).smooth_sequence(&inputs, &plain);
     let off = sequence_warping_error(&inputs, &plain);
     let on = sequence_warping_error(&inputs, &smoothed);
@@ -253,11 +258,7 @@ fn smoothing_lowers_warping_error_on_a_moving_scene() {
 #[test]
 fn moving_edges_leave_no_trail() {
     let inputs = moving_square_clip(96, 64, 8);
-    let plain: Vec<RgbImage> = inputs
-        .iter()
-        .enumerate()
-        .map(|(t, i)| flicker(i, t))
-        .collect();
+    let plain = flickered(&inputs);
     let run = |mut filter: TemporalFilter| {
         let smoothed = filter.smooth_sequence(&inputs, &plain);
         worst_trail_ratio(&inputs, &plain, &smoothed)
@@ -318,11 +319,7 @@ fn output_does_not_depend_on_threads() {
     let inputs: Vec<RgbImage> = (0..4)
         .map(|t| textured(w, h, 1.5 * t as f32, -(t as f32)))
         .collect();
-    let plain: Vec<RgbImage> = inputs
-        .iter()
-        .enumerate()
-        .map(|(t, i)| flicker(i, t))
-        .collect();
+    let plain = flickered(&inputs);
     let run = |threads: usize| {
         let mut f = TemporalFilter::new(DEFAULT_STABILITY);
         f.set_threads(threads);
@@ -344,11 +341,7 @@ fn avx2_and_baseline_kernels_agree() {
     let inputs: Vec<RgbImage> = (0..4)
         .map(|t| textured(w, h, -2.5 * t as f32, 0.5 * t as f32))
         .collect();
-    let plain: Vec<RgbImage> = inputs
-        .iter()
-        .enumerate()
-        .map(|(t, i)| flicker(i, t))
-        .collect();
+    let plain = flickered(&inputs);
     let run = || TemporalFilter::new(DEFAULT_STABILITY).smooth_sequence(&inputs, &plain);
     let detected = run();
     super::simd::FORCE_BASELINE.store(true, Ordering::Relaxed);
