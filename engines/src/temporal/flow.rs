@@ -20,6 +20,8 @@ const STILL: f32 = 0.2;
 /// Block size (pixels of the grey image) for block matching, and the grid step between blocks.
 const BLOCK: usize = 8;
 const STEP: usize = 4;
+/// Side of a block's window for its sub-pixel refinement: one pixel of margin.
+const WINDOW: usize = BLOCK + 2;
 /// Search radius on the half-resolution level, and around its prediction on the full one.
 const COARSE_RADIUS: i32 = 4;
 const FINE_RADIUS: i32 = 2;
@@ -194,8 +196,7 @@ pub(super) fn lucas_kanade(
     let (mut fx, mut fy) = (0f32, 0f32);
     // `prev` around the matched block, one pixel of margin for the central differences: each
     // point sampled once (the block's five samples per pixel share most of them).
-    const SIDE: usize = BLOCK + 2;
-    let mut window = [[0f32; SIDE]; SIDE];
+    let mut window = [[0f32; WINDOW]; WINDOW];
     for step in 0..2 {
         if step == 0 {
             // Whole pixels: a bilinear sample there is the pixel itself (clamped likewise).
@@ -208,13 +209,7 @@ pub(super) fn lucas_kanade(
                 }
             }
         } else {
-            for (r, row) in window.iter_mut().enumerate() {
-                let y = (by + r) as f32 - 1.0 + best.1 as f32 + fy;
-                for (c, v) in row.iter_mut().enumerate() {
-                    let x = (bx + c) as f32 - 1.0 + best.0 as f32 + fx;
-                    *v = prev.sample(x, y);
-                }
-            }
+            sample_window(prev, bx, by, best, (fx, fy), &mut window);
         }
         let (mut gxx, mut gxy, mut gyy, mut bxe, mut bye) = (0f32, 0f32, 0f32, 0f32, 0f32);
         for r in 0..BLOCK {
@@ -242,6 +237,60 @@ pub(super) fn lucas_kanade(
         fy = (fy + dy).clamp(-1.0, 1.0);
     }
     (fx, fy)
+}
+
+/// The block's window (one pixel of margin) of `prev` at the integer match `best` plus the
+/// sub-pixel `offset`, bilinear; eight columns of each row at once where the CPU has AVX2.
+#[inline(always)]
+fn sample_window(
+    prev: &GreyImage,
+    bx: usize,
+    by: usize,
+    best: (i32, i32),
+    offset: (f32, f32),
+    window: &mut [[f32; WINDOW]; WINDOW],
+) {
+    let mut first = 0;
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        unsafe { sample_window_avx2(prev, bx, by, best, offset, window) };
+        first = 8;
+    }
+    for (r, row) in window.iter_mut().enumerate() {
+        let y = (by + r) as f32 - 1.0 + best.1 as f32 + offset.1;
+        for (c, v) in row.iter_mut().enumerate().skip(first) {
+            let x = (bx + c) as f32 - 1.0 + best.0 as f32 + offset.0;
+            *v = prev.sample(x, y);
+        }
+    }
+}
+
+/// The first eight columns of [`sample_window`]'s rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sample_window_avx2(
+    prev: &GreyImage,
+    bx: usize,
+    by: usize,
+    best: (i32, i32),
+    offset: (f32, f32),
+    window: &mut [[f32; WINDOW]; WINDOW],
+) {
+    use super::gather::{columns8, store8, Taps8};
+    use std::arch::x86_64::*;
+    let x = _mm256_add_ps(
+        _mm256_add_ps(
+            _mm256_sub_ps(columns8(bx), _mm256_set1_ps(1.0)),
+            _mm256_set1_ps(best.0 as f32),
+        ),
+        _mm256_set1_ps(offset.0),
+    );
+    for (r, row) in window.iter_mut().enumerate() {
+        let y = (by + r) as f32 - 1.0 + best.1 as f32 + offset.1;
+        let taps = Taps8::new(x, _mm256_set1_ps(y), prev.width, prev.height);
+        store8(row, 0, taps.apply(&prev.data));
+    }
 }
 
 pub(super) fn grid(img: &GreyImage) -> (usize, usize) {
@@ -400,6 +449,7 @@ pub(super) fn estimate_flow_into(
     for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, dx, dy| {
         blocks_to_pixels(&blocks, scale, w, dx, dy, rows.start);
     });
+    scratch.template.compute(cur, &mut scratch.tmp, threads);
     for _ in 0..DENSE_STEPS {
         dense_lucas_kanade_step(cur, prev, flow, scratch, threads);
     }
@@ -438,14 +488,51 @@ kernel! {
 /// multi-megabyte buffers cost a page fault per 4 KiB on every step.
 #[derive(Default)]
 pub(super) struct LkScratch {
+    template: Template,
     warped: Vec<f32>,
     terms: Vec<f32>,
     tmp: Vec<f32>,
 }
 
-/// One Lucas–Kanade step at every pixel: linearise `prev` around the current match, sum the
-/// normal equations over a Gaussian window, solve the 2×2 system, update (at most 1 px per
-/// step). Flat or one-dimensional windows keep their vector.
+/// What every Lucas–Kanade step of one image (the template, `cur`) reuses: its gradient and the
+/// inverse of its structure tensor summed over the window. The steps linearise around the
+/// template's gradient rather than the warped image's (as inverse-compositional Lucas–Kanade
+/// does; the two agree once the match is close, which block matching makes it), so the
+/// window sums of gx², gx·gy, gy² and their inverse are worked out once per image instead of
+/// once per step, and a step blurs two terms instead of five.
+#[derive(Default)]
+pub(super) struct Template {
+    /// Per pixel: gx, gy (central differences, one-sided at the borders).
+    grad: Vec<f32>,
+    /// Per pixel: gyy/det, gxy/det, gxx/det of the window sums; zeros where the window is flat
+    /// or one-dimensional (no reliable direction: the vector stays).
+    inverse: Vec<f32>,
+}
+
+impl Template {
+    fn compute(&mut self, cur: &GreyImage, tmp: &mut Vec<f32>, threads: usize) {
+        let (w, h) = (cur.width, cur.height);
+        self.grad.resize(w * h * 2, 0.0);
+        self.inverse.resize(w * h * 3, 0.0);
+        for_bands2(
+            &mut self.grad,
+            w * 2,
+            &mut self.inverse,
+            w * 3,
+            threads,
+            |rows, grad, products| gradient_rows(cur, grad, products, rows.start),
+        );
+        box_gaussian_in_place(&mut self.inverse, tmp, w, h, 3, DENSE_WINDOW_SIGMA, threads);
+        for_bands(&mut self.inverse, w * 3, threads, |_, band| {
+            invert_rows(band)
+        });
+    }
+}
+
+/// One Lucas–Kanade step at every pixel: the error of `prev` warped by the current vectors
+/// against the template, its products with the template's gradient summed over the Gaussian
+/// window, solved with the template's inverse structure tensor; each vector moves at most 1 px
+/// per step.
 pub(super) fn dense_lucas_kanade_step(
     cur: &GreyImage,
     prev: &GreyImage,
@@ -454,77 +541,148 @@ pub(super) fn dense_lucas_kanade_step(
     threads: usize,
 ) {
     let (w, h) = (cur.width, cur.height);
-    // `prev` warped by the current vectors; its central differences stand in for the gradient
-    // of `prev` at the matched points (one bilinear sample per pixel instead of five).
-    let LkScratch { warped, terms, tmp } = scratch;
+    let LkScratch {
+        template,
+        warped,
+        terms,
+        tmp,
+    } = scratch;
     warped.resize(w * h, 0.0);
     let (fdx, fdy) = (&flow.dx, &flow.dy);
     for_bands(warped, w, threads, |rows, band| {
         let px = rows.start * w..rows.end * w;
         warp_grey_rows(prev, &fdx[px.clone()], &fdy[px], band, rows.start);
     });
-    // Per pixel: gx², gx·gy, gy², gx·e, gy·e, interleaved for one blur.
-    terms.resize(w * h * 5, 0.0);
-    let warped = &*warped;
-    for_bands(terms, w * 5, threads, |rows, band| {
-        lk_terms_rows(warped, cur, band, rows.start);
+    // Per pixel: gx·e, gy·e, interleaved for one blur.
+    terms.resize(w * h * 2, 0.0);
+    let (warped, grad) = (&*warped, &template.grad);
+    for_bands(terms, w * 2, threads, |rows, band| {
+        let px = rows.start * w..rows.end * w;
+        error_terms(
+            &warped[px.clone()],
+            &cur.data[px],
+            &grad[rows.start * w * 2..],
+            band,
+        );
     });
-    box_gaussian_in_place(terms, tmp, w, h, 5, DENSE_WINDOW_SIGMA, threads);
-    let sums = &*terms;
+    box_gaussian_in_place(terms, tmp, w, h, 2, DENSE_WINDOW_SIGMA, threads);
+    let (sums, inverse) = (&*terms, &template.inverse);
     for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, bx, by| {
-        lk_solve(&sums[rows.start * w * 5..rows.end * w * 5], bx, by);
+        let px = rows.start * w..rows.end * w;
+        lk_solve(
+            &sums[px.start * 2..px.end * 2],
+            &inverse[px.start * 3..px.end * 3],
+            bx,
+            by,
+        );
     });
 }
 
-kernel! {
-    /// `prev` at each pixel of rows `y0..` displaced by (`dx`, `dy`), bilinear.
-    fn warp_grey_rows(prev: &GreyImage, dx: &[f32], dy: &[f32], out: &mut [f32], y0: usize) {
-        let w = prev.width;
-        let rows = out.chunks_exact_mut(w).zip(dx.chunks_exact(w).zip(dy.chunks_exact(w)));
-        for (y, (row, (dx, dy))) in (y0..).zip(rows) {
-            for (x, ((v, dx), dy)) in row.iter_mut().zip(dx).zip(dy).enumerate() {
-                *v = prev.sample(x as f32 + dx, y as f32 + dy);
-            }
+/// `prev` at each pixel of rows `y0..` displaced by (`dx`, `dy`), bilinear: eight pixels at a
+/// time with gathers where the CPU has AVX2 (the same values).
+fn warp_grey_rows(prev: &GreyImage, dx: &[f32], dy: &[f32], out: &mut [f32], y0: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { warp_grey_rows_avx2(prev, dx, dy, out, y0) };
+    }
+    warp_grey_from(prev, dx, dy, out, y0, 0);
+}
+
+/// [`warp_grey_rows`] from column `x0` of each row on, one pixel at a time.
+#[inline(always)]
+fn warp_grey_from(prev: &GreyImage, dx: &[f32], dy: &[f32], out: &mut [f32], y0: usize, x0: usize) {
+    let w = prev.width;
+    let rows = out
+        .chunks_exact_mut(w)
+        .zip(dx.chunks_exact(w).zip(dy.chunks_exact(w)));
+    for (y, (row, (dx, dy))) in (y0..).zip(rows) {
+        for x in x0..w {
+            row[x] = prev.sample(x as f32 + dx[x], y as f32 + dy[x]);
         }
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn warp_grey_rows_avx2(prev: &GreyImage, dx: &[f32], dy: &[f32], out: &mut [f32], y0: usize) {
+    use super::gather::{columns8, load8, store8, Taps8};
+    use std::arch::x86_64::*;
+    let (w, h) = (prev.width, prev.height);
+    let whole = w / 8 * 8;
+    let rows = out
+        .chunks_exact_mut(w)
+        .zip(dx.chunks_exact(w).zip(dy.chunks_exact(w)));
+    for (y, (row, (dx, dy))) in (y0..).zip(rows) {
+        let yv = _mm256_set1_ps(y as f32);
+        for x in (0..whole).step_by(8) {
+            let sx = _mm256_add_ps(columns8(x), load8(dx, x));
+            let sy = _mm256_add_ps(yv, load8(dy, x));
+            store8(row, x, Taps8::new(sx, sy, w, h).apply(&prev.data));
+        }
+    }
+    warp_grey_from(prev, dx, dy, out, y0, whole);
+}
+
 kernel! {
-    /// The Lucas–Kanade terms of rows `y0..`: gradient of `warped` (central differences,
-    /// one-sided at the borders) and its difference to `cur`, as gx², gx·gy, gy², gx·e, gy·e.
-    fn lk_terms_rows(warped: &[f32], cur: &GreyImage, out: &mut [f32], y0: usize) {
+    /// The template's gradient for rows `y0..` into `grad` (gx, gy per pixel) and its products
+    /// gx², gx·gy, gy² into `products`.
+    fn gradient_rows(cur: &GreyImage, grad: &mut [f32], products: &mut [f32], y0: usize) {
         let (w, h) = (cur.width, cur.height);
-        let mut grad = vec![[0f32; 3]; w];
-        for (y, out) in (y0..).zip(out.chunks_exact_mut(w * 5)) {
+        let rows = grad.chunks_exact_mut(w * 2).zip(products.chunks_exact_mut(w * 3));
+        for (y, (grad, products)) in (y0..).zip(rows) {
             let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
-            let row = &warped[y * w..][..w];
-            let (above, below) = (&warped[up * w..][..w], &warped[down * w..][..w]);
+            let row = &cur.data[y * w..][..w];
+            let (above, below) = (&cur.data[up * w..][..w], &cur.data[down * w..][..w]);
             let vertical = (down - up) as f32;
-            for (x, g) in grad.iter_mut().enumerate() {
+            for (x, (g, p)) in grad.chunks_exact_mut(2).zip(products.chunks_exact_mut(3)).enumerate() {
                 let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
                 let gx = (row[right] - row[left]) / (right - left) as f32;
                 let gy = (below[x] - above[x]) / vertical;
-                *g = [gx, gy, row[x] - cur.data[y * w + x]];
-            }
-            for (t, [gx, gy, e]) in out.chunks_exact_mut(5).zip(&grad) {
-                t.copy_from_slice(&[gx * gx, gx * gy, gy * gy, gx * e, gy * e]);
+                g.copy_from_slice(&[gx, gy]);
+                p.copy_from_slice(&[gx * gx, gx * gy, gy * gy]);
             }
         }
     }
 }
 
 kernel! {
-    /// Solve each pixel's 2×2 system from its window sums and move its vector (at most 1 px).
-    fn lk_solve(sums: &[f32], dx: &mut [f32], dy: &mut [f32]) {
-        for ((t, vx), vy) in sums.chunks_exact(5).zip(dx.iter_mut()).zip(dy.iter_mut()) {
-            let [gxx, gxy, gyy, bxe, bye] = [t[0], t[1], t[2], t[3], t[4]];
+    /// Window sums gx², gx·gy, gy² → gyy/det, gxy/det, gxx/det, or zeros where the window is
+    /// flat or one-dimensional.
+    fn invert_rows(sums: &mut [f32]) {
+        for t in sums.chunks_exact_mut(3) {
+            let [gxx, gxy, gyy] = [t[0], t[1], t[2]];
             let det = gxx * gyy - gxy * gxy;
-            // Flat or one-dimensional texture: no reliable direction, the vector stays.
             let reliable = det > 1e-2 * (gxx + gyy).powi(2).max(1e-3);
-            let ux = -(gyy * bxe - gxy * bye) / det;
-            let uy = -(gxx * bye - gxy * bxe) / det;
-            *vx += if reliable { ux.clamp(-1.0, 1.0) } else { 0.0 };
-            *vy += if reliable { uy.clamp(-1.0, 1.0) } else { 0.0 };
+            let inv = if reliable { 1.0 / det } else { 0.0 };
+            t.copy_from_slice(&[gyy * inv, gxy * inv, gxx * inv]);
+        }
+    }
+}
+
+kernel! {
+    /// Per pixel of a band: the warped image's error against the template, times the
+    /// template's gradient (gx·e, gy·e).
+    fn error_terms(warped: &[f32], cur: &[f32], grad: &[f32], out: &mut [f32]) {
+        let pixels = out.chunks_exact_mut(2).zip(grad.chunks_exact(2)).zip(warped.iter().zip(cur));
+        for ((t, g), (w, c)) in pixels {
+            let e = w - c;
+            t.copy_from_slice(&[g[0] * e, g[1] * e]);
+        }
+    }
+}
+
+kernel! {
+    /// Move each pixel's vector by the solution of its 2×2 system (at most 1 px), from its
+    /// window sums gx·e, gy·e and the template's inverse structure tensor.
+    fn lk_solve(sums: &[f32], inverse: &[f32], dx: &mut [f32], dy: &mut [f32]) {
+        let pixels = sums.chunks_exact(2).zip(inverse.chunks_exact(3));
+        for ((t, m), (vx, vy)) in pixels.zip(dx.iter_mut().zip(dy.iter_mut())) {
+            let (bxe, bye) = (t[0], t[1]);
+            let ux = -(m[0] * bxe - m[1] * bye);
+            let uy = -(m[2] * bye - m[1] * bxe);
+            *vx += ux.clamp(-1.0, 1.0);
+            *vy += uy.clamp(-1.0, 1.0);
         }
     }
 }

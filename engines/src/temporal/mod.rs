@@ -28,6 +28,8 @@ pub const DEFAULT_STABILITY: f64 = 0.7;
 mod blur;
 mod detail;
 mod flow;
+#[cfg(target_arch = "x86_64")]
+mod gather;
 mod grey;
 mod metrics;
 mod par;

@@ -51,3 +51,11 @@ pub(super) fn baseline_forced() -> bool {
 pub(super) fn baseline_forced() -> bool {
     false
 }
+
+/// Whether hand-written AVX2 code (`super::gather`) may run: the CPU has it and no test forced
+/// the baseline.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) fn avx2() -> bool {
+    !baseline_forced() && std::arch::is_x86_feature_detected!("avx2")
+}
