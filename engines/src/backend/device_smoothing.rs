@@ -332,13 +332,19 @@ unsafe fn smooth(
                  height: usize|
      -> Result<()> {
         let (wi, hi) = (int(width)?, int(height)?);
+        let band = int(temporal::params::BAND_ROWS)?;
         for r in radii {
             let r = int(r)?;
             let mut l = stream.launch_builder(&f.box_rows);
             l.arg(&*img).arg(&mut *tmp).arg(&wi).arg(&hi).arg(&r);
             l.launch(grid(height, 1)).map_err(cuda)?;
             let mut l = stream.launch_builder(&f.box_cols);
-            l.arg(&*tmp).arg(&mut *img).arg(&wi).arg(&hi).arg(&r);
+            l.arg(&*tmp)
+                .arg(&mut *img)
+                .arg(&wi)
+                .arg(&hi)
+                .arg(&r)
+                .arg(&band);
             l.launch(grid(width, 1)).map_err(cuda)?;
         }
         Ok(())

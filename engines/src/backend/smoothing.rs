@@ -308,13 +308,19 @@ extern "C" __global__ void box_rows(const float* src, float* dst, int width, int
     }
 }
 
-extern "C" __global__ void box_cols(const float* src, float* dst, int width, int height, int r) {
+// The host sums each band of `band` rows afresh (its bands run on separate threads), so
+// the sum restarts there too: a running sum carried across would round differently.
+extern "C" __global__ void box_cols(const float* src, float* dst, int width, int height, int r,
+                                    int band) {
     int x = thread_x();
     if (x >= width || thread_y() >= 1) return;
     float norm = 1.0f / (float)(2 * r + 1);
     float acc = 0.0f;
-    for (int k = -r; k <= r; k++) acc += src[clampi(k, height) * width + x];
     for (int y = 0; y < height; y++) {
+        if (y % band == 0) {
+            acc = 0.0f;
+            for (int k = -r; k <= r; k++) acc += src[clampi(y + k, height) * width + x];
+        }
         float add = src[clampi(y + r + 1, height) * width + x];
         float sub = src[clampi(y - r, height) * width + x];
         dst[y * width + x] = acc * norm;
@@ -869,7 +875,7 @@ pub fn upsample_pixel(half: &[f32], p: Plane, out: &mut [f32], x: usize, y: usiz
 }
 
 /// Mirror of one `box_rows` thread (`vertical` false: row `line`) or `box_cols` thread (true:
-/// column `line`).
+/// column `line`, its sum restarted every `BAND_ROWS` rows).
 pub fn box_line(
     src: &[f32],
     dst: &mut [f32],
@@ -890,11 +896,16 @@ pub fn box_line(
         (if vertical { k * w + line } else { line * w + k }) as usize
     };
     let norm = 1.0 / (2 * r + 1) as f32;
+    let band = params::BAND_ROWS as i32;
     let mut acc = 0.0f32;
-    for k in -r..=r {
-        acc += src[at(k)];
-    }
     for k in 0..len {
+        // Columns restart their sum at every band of rows, as the host's do; rows never.
+        if k == 0 || (vertical && k % band == 0) {
+            acc = 0.0;
+            for j in -r..=r {
+                acc += src[at(k + j)];
+            }
+        }
         let (add, sub) = (src[at(k + r + 1)], src[at(k - r)]);
         dst[at(k)] = acc * norm;
         acc += add - sub;

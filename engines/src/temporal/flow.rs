@@ -150,6 +150,10 @@ pub(super) fn sad(
     Some(acc.iter().sum())
 }
 
+/// Most candidates a block is tried at: no motion, then every vector within the largest
+/// radius of its centre.
+const MAX_CANDIDATES: usize = 1 + (2 * COARSE_RADIUS as usize + 1).pow(2);
+
 /// Best integer vector within `radius` of `centre` (ties go to the smaller vector, so flat
 /// areas stay still), refined to sub-pixel by Lucas–Kanade.
 #[inline(always)]
@@ -161,18 +165,29 @@ pub(super) fn match_block(
     centre: (i32, i32),
     radius: i32,
 ) -> (f32, f32) {
-    let mut best = (0i32, 0i32);
-    let mut best_cost = sad(cur, prev, bx, by, 0, 0).unwrap_or(f32::INFINITY);
+    // No motion first, then the window row by row: every cost at once (eight at a time with
+    // AVX2), then the choice in that order.
+    let mut candidates = [(0i32, 0i32); MAX_CANDIDATES];
+    let mut n = 1;
     for dy in centre.1 - radius..=centre.1 + radius {
         for dx in centre.0 - radius..=centre.0 + radius {
-            let Some(cost) = sad(cur, prev, bx, by, dx, dy) else {
-                continue;
-            };
-            let smaller = dx.abs() + dy.abs() < best.0.abs() + best.1.abs();
-            if cost < best_cost - 1e-3 || (cost <= best_cost + 1e-3 && smaller) {
-                best = (dx, dy);
-                best_cost = cost;
-            }
+            candidates[n] = (dx, dy);
+            n += 1;
+        }
+    }
+    let mut costs = [0f32; MAX_CANDIDATES];
+    sad_costs(cur, prev, bx, by, &candidates[..n], &mut costs[..n]);
+    let mut best = (0i32, 0i32);
+    let mut best_cost = costs[0];
+    for (&(dx, dy), &cost) in candidates[1..n].iter().zip(&costs[1..n]) {
+        // Out of the image: never chosen.
+        if cost == f32::INFINITY {
+            continue;
+        }
+        let smaller = dx.abs() + dy.abs() < best.0.abs() + best.1.abs();
+        if cost < best_cost - 1e-3 || (cost <= best_cost + 1e-3 && smaller) {
+            best = (dx, dy);
+            best_cost = cost;
         }
     }
     if !best_cost.is_finite() {
@@ -180,6 +195,86 @@ pub(super) fn match_block(
     }
     let (fx, fy) = lucas_kanade(cur, prev, bx, by, best);
     (best.0 as f32 + fx, best.1 as f32 + fy)
+}
+
+/// [`sad`] of the block at (bx, by) for each candidate vector, infinity where the displaced
+/// block leaves the image.
+#[inline(always)]
+fn sad_costs(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    bx: usize,
+    by: usize,
+    candidates: &[(i32, i32)],
+    costs: &mut [f32],
+) {
+    let mut first = 0;
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        first = unsafe { sad_costs_avx2(cur, prev, bx, by, candidates, costs) };
+    }
+    for (&(dx, dy), cost) in candidates[first..].iter().zip(&mut costs[first..]) {
+        *cost = sad(cur, prev, bx, by, dx, dy).unwrap_or(f32::INFINITY);
+    }
+}
+
+/// [`sad_costs`] for whole groups of eight candidates; returns how many it did. Per candidate
+/// the same sums as [`sad`]: one vector of column sums over the rows, then the columns added
+/// in order, here for eight candidates at once after a transpose.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sad_costs_avx2(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    bx: usize,
+    by: usize,
+    candidates: &[(i32, i32)],
+    costs: &mut [f32],
+) -> usize {
+    use super::gather::{load8, store8, transpose8};
+    use std::arch::x86_64::*;
+    const _: () = assert!(BLOCK == 8, "one vector per block row");
+    // Closures would not be compiled for AVX2: plain loops.
+    let mut block = [_mm256_setzero_ps(); BLOCK];
+    for (r, row) in block.iter_mut().enumerate() {
+        *row = load8(&cur.data, (by + r) * cur.width + bx);
+    }
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let whole = candidates.len() / 8 * 8;
+    for (group, out) in candidates[..whole]
+        .chunks_exact(8)
+        .zip(costs.chunks_exact_mut(8))
+    {
+        let mut inside = [true; 8];
+        let mut sums = [_mm256_setzero_ps(); 8];
+        for ((&(dx, dy), acc), fits) in group.iter().zip(&mut sums).zip(&mut inside) {
+            let (px, py) = (bx as i32 + dx, by as i32 + dy);
+            *fits = px >= 0
+                && py >= 0
+                && px as usize + BLOCK <= prev.width
+                && py as usize + BLOCK <= prev.height;
+            if *fits {
+                let at = py as usize * prev.width + px as usize;
+                for (r, c) in block.iter().enumerate() {
+                    let p = load8(&prev.data, at + r * prev.width);
+                    *acc = _mm256_add_ps(*acc, _mm256_and_ps(_mm256_sub_ps(*c, p), abs));
+                }
+            }
+        }
+        let columns = transpose8(sums);
+        let mut total = columns[0];
+        for c in &columns[1..] {
+            total = _mm256_add_ps(total, *c);
+        }
+        store8(out, 0, total);
+        for (cost, fits) in out.iter_mut().zip(inside) {
+            if !fits {
+                *cost = f32::INFINITY;
+            }
+        }
+    }
+    whole
 }
 
 /// Sub-pixel refinement of an integer match: two Lucas–Kanade steps on the block (solve
@@ -211,7 +306,9 @@ pub(super) fn lucas_kanade(
         } else {
             sample_window(prev, bx, by, best, (fx, fy), &mut window);
         }
-        let (mut gxx, mut gxy, mut gyy, mut bxe, mut bye) = (0f32, 0f32, 0f32, 0f32, 0f32);
+        // One accumulator per column and term (a float sum in a fixed order over all 64
+        // pixels would be a chain of dependent additions that does not vectorise).
+        let mut acc = [[0f32; BLOCK]; 5];
         for r in 0..BLOCK {
             let (above, here, below) = (&window[r], &window[r + 1], &window[r + 2]);
             let cur_row = &cur.data[(by + r) * cur.width + bx..][..BLOCK];
@@ -219,13 +316,14 @@ pub(super) fn lucas_kanade(
                 let gx = 0.5 * (here[c + 2] - here[c]);
                 let gy = 0.5 * (below[c + 1] - above[c + 1]);
                 let e = here[c + 1] - cur_row[c];
-                gxx += gx * gx;
-                gxy += gx * gy;
-                gyy += gy * gy;
-                bxe += gx * e;
-                bye += gy * e;
+                acc[0][c] += gx * gx;
+                acc[1][c] += gx * gy;
+                acc[2][c] += gy * gy;
+                acc[3][c] += gx * e;
+                acc[4][c] += gy * e;
             }
         }
+        let [gxx, gxy, gyy, bxe, bye] = acc.map(|a| a.iter().sum::<f32>());
         let det = gxx * gyy - gxy * gxy;
         // Flat or one-dimensional texture: no reliable sub-pixel direction.
         if det <= 1e-3 * (gxx + gyy).powi(2).max(1e-6) {
@@ -401,7 +499,10 @@ pub(super) fn block_motion(cur: &GreyImage, prev: &GreyImage) -> Flow {
 /// a translation, which shows as flicker again.
 pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
     let mut flow = Flow::dense(0, 0);
-    estimate_flow_into(cur, prev, &mut flow, &mut LkScratch::default(), 1);
+    let mut scratch = LkScratch::default();
+    let mut template = Template::default();
+    template.compute(cur, &mut scratch.tmp, 1);
+    estimate_flow_into(cur, prev, &template, &mut flow, &mut scratch, 1);
     flow
 }
 
@@ -420,10 +521,11 @@ impl Flow {
 }
 
 /// [`estimate_flow`] into a kept flow and buffers, its per-pixel steps on up to `threads`
-/// threads.
+/// threads; `template` is `cur`'s ([`Template::compute`]).
 pub(super) fn estimate_flow_into(
     cur: &GreyImage,
     prev: &GreyImage,
+    template: &Template,
     flow: &mut Flow,
     scratch: &mut LkScratch,
     threads: usize,
@@ -449,9 +551,8 @@ pub(super) fn estimate_flow_into(
     for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, dx, dy| {
         blocks_to_pixels(&blocks, scale, w, dx, dy, rows.start);
     });
-    scratch.template.compute(cur, &mut scratch.tmp, threads);
     for _ in 0..DENSE_STEPS {
-        dense_lucas_kanade_step(cur, prev, flow, scratch, threads);
+        dense_lucas_kanade_step(cur, prev, template, flow, scratch, threads);
     }
     // Still areas: sensor noise gives them tiny vectors, and resampling a texture at tiny
     // offsets frame after frame slowly blurs it. Nothing that slow is visible as motion.
@@ -488,7 +589,6 @@ kernel! {
 /// multi-megabyte buffers cost a page fault per 4 KiB on every step.
 #[derive(Default)]
 pub(super) struct LkScratch {
-    template: Template,
     warped: Vec<f32>,
     terms: Vec<f32>,
     tmp: Vec<f32>,
@@ -499,7 +599,8 @@ pub(super) struct LkScratch {
 /// template's gradient rather than the warped image's (as inverse-compositional Lucas–Kanade
 /// does; the two agree once the match is close, which block matching makes it), so the
 /// window sums of gx², gx·gy, gy² and their inverse are worked out once per image instead of
-/// once per step, and a step blurs two terms instead of five.
+/// once per step, and a step blurs two terms instead of five. The filter keeps a frame's
+/// template for the next frame, whose forward motion has that frame as its template.
 #[derive(Default)]
 pub(super) struct Template {
     /// Per pixel: gx, gy (central differences, one-sided at the borders).
@@ -510,7 +611,8 @@ pub(super) struct Template {
 }
 
 impl Template {
-    fn compute(&mut self, cur: &GreyImage, tmp: &mut Vec<f32>, threads: usize) {
+    /// `cur`'s template, with `tmp` as the blur's buffer, on up to `threads` threads.
+    pub(super) fn compute(&mut self, cur: &GreyImage, tmp: &mut Vec<f32>, threads: usize) {
         let (w, h) = (cur.width, cur.height);
         self.grad.resize(w * h * 2, 0.0);
         self.inverse.resize(w * h * 3, 0.0);
@@ -536,17 +638,13 @@ impl Template {
 pub(super) fn dense_lucas_kanade_step(
     cur: &GreyImage,
     prev: &GreyImage,
+    template: &Template,
     flow: &mut Flow,
     scratch: &mut LkScratch,
     threads: usize,
 ) {
     let (w, h) = (cur.width, cur.height);
-    let LkScratch {
-        template,
-        warped,
-        terms,
-        tmp,
-    } = scratch;
+    let LkScratch { warped, terms, tmp } = scratch;
     warped.resize(w * h, 0.0);
     let (fdx, fdy) = (&flow.dx, &flow.dy);
     for_bands(warped, w, threads, |rows, band| {
@@ -696,6 +794,62 @@ pub(super) fn round_trip_holds(fwd: &Flow, gx: f32, gy: f32, (bx, by): (f32, f32
     let (ex, ey) = (bx + fx, by + fy);
     let mag = bx * bx + by * by + fx * fx + fy * fy;
     ex * ex + ey * ey <= 0.01 * mag + CONSISTENCY_SLACK
+}
+
+/// [`round_trip_holds`] at pixels `x0..` of row `y` of a dense backward flow (vectors `dx`,
+/// `dy` of the row): 1 where it holds, 0 where not, into `out`. Eight pixels at a time with
+/// gathers where the CPU has AVX2 (the same arithmetic); the pixels left over one by one.
+#[inline(always)]
+pub(super) fn round_trip_row(fwd: &Flow, y: usize, dx: &[f32], dy: &[f32], out: &mut [f32]) {
+    let mut first = 0;
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        first = unsafe { round_trip_row_avx2(fwd, y, dx, dy, out) };
+    }
+    for x in first..out.len() {
+        let holds = round_trip_holds(fwd, x as f32, y as f32, (dx[x], dy[x]));
+        out[x] = if holds { 1.0 } else { 0.0 };
+    }
+}
+
+/// The whole vectors of [`round_trip_row`]; returns where it stopped.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn round_trip_row_avx2(fwd: &Flow, y: usize, dx: &[f32], dy: &[f32], out: &mut [f32]) -> usize {
+    use super::gather::{columns8, load8, store8, Taps8};
+    use std::arch::x86_64::*;
+    let whole = out.len() / 8 * 8;
+    let (origin, step) = (_mm256_set1_ps(fwd.origin), _mm256_set1_ps(fwd.step));
+    // `Flow::grid_coord`: no division on a dense flow's grid.
+    let grid = |v: __m256| {
+        let v = _mm256_sub_ps(v, origin);
+        if fwd.step == 1.0 {
+            v
+        } else {
+            _mm256_div_ps(v, step)
+        }
+    };
+    let gy = _mm256_set1_ps(y as f32);
+    let (hundredth, slack) = (_mm256_set1_ps(0.01), _mm256_set1_ps(CONSISTENCY_SLACK));
+    let sq = |v: __m256| _mm256_mul_ps(v, v);
+    for x in (0..whole).step_by(8) {
+        let (bx, by) = (load8(dx, x), load8(dy, x));
+        let taps = Taps8::new(
+            grid(_mm256_add_ps(columns8(x), bx)),
+            grid(_mm256_add_ps(gy, by)),
+            fwd.cols,
+            fwd.rows,
+        );
+        let (fx, fy) = (taps.apply(&fwd.dx), taps.apply(&fwd.dy));
+        let (ex, ey) = (_mm256_add_ps(bx, fx), _mm256_add_ps(by, fy));
+        let mag = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(sq(bx), sq(by)), sq(fx)), sq(fy));
+        let miss = _mm256_add_ps(sq(ex), sq(ey));
+        let bound = _mm256_add_ps(_mm256_mul_ps(hundredth, mag), slack);
+        let holds = _mm256_cmp_ps::<_CMP_LE_OQ>(miss, bound);
+        store8(out, x, _mm256_and_ps(holds, _mm256_set1_ps(1.0)));
+    }
+    whole
 }
 
 /// 1 where the backward flow (current → previous) and the forward flow (previous → current)

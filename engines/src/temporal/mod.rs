@@ -52,12 +52,13 @@ pub(crate) mod params {
     pub(crate) use super::blur::{boxes_for_gauss, gaussian_taps, BOX_SIGMA};
     pub(crate) use super::detail::{DETAIL_SIGMA, ENERGY_SIGMA, MAX_DETAIL_GAIN};
     pub(crate) use super::flow::CONSISTENCY_SLACK;
+    pub(crate) use super::par::BAND_ROWS;
     pub(crate) use super::select::{AGREE, DISAGREE};
     pub(crate) use super::FLOW_MAX_WIDTH;
 }
 
 use detail::{restore_detail_with, DetailScratch};
-use flow::{estimate_flow_into, round_trip_holds, to_smaller, LkScratch};
+use flow::{estimate_flow_into, round_trip_row, to_smaller, LkScratch, Template};
 use par::{for_bands, for_bands2, join};
 use select::{agreement, input_difference, max3_row, neighbour_rows, propagation_weight};
 use simd::kernel;
@@ -93,6 +94,8 @@ struct Previous {
     /// input, so a slow change (a fade, a lighting change) refreshes it instead of freezing it.
     pairs: Vec<PixelPair>,
     grey: GreyImage,
+    /// The grey image's Lucas–Kanade template: this frame's forward motion starts from it.
+    template: Template,
 }
 
 /// Buffers of [`TemporalFilter::apply`], kept across frames (a fresh multi-megabyte buffer
@@ -113,6 +116,9 @@ struct Buffers {
     out: Vec<f32>,
     next: Vec<PixelPair>,
     detail: DetailScratch,
+    /// The template buffers of the frame before the previous one, for reuse.
+    spare_template: Template,
+    template_tmp: Vec<f32>,
 }
 
 /// How the previous output is brought to the current frame.
@@ -212,9 +218,14 @@ impl TemporalFilter {
             .take()
             .filter(|p| p.width == w && p.height == h);
         let mut next = std::mem::take(&mut self.buffers.next);
+        let mut template = std::mem::take(&mut self.buffers.spare_template);
+        if self.mode == Mode::MotionCompensated {
+            let b = &mut self.buffers;
+            template.compute(&grey, &mut b.template_tmp, self.threads);
+        }
         match (&previous, self.mode) {
             (Some(prev), Mode::MotionCompensated) => {
-                self.motion_compensated(prev, &grey, input, output, &mut next);
+                self.motion_compensated(prev, &grey, &template, input, output, &mut next);
             }
             (Some(prev), Mode::Naive) => {
                 let k = self.stability;
@@ -229,12 +240,14 @@ impl TemporalFilter {
         }
         if let Some(prev) = previous {
             self.buffers.next = prev.pairs;
+            self.buffers.spare_template = prev.template;
         }
         self.previous = Some(Previous {
             width: w,
             height: h,
             pairs: next,
             grey,
+            template,
         });
     }
 
@@ -244,6 +257,7 @@ impl TemporalFilter {
         &mut self,
         prev: &Previous,
         grey: &GreyImage,
+        template: &Template,
         input: &RgbImage,
         output: &mut RgbImage,
         next: &mut Vec<PixelPair>,
@@ -259,12 +273,12 @@ impl TemporalFilter {
             threads,
             || {
                 let mut f = back.take().unwrap_or_else(|| Flow::dense(0, 0));
-                estimate_flow_into(grey, &prev.grey, &mut f, lk_back, inner);
+                estimate_flow_into(grey, &prev.grey, template, &mut f, lk_back, inner);
                 f
             },
             || {
                 let mut f = fwd.take().unwrap_or_else(|| Flow::dense(0, 0));
-                estimate_flow_into(&prev.grey, grey, &mut f, lk_fwd, inner);
+                estimate_flow_into(&prev.grey, grey, &prev.template, &mut f, lk_fwd, inner);
                 f
             },
         );
@@ -395,10 +409,7 @@ kernel! {
         let cols = back.cols;
         for (y, row) in (y0..).zip(out.chunks_exact_mut(cols)) {
             let (dx, dy) = (&back.dx[y * cols..][..cols], &back.dy[y * cols..][..cols]);
-            for (x, o) in row.iter_mut().enumerate() {
-                let holds = round_trip_holds(fwd, x as f32, y as f32, (dx[x], dy[x]));
-                *o = if holds { 1.0 } else { 0.0 };
-            }
+            round_trip_row(fwd, y, dx, dy, row);
         }
     }
 }

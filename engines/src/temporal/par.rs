@@ -9,7 +9,7 @@ use std::ops::Range;
 
 /// Rows per band: large enough that a band's start-up (a running sum's first window, a
 /// thread's wake-up) is small against its work, small enough to balance two or more threads.
-pub(super) const BAND_ROWS: usize = 16;
+pub(crate) const BAND_ROWS: usize = 16;
 
 /// Below this many items a stage runs on the calling thread: starting a thread costs tens of
 /// microseconds, more than a small image's whole stage.
