@@ -179,9 +179,23 @@ pub(super) fn box_gaussian_in_place(
     sigma: f32,
     threads: usize,
 ) {
+    box_blurs_in_place(img, tmp, w, h, channels, &boxes_for_gauss(sigma), threads);
+}
+
+/// Box blurs of the given odd `widths` one after the other, each a horizontal then a vertical
+/// running sum (borders clamped), of `img` in place with `tmp` as the buffer between passes.
+pub(super) fn box_blurs_in_place(
+    img: &mut [f32],
+    tmp: &mut Vec<f32>,
+    w: usize,
+    h: usize,
+    channels: usize,
+    widths: &[usize],
+    threads: usize,
+) {
     tmp.resize(img.len(), 0.0);
     let row_len = w * channels;
-    for width in boxes_for_gauss(sigma) {
+    for &width in widths {
         let r = width / 2;
         let src = &*img;
         for_bands(tmp, row_len, threads, |rows, band| {

@@ -6,7 +6,7 @@
 //! output drifts toward the content). This filter instead
 //! 1. estimates dense motion between the previous and the current *input* on a grey image at
 //!    most 320 px wide: block matching on a half-resolution pyramid for large motions, then
-//!    dense Lucas–Kanade steps per pixel (Gaussian window) for an accurate, smooth field;
+//!    dense Lucas–Kanade steps per pixel (a smooth window of σ ≈ 2.8 px) for an accurate field;
 //! 2. carries the previous *output* and the input its texture was painted for (the
 //!    reference) along that motion, with a cubic kernel (repeated bilinear warps blur);
 //! 3. keeps the carried texture only where the carried reference still matches the current
