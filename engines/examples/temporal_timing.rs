@@ -78,7 +78,18 @@ fn main() {
         if let Some(n) = std::env::var("THREADS").ok().and_then(|n| n.parse().ok()) {
             filter.set_threads(n);
         }
+        let mut thrash = vec![
+            0u8;
+            if std::env::var("THRASH").is_ok() {
+                64 << 20
+            } else {
+                0
+            }
+        ];
         for (i, (f, o)) in frames.iter().zip(&outputs).enumerate() {
+            for (k, v) in thrash.iter_mut().enumerate().step_by(64) {
+                *v = v.wrapping_add(k as u8);
+            }
             let mut out = o.clone();
             let (t, c) = (Instant::now(), cpu_ms());
             filter.apply(f, &mut out);

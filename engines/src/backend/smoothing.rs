@@ -11,7 +11,7 @@
 //!    and Lucas–Kanade, [`temporal::estimate_flow`]) runs on the host on that small image, and
 //!    the two dense flow fields (backward, forward) are uploaded: two small copies per frame;
 //! 3. `warp_cubic` carries the previous output and reference along the backward flow (the
-//!    cubic taps applied across each row first, then down, as the host's `cubic_pair`);
+//!    cubic taps applied across each row first, then down, as the host's `RowTaps::apply`);
 //! 4. `round_trip` checks the forward–backward consistency once per pixel of the flow grid;
 //!    `temporal_diff` and `temporal_blend`: the agreement of the carried reference with this
 //!    input (3×3 maximum), times the round trip of the nearest flow pixel, the selection
@@ -142,7 +142,7 @@ extern "C" __global__ void warp_cubic(const unsigned char* reference, const unsi
     float sy = clampf((float)y + dy * s.scale, 0.0f, (float)(s.height - 1));
     float wx[4], wy[4];
     int x0 = cubic_taps(sx, wx), y0 = cubic_taps(sy, wy);
-    // Separable, as the host's `cubic_pair`: each of the four rows across, then the rows.
+    // Separable, as the host's `RowTaps::apply`: each of the four rows across, then the rows.
     float r[3] = {0.0f, 0.0f, 0.0f}, o[3] = {0.0f, 0.0f, 0.0f};
     for (int j = 0; j < 4; j++) {
         int row = clampi(y0 + j, s.height) * s.width;

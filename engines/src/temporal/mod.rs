@@ -62,7 +62,7 @@ use flow::{estimate_flow_into, round_trip_row, to_smaller, LkScratch, Template};
 use par::{for_bands, for_bands2, join};
 use select::{agreement, input_difference, max3_row, neighbour_rows, propagation_weight};
 use simd::kernel;
-use warp::{cubic_pair, PixelPair};
+use warp::{PixelPair, RowTaps};
 
 /// Grey images for motion estimation are at most this wide (the inference size of a 16:9
 /// frame at `scale` 0.25 of 720p): blocks are matched at half this width, vectors refined here.
@@ -375,7 +375,7 @@ kernel! {
     /// difference's maximum across each pixel and its neighbours in the row into `across`.
     fn carry_rows(c: &Carry<'_>, band: &mut [PixelPair], across: &mut [f32], y0: usize) {
         let (w, h, scale) = (c.w, c.h, c.scale);
-        let (max_x, max_y) = ((w - 1) as f32, (h - 1) as f32);
+        let mut cubic = RowTaps::default();
         // The flow pixel nearest to each pixel's centre, per column.
         let nearest = |i: usize, len: usize| ((to_smaller(i, scale) + 0.5).max(0.0) as usize).min(len - 1);
         let columns: Vec<usize> = (0..w).map(|x| nearest(x, c.back.cols)).collect();
@@ -387,12 +387,10 @@ kernel! {
             let round_trip = &c.round_trip[nearest(y, c.back.rows) * c.back.cols..][..c.back.cols];
             // The backward motion at each pixel of the row (`Flow::at_pixel`).
             c.back.row_at_pixels(y, scale, &taps, &mut vx, &mut vy);
+            cubic.compute(y, &vx, &vy, scale, w, h);
             for (x, (out, &fx)) in row.iter_mut().zip(&columns).enumerate() {
                 let i = y * w + x;
-                let v = (vx[x], vy[x]);
-                let sx = (x as f32 + v.0 * scale).clamp(0.0, max_x);
-                let sy = (y as f32 + v.1 * scale).clamp(0.0, max_y);
-                *out = cubic_pair(c.prev, w, h, sx, sy);
+                *out = cubic.apply(c.prev, w, h, x);
                 let here = &c.input[i * 3..][..3];
                 out[3] = input_difference(&[out[0], out[1], out[2]], here);
                 out[7] = round_trip[fx];
