@@ -41,12 +41,12 @@ pub(super) fn for_bands<T: Send>(
     }
     // Contiguous runs of whole bands, one per thread.
     let per_thread = bands.div_ceil(threads);
-    std::thread::scope(|s| {
+    rayon::in_place_scope(|s| {
         let mut parts = out.chunks_mut(per_thread * BAND_ROWS * row_len).enumerate();
         let mine = parts.next();
         for (t, part) in parts {
             let run = &run;
-            s.spawn(move || run(t * per_thread, part));
+            s.spawn(move |_| run(t * per_thread, part));
         }
         if let Some((_, part)) = mine {
             run(0, part);
@@ -89,12 +89,12 @@ pub(super) fn for_bands2<A: Send, B: Send>(
         per_thread * BAND_ROWS * a_row,
         per_thread * BAND_ROWS * b_row,
     );
-    std::thread::scope(|s| {
+    rayon::in_place_scope(|s| {
         let mut parts = a.chunks_mut(ca).zip(b.chunks_mut(cb)).enumerate();
         let mine = parts.next();
         for (t, (pa, pb)) in parts {
             let run = &run;
-            s.spawn(move || run(t * per_thread, pa, pb));
+            s.spawn(move |_| run(t * per_thread, pa, pb));
         }
         if let Some((_, (pa, pb))) = mine {
             run(0, pa, pb);
@@ -111,14 +111,12 @@ pub(super) fn join<A: Send, B: Send>(
     if threads < 2 {
         return (a(), b());
     }
-    std::thread::scope(|s| {
-        let other = s.spawn(b);
-        let first = a();
-        let second = other
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (first, second)
-    })
+    let mut second = None;
+    let first = rayon::in_place_scope(|s| {
+        s.spawn(|_| second = Some(b()));
+        a()
+    });
+    (first, second.expect("the scope ran the second closure"))
 }
 
 /// The threads the filter uses when the caller does not say: one per core, at most this many
