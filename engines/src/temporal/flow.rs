@@ -146,11 +146,12 @@ impl ColumnTaps {
             // SAFETY: the CPU has AVX2 (checked just above).
             first = unsafe { self.lerp_rows_avx2(top, bottom, fy, out) };
         }
-        for x in first..out.len() {
-            let (c0, c1, fx) = (self.c0[x] as usize, self.c1[x] as usize, self.fx[x]);
+        let taps = self.c0.iter().zip(&self.c1).zip(&self.fx).skip(first);
+        for (o, ((&c0, &c1), &fx)) in out[first..].iter_mut().zip(taps) {
+            let (c0, c1) = (c0 as usize, c1 as usize);
             let t = top[c0] * (1.0 - fx) + top[c1] * fx;
             let b = bottom[c0] * (1.0 - fx) + bottom[c1] * fx;
-            out[x] = t * (1.0 - fy) + b * fy;
+            *o = t * (1.0 - fy) + b * fy;
         }
     }
 
