@@ -350,9 +350,11 @@ fn sad_costs_avx2(
     whole
 }
 
-/// Sub-pixel refinement of an integer match: two Lucas–Kanade steps on the block (solve
-/// the 2×2 normal equations of the linearised brightness constancy). Zero when the residual
-/// is zero, and skipped on flat blocks whose gradients cannot fix a direction.
+/// Sub-pixel refinement of an integer match: one Lucas–Kanade step on the block (solve the
+/// 2×2 normal equations of the linearised brightness constancy), at most a pixel each way.
+/// Zero when the residual is zero, and skipped on flat blocks whose gradients cannot fix a
+/// direction. (A second step, resampling the window at the sub-pixel match, measured the
+/// same flicker reduction and ghosting: the dense steps that follow refine the vectors.)
 #[inline(always)]
 pub(super) fn lucas_kanade(
     cur: &GreyImage,
@@ -361,121 +363,60 @@ pub(super) fn lucas_kanade(
     by: usize,
     best: (i32, i32),
 ) -> (f32, f32) {
-    let (mut fx, mut fy) = (0f32, 0f32);
     // `prev` around the matched block, one pixel of margin for the central differences: each
-    // point sampled once (the block's five samples per pixel share most of them).
+    // point read once (the block's five samples per pixel share most of them).
     let mut window = [[0f32; WINDOW]; WINDOW];
-    for step in 0..2 {
-        let (left, top) = (
-            bx as isize - 1 + best.0 as isize,
-            by as isize - 1 + best.1 as isize,
-        );
-        let inside = left >= 0
-            && top >= 0
-            && left as usize + WINDOW <= prev.width
-            && top as usize + WINDOW <= prev.height;
-        if step == 0 && inside {
-            // Whole pixels inside the image: the window's rows as they are.
-            for (r, row) in window.iter_mut().enumerate() {
-                let at = (top as usize + r) * prev.width + left as usize;
-                row.copy_from_slice(&prev.data[at..at + WINDOW]);
-            }
-        } else if step == 0 {
-            // Whole pixels: a bilinear sample there is the pixel itself (clamped likewise).
-            let clamp = |v: isize, len: usize| v.clamp(0, len as isize - 1) as usize;
-            for (r, row) in window.iter_mut().enumerate() {
-                let y = clamp((by + r) as isize - 1 + best.1 as isize, prev.height);
-                let src = &prev.data[y * prev.width..][..prev.width];
-                for (c, v) in row.iter_mut().enumerate() {
-                    *v = src[clamp((bx + c) as isize - 1 + best.0 as isize, prev.width)];
-                }
-            }
-        } else {
-            sample_window(prev, bx, by, best, (fx, fy), &mut window);
-        }
-        // One accumulator per column and term (a float sum in a fixed order over all 64
-        // pixels would be a chain of dependent additions that does not vectorise).
-        let mut acc = [[0f32; BLOCK]; 5];
-        for r in 0..BLOCK {
-            let (above, here, below) = (&window[r], &window[r + 1], &window[r + 2]);
-            let cur_row = &cur.data[(by + r) * cur.width + bx..][..BLOCK];
-            for c in 0..BLOCK {
-                let gx = 0.5 * (here[c + 2] - here[c]);
-                let gy = 0.5 * (below[c + 1] - above[c + 1]);
-                let e = here[c + 1] - cur_row[c];
-                acc[0][c] += gx * gx;
-                acc[1][c] += gx * gy;
-                acc[2][c] += gy * gy;
-                acc[3][c] += gx * e;
-                acc[4][c] += gy * e;
-            }
-        }
-        let [gxx, gxy, gyy, bxe, bye] = acc.map(|a| a.iter().sum::<f32>());
-        let det = gxx * gyy - gxy * gxy;
-        // Flat or one-dimensional texture: no reliable sub-pixel direction.
-        if det <= 1e-3 * (gxx + gyy).powi(2).max(1e-6) {
-            break;
-        }
-        let dx = -(gyy * bxe - gxy * bye) / det;
-        let dy = -(gxx * bye - gxy * bxe) / det;
-        fx = (fx + dx).clamp(-1.0, 1.0);
-        fy = (fy + dy).clamp(-1.0, 1.0);
-    }
-    (fx, fy)
-}
-
-/// The block's window (one pixel of margin) of `prev` at the integer match `best` plus the
-/// sub-pixel `offset`, bilinear; eight columns of each row at once where the CPU has AVX2.
-#[inline(always)]
-fn sample_window(
-    prev: &GreyImage,
-    bx: usize,
-    by: usize,
-    best: (i32, i32),
-    offset: (f32, f32),
-    window: &mut [[f32; WINDOW]; WINDOW],
-) {
-    let mut first = 0;
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::avx2() {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        unsafe { sample_window_avx2(prev, bx, by, best, offset, window) };
-        first = 8;
-    }
-    for (r, row) in window.iter_mut().enumerate() {
-        let y = (by + r) as f32 - 1.0 + best.1 as f32 + offset.1;
-        for (c, v) in row.iter_mut().enumerate().skip(first) {
-            let x = (bx + c) as f32 - 1.0 + best.0 as f32 + offset.0;
-            *v = prev.sample(x, y);
-        }
-    }
-}
-
-/// The first eight columns of [`sample_window`]'s rows.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn sample_window_avx2(
-    prev: &GreyImage,
-    bx: usize,
-    by: usize,
-    best: (i32, i32),
-    offset: (f32, f32),
-    window: &mut [[f32; WINDOW]; WINDOW],
-) {
-    use super::gather::{columns8, store8, Taps8};
-    use std::arch::x86_64::*;
-    let x = _mm256_add_ps(
-        _mm256_add_ps(
-            _mm256_sub_ps(columns8(bx), _mm256_set1_ps(1.0)),
-            _mm256_set1_ps(best.0 as f32),
-        ),
-        _mm256_set1_ps(offset.0),
+    let (left, top) = (
+        bx as isize - 1 + best.0 as isize,
+        by as isize - 1 + best.1 as isize,
     );
-    for (r, row) in window.iter_mut().enumerate() {
-        let y = (by + r) as f32 - 1.0 + best.1 as f32 + offset.1;
-        let taps = Taps8::new(x, _mm256_set1_ps(y), prev.width, prev.height);
-        store8(row, 0, taps.apply(&prev.data));
+    let inside = left >= 0
+        && top >= 0
+        && left as usize + WINDOW <= prev.width
+        && top as usize + WINDOW <= prev.height;
+    if inside {
+        // The window's rows as they are.
+        for (r, row) in window.iter_mut().enumerate() {
+            let at = (top as usize + r) * prev.width + left as usize;
+            row.copy_from_slice(&prev.data[at..at + WINDOW]);
+        }
+    } else {
+        // Borders clamped.
+        let clamp = |v: isize, len: usize| v.clamp(0, len as isize - 1) as usize;
+        for (r, row) in window.iter_mut().enumerate() {
+            let y = clamp(top + r as isize, prev.height);
+            let src = &prev.data[y * prev.width..][..prev.width];
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = src[clamp(left + c as isize, prev.width)];
+            }
+        }
     }
+    // One accumulator per column and term (a float sum in a fixed order over all 64 pixels
+    // would be a chain of dependent additions that does not vectorise).
+    let mut acc = [[0f32; BLOCK]; 5];
+    for r in 0..BLOCK {
+        let (above, here, below) = (&window[r], &window[r + 1], &window[r + 2]);
+        let cur_row = &cur.data[(by + r) * cur.width + bx..][..BLOCK];
+        for c in 0..BLOCK {
+            let gx = 0.5 * (here[c + 2] - here[c]);
+            let gy = 0.5 * (below[c + 1] - above[c + 1]);
+            let e = here[c + 1] - cur_row[c];
+            acc[0][c] += gx * gx;
+            acc[1][c] += gx * gy;
+            acc[2][c] += gy * gy;
+            acc[3][c] += gx * e;
+            acc[4][c] += gy * e;
+        }
+    }
+    let [gxx, gxy, gyy, bxe, bye] = acc.map(|a| a.iter().sum::<f32>());
+    let det = gxx * gyy - gxy * gxy;
+    // Flat or one-dimensional texture: no reliable sub-pixel direction.
+    if det <= 1e-3 * (gxx + gyy).powi(2).max(1e-6) {
+        return (0.0, 0.0);
+    }
+    let dx = -(gyy * bxe - gxy * bye) / det;
+    let dy = -(gxx * bye - gxy * bxe) / det;
+    (dx.clamp(-1.0, 1.0), dy.clamp(-1.0, 1.0))
 }
 
 pub(super) fn grid(img: &GreyImage) -> (usize, usize) {
