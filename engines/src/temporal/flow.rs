@@ -94,6 +94,7 @@ impl Flow {
             taps.c0.push(c0 as i32);
             taps.c1.push(c1 as i32);
             taps.fx.push(fx);
+            taps.end = taps.end.max(c0.max(c1) + 1);
         }
         taps
     }
@@ -132,6 +133,8 @@ pub(super) struct ColumnTaps {
     c0: Vec<i32>,
     c1: Vec<i32>,
     fx: Vec<f32>,
+    /// One past the largest grid column read.
+    end: usize,
 }
 
 impl ColumnTaps {
@@ -162,18 +165,14 @@ impl ColumnTaps {
         use super::gather::{load8, store8};
         use std::arch::x86_64::*;
         let n = out.len().min(self.c0.len());
-        let limit = top.len().min(bottom.len());
-        // Gather indices must be inside both rows: checked once for the row.
-        assert!(self.c0[..n]
-            .iter()
-            .chain(&self.c1[..n])
-            .all(|&c| (c as usize) < limit));
+        // Gather indices must be inside both rows.
+        assert!(top.len() >= self.end && bottom.len() >= self.end);
         let (one, fy) = (_mm256_set1_ps(1.0), _mm256_set1_ps(fy));
         let gy = _mm256_sub_ps(one, fy);
         let whole = n / 8 * 8;
         for x in (0..whole).step_by(8) {
-            // SAFETY: x + 8 ≤ n ≤ the index vectors' length; every index is below both rows'
-            // lengths (asserted above).
+            // SAFETY: x + 8 ≤ n ≤ the index vectors' length; every index is below `end`, at
+            // most both rows' lengths (asserted above).
             let (c0, c1, t, b) = unsafe {
                 let c0 = _mm256_loadu_si256(self.c0[x..x + 8].as_ptr().cast());
                 let c1 = _mm256_loadu_si256(self.c1[x..x + 8].as_ptr().cast());
