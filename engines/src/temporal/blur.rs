@@ -134,7 +134,7 @@ pub(crate) fn gaussian_taps(sigma: f32) -> Vec<f32> {
 }
 
 /// From this σ on, a Gaussian is approximated by three box blurs (running sums: a cost per
-/// pixel independent of σ). The LK window (σ 3) and the energy window (σ 8) take this path;
+/// pixel independent of σ). The detail-energy window (σ 8) takes this path;
 /// the detail split (σ 1.5) stays exact because it defines what "fine detail" is.
 pub(crate) const BOX_SIGMA: f32 = 2.5;
 
