@@ -206,7 +206,7 @@ pub(super) fn sad(
     dy: i32,
 ) -> Option<f32> {
     let (px, py) = (bx as i32 + dx, by as i32 + dy);
-    if px < 0 || py < 0 || px as usize + BLOCK > prev.width || py as usize + BLOCK > prev.height {
+    if !prev.holds_square(px as isize, py as isize, BLOCK) {
         return None;
     }
     let (px, py) = (px as usize, py as usize);
@@ -322,10 +322,7 @@ fn sad_costs_avx2(
         let mut sums = [_mm256_setzero_ps(); 8];
         for ((&(dx, dy), acc), fits) in group.iter().zip(&mut sums).zip(&mut inside) {
             let (px, py) = (bx as i32 + dx, by as i32 + dy);
-            *fits = px >= 0
-                && py >= 0
-                && px as usize + BLOCK <= prev.width
-                && py as usize + BLOCK <= prev.height;
+            *fits = prev.holds_square(px as isize, py as isize, BLOCK);
             if *fits {
                 let at = py as usize * prev.width + px as usize;
                 for (r, c) in block.iter().enumerate() {
@@ -369,11 +366,7 @@ pub(super) fn lucas_kanade(
         bx as isize - 1 + best.0 as isize,
         by as isize - 1 + best.1 as isize,
     );
-    let inside = left >= 0
-        && top >= 0
-        && left as usize + WINDOW <= prev.width
-        && top as usize + WINDOW <= prev.height;
-    if inside {
+    if prev.holds_square(left, top, WINDOW) {
         // The window's rows as they are.
         for (r, row) in window.iter_mut().enumerate() {
             let at = (top as usize + r) * prev.width + left as usize;

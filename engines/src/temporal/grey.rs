@@ -18,6 +18,12 @@ impl GreyImage {
         self.data[y * self.width + x]
     }
 
+    /// Whether the `side`×`side` square with its top-left pixel at (x, y) lies inside.
+    #[inline(always)]
+    pub(super) fn holds_square(&self, x: isize, y: isize, side: usize) -> bool {
+        x >= 0 && y >= 0 && x as usize + side <= self.width && y as usize + side <= self.height
+    }
+
     /// Bilinear sample with clamping at the borders.
     #[inline(always)]
     pub(super) fn sample(&self, x: f32, y: f32) -> f32 {
