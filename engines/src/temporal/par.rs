@@ -1,9 +1,10 @@
 //! Row bands: the filter's per-pixel stages split over a few threads.
 //!
 //! The network runs on every core the user gave it, the filter after it on the same cores, so
-//! the filter takes them too. Work is cut into bands of a fixed number of rows whatever the
-//! thread count, and a band's result depends only on its rows: the output is the same bytes on
-//! one thread or eight.
+//! the filter takes them too, on rayon's kept threads (a thread started per stage cost more
+//! than some stages). Work is cut into bands of a fixed number of rows whatever the thread
+//! count, and a band's result depends only on its rows: the output is the same bytes on one
+//! thread or eight.
 
 use std::ops::Range;
 
@@ -11,8 +12,9 @@ use std::ops::Range;
 /// thread's wake-up) is small against its work, small enough to balance two or more threads.
 pub(crate) const BAND_ROWS: usize = 16;
 
-/// Below this many items a stage runs on the calling thread: starting a thread costs tens of
-/// microseconds, more than a small image's whole stage.
+/// Below this many items a stage runs on the calling thread: handing a share to another
+/// thread (waking it when it sleeps) costs microseconds to tens of them, more than a small
+/// image's whole stage.
 const MIN_PARALLEL_ITEMS: usize = 1 << 14;
 
 /// Run `f(rows, band)` for every band of `BAND_ROWS` rows of `out` (`row_len` items per row),
