@@ -388,6 +388,14 @@ kernel! {
             // The backward motion at each pixel of the row (`Flow::at_pixel`).
             c.back.row_at_pixels(y, scale, &taps, &mut vx, &mut vy);
             cubic.compute(y, &vx, &vy, scale, w, h);
+            #[cfg(target_arch = "x86_64")]
+            if simd::avx2() {
+                let here = &c.input[y * w * 3..][..w * 3];
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { cubic.carry_row_avx2(c.prev, w, h, here, round_trip, &columns, row, &mut diff) };
+                max3_row(&diff, across);
+                continue;
+            }
             for (x, (out, &fx)) in row.iter_mut().zip(&columns).enumerate() {
                 let i = y * w + x;
                 *out = cubic.apply(c.prev, w, h, x);
@@ -442,6 +450,13 @@ kernel! {
             for (k, (((a, b), c), r)) in weights.iter_mut().zip(around) {
                 *k = propagation_weight(agreement(a.max(*b).max(*c)) * r, s.stability);
             }
+            #[cfg(target_arch = "x86_64")]
+            if simd::avx2() {
+                let (inputs, current) = (&s.input[y * w * 3..][..w * 3], &s.current[y * w * 3..][..w * 3]);
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { select_row_avx2(&weights, carried, inputs, current, out, next) };
+                continue;
+            }
             let pixels = out.chunks_exact_mut(3).zip(next.iter_mut()).zip(carried);
             let inputs = s.input[y * w * 3..][..w * 3].chunks_exact(3);
             let current = s.current[y * w * 3..][..w * 3].chunks_exact(3);
@@ -452,6 +467,62 @@ kernel! {
                 }
             }
         }
+    }
+}
+
+/// One row of [`select_rows`]'s blend with AVX2, a pixel per vector: lanes 0–3 the reference
+/// (`input` against the carried reference, rounded to bytes) into `next`, lanes 4–7 the output
+/// (`current` against the carried output) into `out`. The same operations in the same order as
+/// the scalar loop, so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn select_row_avx2(
+    weights: &[f32],
+    carried: &[PixelPair],
+    input: &[u8],
+    current: &[f32],
+    out: &mut [f32],
+    next: &mut [PixelPair],
+) {
+    use std::arch::x86_64::*;
+    let n = weights.len();
+    assert!(
+        carried.len() >= n
+            && input.len() >= n * 3
+            && current.len() >= n * 3
+            && out.len() >= n * 3
+            && next.len() >= n
+    );
+    let (half, top) = (_mm_set1_ps(0.5), _mm_set1_ps(255.0));
+    for x in 0..n {
+        let k = _mm256_set1_ps(weights[x]);
+        let keep = _mm256_sub_ps(_mm256_set1_ps(1.0), k);
+        let here = &input[x * 3..x * 3 + 3];
+        let cur = &current[x * 3..x * 3 + 3];
+        let fresh = _mm256_setr_ps(
+            f32::from(here[0]),
+            f32::from(here[1]),
+            f32::from(here[2]),
+            0.0,
+            cur[0],
+            cur[1],
+            cur[2],
+            0.0,
+        );
+        // SAFETY: x < n ≤ the lengths of `carried` and `next` (asserted above).
+        let c = unsafe { _mm256_loadu_ps(carried.as_ptr().add(x).cast()) };
+        let v = _mm256_add_ps(_mm256_mul_ps(keep, fresh), _mm256_mul_ps(k, c));
+        // `rounded`: clamped to 0–255, plus a half, truncated.
+        let reference = _mm256_castps256_ps128(v);
+        let clamped = _mm_min_ps(top, _mm_max_ps(_mm_setzero_ps(), reference));
+        let bytes = _mm_cvttps_epi32(_mm_add_ps(clamped, half));
+        // SAFETY: as above; lane 3 of `next` carries nothing (the carry overwrites it).
+        unsafe { _mm_storeu_ps(next.as_mut_ptr().add(x).cast(), _mm_cvtepi32_ps(bytes)) };
+        let blended = _mm256_extractf128_ps::<1>(v);
+        let o = &mut out[x * 3..x * 3 + 3];
+        o[0] = _mm_cvtss_f32(blended);
+        o[1] = _mm_cvtss_f32(_mm_movehdup_ps(blended));
+        o[2] = _mm_cvtss_f32(_mm_movehl_ps(blended, blended));
     }
 }
 
@@ -466,6 +537,11 @@ kernel! {
 kernel! {
     /// The filtered output as bytes, into the frame and the next frame's carried pairs.
     fn store_output(filtered: &[f32], output: &mut [u8], next: &mut [PixelPair]) {
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx2() {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { store_output_avx2(filtered, output, next) };
+        }
         let pixels = output.chunks_exact_mut(3).zip(filtered.chunks_exact(3));
         for ((o, v), n) in pixels.zip(next.iter_mut()) {
             for ch in 0..3 {
@@ -473,6 +549,33 @@ kernel! {
                 n[4 + ch] = f32::from(o[ch]);
             }
         }
+    }
+}
+
+/// [`store_output`] with AVX2, a pixel per vector (the same bits: clamped, plus a half,
+/// truncated).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn store_output_avx2(filtered: &[f32], output: &mut [u8], next: &mut [PixelPair]) {
+    use std::arch::x86_64::*;
+    let n = next.len().min(output.len() / 3);
+    assert!(filtered.len() >= n * 3);
+    let (half, top) = (_mm_set1_ps(0.5), _mm_set1_ps(255.0));
+    for x in 0..n {
+        let v = &filtered[x * 3..x * 3 + 3];
+        let v = _mm_setr_ps(v[0], v[1], v[2], 0.0);
+        let clamped = _mm_min_ps(top, _mm_max_ps(_mm_setzero_ps(), v));
+        let bytes = _mm_cvttps_epi32(_mm_add_ps(clamped, half));
+        // SAFETY: x < n ≤ the length of `next`; lanes 4–6 get the bytes, lane 7 carries
+        // nothing (the carry overwrites it).
+        unsafe {
+            _mm_storeu_ps(
+                next.as_mut_ptr().add(x).cast::<f32>().add(4),
+                _mm_cvtepi32_ps(bytes),
+            )
+        };
+        let packed = _mm_cvtsi128_si32(_mm_packus_epi16(_mm_packs_epi32(bytes, bytes), bytes));
+        output[x * 3..x * 3 + 3].copy_from_slice(&packed.to_le_bytes()[..3]);
     }
 }
 

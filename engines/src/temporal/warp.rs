@@ -201,6 +201,98 @@ impl RowTaps {
         whole
     }
 
+    /// The carry of one row with AVX2 (one pixel's eight lanes per vector): per pixel x,
+    /// [`RowTaps::apply`], then lane 3 set to the carried reference's difference to `input`
+    /// (packed RGB of the row, [`super::select::input_difference`]) and lane 7 to
+    /// `round_trip[columns[x]]`; the difference also into `diff`. The same operations in the
+    /// same order as the scalar code, so the same bits; the taps of a pixel whose 4×4 window
+    /// lies inside the image are read through one pointer, without clamping each.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn carry_row_avx2(
+        &self,
+        pairs: &[PixelPair],
+        w: usize,
+        h: usize,
+        input: &[u8],
+        round_trip: &[f32],
+        columns: &[usize],
+        row: &mut [PixelPair],
+        diff: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        let n = row.len();
+        assert!(
+            pairs.len() >= w * h
+                && self.x0.len() >= n
+                && input.len() >= n * 3
+                && columns.len() >= n
+                && diff.len() >= n
+        );
+        let (zero, top) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
+        let base = pairs.as_ptr();
+        // SAFETY (`load`): every index below is a pixel of the w×h image (taps clamped into
+        // it, or a window checked to lie inside), and `pairs` holds w·h pixels (asserted).
+        let load = |i: usize| unsafe { _mm256_loadu_ps(base.add(i).cast()) };
+        let abs = _mm_castsi128_ps(_mm_set1_epi32(0x7fff_ffff));
+        for x in 0..n {
+            let (x0, y0) = (self.x0[x], self.y0[x]);
+            let v = if self.on_pixel[x] {
+                // Clamped, so x0 + 1 and y0 + 1 are inside (as `apply`).
+                load((y0 + 1) as usize * w + (x0 + 1) as usize)
+            } else {
+                let wx = [0, 1, 2, 3].map(|i| _mm256_set1_ps(self.wx[i][x]));
+                let inside = x0 >= 0 && y0 >= 0 && x0 as usize + 3 < w && y0 as usize + 3 < h;
+                let clamp = |v: i32, len: usize| v.clamp(0, len as i32 - 1) as usize;
+                let cols = if inside {
+                    let c = x0 as usize;
+                    [c, c + 1, c + 2, c + 3]
+                } else {
+                    [0, 1, 2, 3].map(|i| clamp(x0 + i, w))
+                };
+                let mut acc = zero;
+                for j in 0..4 {
+                    let ky = _mm256_set1_ps(self.wy[j][x]);
+                    let r = if inside {
+                        (y0 + j as i32) as usize * w
+                    } else {
+                        clamp(y0 + j as i32, h) * w
+                    };
+                    let mut across = zero;
+                    for i in 0..4 {
+                        across = _mm256_add_ps(across, _mm256_mul_ps(wx[i], load(r + cols[i])));
+                    }
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(ky, across));
+                }
+                // `f32::clamp(0, 255)`, a NaN kept (as `apply`).
+                _mm256_min_ps(top, _mm256_max_ps(zero, acc))
+            };
+            // The difference of lanes 0–2 to the input: ((|d0| + |d1|) + |d2|) / 3.
+            let here = &input[x * 3..x * 3 + 3];
+            let current = _mm_setr_ps(
+                f32::from(here[0]),
+                f32::from(here[1]),
+                f32::from(here[2]),
+                0.0,
+            );
+            let d = _mm_and_ps(_mm_sub_ps(_mm256_castps256_ps128(v), current), abs);
+            let sum = _mm_add_ss(_mm_add_ss(d, _mm_movehdup_ps(d)), _mm_movehl_ps(d, d));
+            let difference = _mm_div_ss(sum, _mm_set_ss(3.0));
+            let lo = _mm_blend_ps::<0b1000>(
+                _mm256_castps256_ps128(v),
+                _mm_shuffle_ps::<0>(difference, difference),
+            );
+            let hi = _mm_blend_ps::<0b1000>(
+                _mm256_extractf128_ps::<1>(v),
+                _mm_set1_ps(round_trip[columns[x]]),
+            );
+            // SAFETY: x < n, the row's length.
+            unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(x).cast(), _mm256_set_m128(hi, lo)) };
+            diff[x] = _mm_cvtss_f32(difference);
+        }
+    }
+
     /// Both images of `pairs` (`w`×`h`) with pixel x's taps; values clamped to 0–255.
     /// Separable: each of the four rows is combined across first, then the rows (fixed-size
     /// loops that compile to whole 8-lane vectors).
