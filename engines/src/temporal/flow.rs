@@ -470,10 +470,25 @@ kernel! {
 /// 3×3 vector median (per component) over the block grid: removes isolated wrong matches.
 pub(super) fn median3(flow: &mut Flow) {
     let (cols, rows) = (flow.cols, flow.rows);
+    let mut keys = Vec::new();
     for v in [&mut flow.dx, &mut flow.dy] {
         let src = v.clone();
+        // Inside the grid, a whole 3×3 window: a sorting network on the values' total-order
+        // keys, a row at a time (it vectorises).
+        if cols >= 3 && rows >= 3 {
+            keys.clear();
+            keys.extend(src.iter().map(|&x| total_order_key(x)));
+            for r in 1..rows - 1 {
+                median9_row(&keys, cols, r, &mut v[r * cols + 1..(r + 1) * cols - 1]);
+            }
+        }
+        // The border: the windows the grid cuts, sorted.
         for r in 0..rows {
+            let inner = r > 0 && r + 1 < rows;
             for c in 0..cols {
+                if inner && c > 0 && c + 1 < cols {
+                    continue;
+                }
                 let mut window = [0f32; 9];
                 let mut n = 0;
                 for rr in r.saturating_sub(1)..(r + 2).min(rows) {
@@ -490,26 +505,82 @@ pub(super) fn median3(flow: &mut Flow) {
     }
 }
 
+/// `x`'s bits as an integer that orders as [`f32::total_cmp`] orders the floats (and back: the
+/// map is its own inverse). Equal keys are equal bits, so a median of keys is the median value.
+#[inline(always)]
+fn total_order_key(x: f32) -> i32 {
+    let bits = x.to_bits() as i32;
+    bits ^ (((bits >> 31) as u32) >> 1) as i32
+}
+
+kernel! {
+    /// Row `r` of the 3×3 median of the keys (`cols` per row), columns 1 to cols − 2, as
+    /// floats into `out`: the 19 compare-exchanges of a median-of-9 network (Paeth; Smith,
+    /// "Implementing median filters in XC4000E FPGAs", 1996).
+    fn median9_row(keys: &[i32], cols: usize, r: usize, out: &mut [f32]) {
+        let row = |rr: usize, dc: usize| &keys[rr * cols + dc..][..cols - 2];
+        let (a, b, c) = (row(r - 1, 0), row(r - 1, 1), row(r - 1, 2));
+        let (d, e, f) = (row(r, 0), row(r, 1), row(r, 2));
+        let (g, h, i) = (row(r + 1, 0), row(r + 1, 1), row(r + 1, 2));
+        for (x, o) in out.iter_mut().enumerate() {
+            let mut p = [a[x], b[x], c[x], d[x], e[x], f[x], g[x], h[x], i[x]];
+            let mut op = |m: usize, n: usize| {
+                let (lo, hi) = (p[m].min(p[n]), p[m].max(p[n]));
+                p[m] = lo;
+                p[n] = hi;
+            };
+            op(1, 2); op(4, 5); op(7, 8);
+            op(0, 1); op(3, 4); op(6, 7);
+            op(1, 2); op(4, 5); op(7, 8);
+            op(0, 3); op(5, 8); op(4, 7);
+            op(3, 6); op(1, 4); op(2, 5);
+            op(4, 7); op(4, 2); op(6, 4);
+            op(4, 2);
+            *o = f32::from_bits(total_order_key(f32::from_bits(p[4] as u32)) as u32);
+        }
+    }
+}
+
 /// Position on an image `scale` times smaller of pixel `i`'s centre (pixel centres align).
 #[inline(always)]
 pub(super) fn to_smaller(i: usize, scale: f32) -> f32 {
     (i as f32 + 0.5) / scale - 0.5
 }
 
-/// Motion from `cur` back to `prev` on a block grid: block matching on a half-resolution
-/// level, then refined around that prediction at full resolution.
-pub(super) fn block_motion(cur: &GreyImage, prev: &GreyImage) -> Flow {
+/// Motion from `cur` back to `prev` on a block grid: block matching on the coarse level (the
+/// two images at half their size), then refined around that prediction on `cur` and `prev`.
+pub(super) fn block_motion(
+    cur: &GreyImage,
+    prev: &GreyImage,
+    cur_coarse: &GreyImage,
+    prev_coarse: &GreyImage,
+) -> Flow {
     let (cols, rows) = grid(cur);
     if cols == 0 || rows == 0 {
         return Flow::zero(cols, rows);
     }
-    let (cur_half, prev_half) = (halve(cur), halve(prev));
-    let coarse = if grid(&cur_half).0 > 0 && grid(&cur_half).1 > 0 {
-        Some(block_flow(&cur_half, &prev_half, COARSE_RADIUS, None))
+    let coarse = if grid(cur_coarse).0 > 0 && grid(cur_coarse).1 > 0 {
+        Some(block_flow(cur_coarse, prev_coarse, COARSE_RADIUS, None))
     } else {
         None
     };
     block_flow(cur, prev, FINE_RADIUS, coarse.as_ref())
+}
+
+/// A grey image at half and a quarter of its size: the levels its blocks are matched on. The
+/// filter keeps a frame's levels for the next frame (both directions of that frame's motion
+/// match blocks of the two images).
+#[derive(Default)]
+pub(super) struct Pyramid {
+    half: GreyImage,
+    quarter: GreyImage,
+}
+
+impl Pyramid {
+    pub(super) fn compute(&mut self, img: &GreyImage) {
+        self.half = halve(img);
+        self.quarter = halve(&self.half);
+    }
 }
 
 /// Dense motion from `cur` back to `prev` (same size): block matching on the half-resolution
@@ -522,8 +593,28 @@ pub fn estimate_flow(cur: &GreyImage, prev: &GreyImage) -> Flow {
     let mut scratch = LkScratch::default();
     let mut template = Template::default();
     template.compute(cur, &mut scratch.tmp, 1);
-    estimate_flow_into(cur, prev, &template, &mut flow, &mut scratch, 1);
+    let (mut cur_levels, mut prev_levels) = (Pyramid::default(), Pyramid::default());
+    cur_levels.compute(cur);
+    prev_levels.compute(prev);
+    let images = FlowImages {
+        cur,
+        prev,
+        template: &template,
+        cur_levels: &cur_levels,
+        prev_levels: &prev_levels,
+    };
+    estimate_flow_into(&images, &mut flow, &mut scratch, 1);
     flow
+}
+
+/// What [`estimate_flow_into`] reads: the two images, `cur`'s template ([`Template::compute`])
+/// and the two images' block-matching levels ([`Pyramid::compute`]).
+pub(super) struct FlowImages<'a> {
+    pub(super) cur: &'a GreyImage,
+    pub(super) prev: &'a GreyImage,
+    pub(super) template: &'a Template,
+    pub(super) cur_levels: &'a Pyramid,
+    pub(super) prev_levels: &'a Pyramid,
 }
 
 impl Flow {
@@ -541,15 +632,15 @@ impl Flow {
 }
 
 /// [`estimate_flow`] into a kept flow and buffers, its per-pixel steps on up to `threads`
-/// threads; `template` is `cur`'s ([`Template::compute`]).
+/// threads.
 pub(super) fn estimate_flow_into(
-    cur: &GreyImage,
-    prev: &GreyImage,
-    template: &Template,
+    images: &FlowImages<'_>,
     flow: &mut Flow,
     scratch: &mut LkScratch,
     threads: usize,
 ) {
+    let (cur, prev, template) = (images.cur, images.prev, images.template);
+    let (cl, pl) = (images.cur_levels, images.prev_levels);
     let (w, h) = (cur.width, cur.height);
     flow.cols = w;
     flow.rows = h;
@@ -564,9 +655,12 @@ pub(super) fn estimate_flow_into(
     }
     // Blocks are matched at half resolution unless that would leave too few of them.
     let (blocks, scale) = if w / 2 >= MIN_HALF_WIDTH {
-        (block_motion(&halve(cur), &halve(prev)), 2.0)
+        (
+            block_motion(&cl.half, &pl.half, &cl.quarter, &pl.quarter),
+            2.0,
+        )
     } else {
-        (block_motion(cur, prev), 1.0)
+        (block_motion(cur, prev, &cl.half, &pl.half), 1.0)
     };
     for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, dx, dy| {
         blocks_to_pixels(&blocks, scale, w, dx, dy, rows.start);

@@ -5,7 +5,7 @@ use super::simd::kernel;
 use crate::frame::RgbImage;
 
 /// A single-channel float image.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct GreyImage {
     pub width: usize,
     pub height: usize,

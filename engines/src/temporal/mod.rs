@@ -58,7 +58,9 @@ pub(crate) mod params {
 }
 
 use detail::{restore_detail_with, DetailScratch};
-use flow::{estimate_flow_into, round_trip_row, to_smaller, LkScratch, Template};
+use flow::{
+    estimate_flow_into, round_trip_row, to_smaller, FlowImages, LkScratch, Pyramid, Template,
+};
 use par::{for_bands, for_bands2, join};
 use select::{agreement, input_difference, max3_row, neighbour_rows, propagation_weight};
 use simd::kernel;
@@ -96,6 +98,8 @@ struct Previous {
     grey: GreyImage,
     /// The grey image's Lucas–Kanade template: this frame's forward motion starts from it.
     template: Template,
+    /// The grey image's block-matching levels, for both directions of the next motion.
+    levels: Pyramid,
 }
 
 /// Buffers of [`TemporalFilter::apply`], kept across frames (a fresh multi-megabyte buffer
@@ -118,6 +122,7 @@ struct Buffers {
     detail: DetailScratch,
     /// The template buffers of the frame before the previous one, for reuse.
     spare_template: Template,
+    spare_levels: Pyramid,
     template_tmp: Vec<f32>,
 }
 
@@ -219,13 +224,22 @@ impl TemporalFilter {
             .filter(|p| p.width == w && p.height == h);
         let mut next = std::mem::take(&mut self.buffers.next);
         let mut template = std::mem::take(&mut self.buffers.spare_template);
+        let mut levels = std::mem::take(&mut self.buffers.spare_levels);
         if self.mode == Mode::MotionCompensated {
             let b = &mut self.buffers;
             template.compute(&grey, &mut b.template_tmp, self.threads);
+            levels.compute(&grey);
         }
         match (&previous, self.mode) {
             (Some(prev), Mode::MotionCompensated) => {
-                self.motion_compensated(prev, &grey, &template, input, output, &mut next);
+                let images = FlowImages {
+                    cur: &grey,
+                    prev: &prev.grey,
+                    template: &template,
+                    cur_levels: &levels,
+                    prev_levels: &prev.levels,
+                };
+                self.motion_compensated(prev, &images, input, output, &mut next);
             }
             (Some(prev), Mode::Naive) => {
                 let k = self.stability;
@@ -241,6 +255,7 @@ impl TemporalFilter {
         if let Some(prev) = previous {
             self.buffers.next = prev.pairs;
             self.buffers.spare_template = prev.template;
+            self.buffers.spare_levels = prev.levels;
         }
         self.previous = Some(Previous {
             width: w,
@@ -248,6 +263,7 @@ impl TemporalFilter {
             pairs: next,
             grey,
             template,
+            levels,
         });
     }
 
@@ -256,8 +272,7 @@ impl TemporalFilter {
     fn motion_compensated(
         &mut self,
         prev: &Previous,
-        grey: &GreyImage,
-        template: &Template,
+        images: &FlowImages<'_>,
         input: &RgbImage,
         output: &mut RgbImage,
         next: &mut Vec<PixelPair>,
@@ -273,16 +288,23 @@ impl TemporalFilter {
             threads,
             || {
                 let mut f = back.take().unwrap_or_else(|| Flow::dense(0, 0));
-                estimate_flow_into(grey, &prev.grey, template, &mut f, lk_back, inner);
+                estimate_flow_into(images, &mut f, lk_back, inner);
                 f
             },
             || {
                 let mut f = fwd.take().unwrap_or_else(|| Flow::dense(0, 0));
-                estimate_flow_into(&prev.grey, grey, &prev.template, &mut f, lk_fwd, inner);
+                let forward = FlowImages {
+                    cur: images.prev,
+                    prev: images.cur,
+                    template: &prev.template,
+                    cur_levels: images.prev_levels,
+                    prev_levels: images.cur_levels,
+                };
+                estimate_flow_into(&forward, &mut f, lk_fwd, inner);
                 f
             },
         );
-        let scale = w as f32 / grey.width as f32;
+        let scale = w as f32 / images.cur.width as f32;
 
         // 3 (first half). Where the motion's round trip holds, per pixel of the flow: the
         // frame's pixels take their nearest flow pixel's answer (a quarter of the work at

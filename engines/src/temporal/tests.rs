@@ -353,3 +353,39 @@ fn avx2_and_baseline_kernels_agree() {
         assert!(detected == baseline, "{w}x{h}");
     }
 }
+
+#[test]
+fn the_median_network_equals_sorting() {
+    // Few distinct values (ties), both zeros and negative values: the network on total-order
+    // keys must pick the value sorting picks, bit for bit, at every grid point.
+    let (cols, rows) = (13, 7);
+    let values = [-1.5f32, -0.0, 0.0, 0.25, 2.0, -3.0, 0.0];
+    let mut state = 0x2545_f491u32;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        values[state as usize % values.len()]
+    };
+    let mut flow = Flow::zero(cols, rows);
+    for v in flow.dx.iter_mut().chain(flow.dy.iter_mut()) {
+        *v = next();
+    }
+    let mut expected = flow.clone();
+    for (v, src) in [(&mut expected.dx, &flow.dx), (&mut expected.dy, &flow.dy)] {
+        for r in 0..rows {
+            for c in 0..cols {
+                let mut window: Vec<f32> = (r.saturating_sub(1)..(r + 2).min(rows))
+                    .flat_map(|rr| (c.saturating_sub(1)..(c + 2).min(cols)).map(move |cc| (rr, cc)))
+                    .map(|(rr, cc)| src[rr * cols + cc])
+                    .collect();
+                window.sort_by(f32::total_cmp);
+                v[r * cols + c] = window[window.len() / 2];
+            }
+        }
+    }
+    median3(&mut flow);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&flow.dx), bits(&expected.dx));
+    assert_eq!(bits(&flow.dy), bits(&expected.dy));
+}
