@@ -1,7 +1,7 @@
 //! Dense motion between two grey images: block matching on a half-resolution level for
 //! large motions, dense Lucas–Kanade refinement per pixel, and the forward–backward check.
 
-use super::blur::box_blurs_in_place;
+use super::blur::{box_blurs_in_place, box_columns, box_rows};
 use super::grey::{axis_taps, halve, BilinearTaps, GreyImage};
 use super::par::{for_bands, for_bands2};
 use super::simd::kernel;
@@ -96,17 +96,20 @@ impl Flow {
             taps.fx.push(fx);
             taps.end = taps.end.max(c0.max(c1) + 1);
         }
+        taps.held = [usize::MAX; 2];
         taps
     }
 
     /// [`Flow::at_pixel`] for a whole row `y` (`columns` from [`Flow::column_taps`]): the same
-    /// values, in a loop without the per-pixel work on positions.
+    /// values, in a loop without the per-pixel work on positions. Rows are read in order, so
+    /// each grid row's samples along x are worked out once and kept in `columns` while the
+    /// rows below read them.
     #[inline(always)]
     pub(super) fn row_at_pixels(
         &self,
         y: usize,
         scale: f32,
-        columns: &ColumnTaps,
+        columns: &mut ColumnTaps,
         dx: &mut [f32],
         dy: &mut [f32],
     ) {
@@ -116,18 +119,20 @@ impl Flow {
             return;
         }
         let (r0, r1, fy) = axis_taps(self.grid_coord(to_smaller(y, scale)), self.rows);
-        for (v, out) in [(&self.dx, dx), (&self.dy, dy)] {
-            let (top, bottom) = (
-                &v[r0 * self.cols..][..self.cols],
-                &v[r1 * self.cols..][..self.cols],
-            );
-            columns.lerp_rows(top, bottom, fy, out);
+        let (top, bottom) = columns.grid_rows(self, r0, r1);
+        let gy = 1.0 - fy;
+        for (k, out) in [dx, dy].into_iter().enumerate() {
+            let (t, b) = (&top[k][..out.len()], &bottom[k][..out.len()]);
+            for ((o, t), b) in out.iter_mut().zip(t).zip(b) {
+                *o = t * gy + b * fy;
+            }
         }
     }
 }
 
 /// Where a row of bilinear samples reads a grid row along x: per output column, the two grid
-/// columns and the weight of the second ([`axis_taps`]).
+/// columns and the weight of the second ([`axis_taps`]); and the last two grid rows sampled
+/// so along x, both components.
 #[derive(Default)]
 pub(super) struct ColumnTaps {
     c0: Vec<i32>,
@@ -135,59 +140,82 @@ pub(super) struct ColumnTaps {
     fx: Vec<f32>,
     /// One past the largest grid column read.
     end: usize,
+    /// Which grid rows `across` holds (`usize::MAX`: none yet).
+    held: [usize; 2],
+    /// Per held row: dx and dy sampled along x at every output column.
+    across: [[Vec<f32>; 2]; 2],
 }
 
 impl ColumnTaps {
-    /// Per output column, the bilinear sample between grid rows `top` and `bottom` (weight
-    /// `fy` on the second), as [`BilinearTaps::apply`] computes it; eight columns at a time
-    /// with gathers where the CPU has AVX2.
+    /// Grid rows `r0` and `r1` of `flow` sampled along x (dx and dy each), from the two kept
+    /// rows where they are there: what [`BilinearTaps::apply`] computes before it weighs the
+    /// rows, the same bits.
     #[inline(always)]
-    fn lerp_rows(&self, top: &[f32], bottom: &[f32], fy: f32, out: &mut [f32]) {
+    fn grid_rows(&mut self, flow: &Flow, r0: usize, r1: usize) -> (&[Vec<f32>; 2], &[Vec<f32>; 2]) {
+        for r in [r0, r1] {
+            if self.held.contains(&r) {
+                continue;
+            }
+            // Replace a row neither r0 nor r1 needs.
+            let slot = usize::from(self.held[0] == r0 || self.held[0] == r1);
+            let cols = flow.cols;
+            for (k, v) in [&flow.dx, &flow.dy].into_iter().enumerate() {
+                let mut out = std::mem::take(&mut self.across[slot][k]);
+                out.resize(self.c0.len(), 0.0);
+                self.lerp_row(&v[r * cols..][..cols], &mut out);
+                self.across[slot][k] = out;
+            }
+            self.held[slot] = r;
+        }
+        let at = |r: usize| usize::from(self.held[1] == r);
+        (&self.across[at(r0)], &self.across[at(r1)])
+    }
+
+    /// Per output column, the bilinear sample of one grid row along x, as
+    /// [`BilinearTaps::apply`] computes a row's part; eight columns at a time with gathers
+    /// where the CPU has AVX2.
+    #[inline(always)]
+    fn lerp_row(&self, row: &[f32], out: &mut [f32]) {
         let mut first = 0;
         #[cfg(target_arch = "x86_64")]
         if super::simd::avx2() {
             // SAFETY: the CPU has AVX2 (checked just above).
-            first = unsafe { self.lerp_rows_avx2(top, bottom, fy, out) };
+            first = unsafe { self.lerp_row_avx2(row, out) };
         }
         let taps = self.c0.iter().zip(&self.c1).zip(&self.fx).skip(first);
         for (o, ((&c0, &c1), &fx)) in out[first..].iter_mut().zip(taps) {
-            let (c0, c1) = (c0 as usize, c1 as usize);
-            let t = top[c0] * (1.0 - fx) + top[c1] * fx;
-            let b = bottom[c0] * (1.0 - fx) + bottom[c1] * fx;
-            *o = t * (1.0 - fy) + b * fy;
+            *o = row[c0 as usize] * (1.0 - fx) + row[c1 as usize] * fx;
         }
     }
 
-    /// The whole vectors of [`ColumnTaps::lerp_rows`]; returns where it stopped.
+    /// The whole vectors of [`ColumnTaps::lerp_row`]; returns where it stopped.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn lerp_rows_avx2(&self, top: &[f32], bottom: &[f32], fy: f32, out: &mut [f32]) -> usize {
+    fn lerp_row_avx2(&self, row: &[f32], out: &mut [f32]) -> usize {
         use super::gather::{load8, store8};
         use std::arch::x86_64::*;
         let n = out.len().min(self.c0.len());
-        // Gather indices must be inside both rows.
-        assert!(top.len() >= self.end && bottom.len() >= self.end);
-        let (one, fy) = (_mm256_set1_ps(1.0), _mm256_set1_ps(fy));
-        let gy = _mm256_sub_ps(one, fy);
+        // Gather indices must be inside the row.
+        assert!(row.len() >= self.end);
+        let one = _mm256_set1_ps(1.0);
         let whole = n / 8 * 8;
         for x in (0..whole).step_by(8) {
             // SAFETY: x + 8 ≤ n ≤ the index vectors' length; every index is below `end`, at
-            // most both rows' lengths (asserted above).
-            let (c0, c1, t, b) = unsafe {
-                let c0 = _mm256_loadu_si256(self.c0[x..x + 8].as_ptr().cast());
-                let c1 = _mm256_loadu_si256(self.c1[x..x + 8].as_ptr().cast());
-                (c0, c1, top.as_ptr(), bottom.as_ptr())
+            // most the row's length (asserted above).
+            let (c0, c1) = unsafe {
+                (
+                    _mm256_loadu_si256(self.c0[x..x + 8].as_ptr().cast()),
+                    _mm256_loadu_si256(self.c1[x..x + 8].as_ptr().cast()),
+                )
             };
             let fx = load8(&self.fx, x);
             let gx = _mm256_sub_ps(one, fx);
             // SAFETY: as above.
-            let at = |row: *const f32, i: __m256i| unsafe { _mm256_i32gather_ps::<4>(row, i) };
-            let t = _mm256_add_ps(_mm256_mul_ps(at(t, c0), gx), _mm256_mul_ps(at(t, c1), fx));
-            let b = _mm256_add_ps(_mm256_mul_ps(at(b, c0), gx), _mm256_mul_ps(at(b, c1), fx));
+            let at = |i: __m256i| unsafe { _mm256_i32gather_ps::<4>(row.as_ptr(), i) };
             store8(
                 out,
                 x,
-                _mm256_add_ps(_mm256_mul_ps(t, gy), _mm256_mul_ps(b, fy)),
+                _mm256_add_ps(_mm256_mul_ps(at(c0), gx), _mm256_mul_ps(at(c1), fx)),
             );
         }
         whole
@@ -646,11 +674,12 @@ pub(super) fn estimate_flow_into(
     flow.rows = h;
     flow.origin = 0.0;
     flow.step = 1.0;
-    flow.dx.clear();
+    // Every vector is written below (the block vectors first): no zeros first.
     flow.dx.resize(w * h, 0.0);
-    flow.dy.clear();
     flow.dy.resize(w * h, 0.0);
     if prev.width != w || prev.height != h || w < 2 * BLOCK || h < 2 * BLOCK {
+        flow.dx.fill(0.0);
+        flow.dy.fill(0.0);
         return;
     }
     // Blocks are matched at half resolution unless that would leave too few of them.
@@ -688,10 +717,10 @@ kernel! {
         dy: &mut [f32],
         y0: usize,
     ) {
-        let columns = blocks.column_taps(w, scale);
+        let mut columns = blocks.column_taps(w, scale);
         let rows = dx.chunks_exact_mut(w).zip(dy.chunks_exact_mut(w));
         for (y, (rx, ry)) in (y0..).zip(rows) {
-            blocks.row_at_pixels(y, scale, &columns, rx, ry);
+            blocks.row_at_pixels(y, scale, &mut columns, rx, ry);
             for v in rx.iter_mut().chain(ry.iter_mut()) {
                 *v *= scale;
             }
@@ -703,7 +732,6 @@ kernel! {
 /// multi-megabyte buffers cost a page fault per 4 KiB on every step.
 #[derive(Default)]
 pub(super) struct LkScratch {
-    warped: Vec<f32>,
     terms: Vec<f32>,
     tmp: Vec<f32>,
 }
@@ -738,9 +766,20 @@ impl Template {
             threads,
             |rows, grad, products| gradient_rows(cur, grad, products, rows.start),
         );
-        box_blurs_in_place(&mut self.inverse, tmp, w, h, 3, &WINDOW_BOXES, threads);
-        for_bands(&mut self.inverse, w * 3, threads, |_, band| {
-            invert_rows(band)
+        // The window sums (`box_blurs_in_place`), each band inverted as its last pass ends.
+        let (widths, last) = WINDOW_BOXES.split_at(WINDOW_BOXES.len() - 1);
+        box_blurs_in_place(&mut self.inverse, tmp, w, h, 3, widths, threads);
+        let r = last[0] / 2;
+        let sums = &mut self.inverse;
+        tmp.resize(sums.len(), 0.0);
+        let once = &*sums;
+        for_bands(tmp, w * 3, threads, |rows, band| {
+            box_rows(&once[rows.start * w * 3..rows.end * w * 3], band, w, 3, r);
+        });
+        let across = &*tmp;
+        for_bands(sums, w * 3, threads, |rows, band| {
+            box_columns(across, band, rows.start, w, h, 3, r);
+            invert_rows(band);
         });
     }
 }
@@ -749,6 +788,11 @@ impl Template {
 /// against the template, its products with the template's gradient summed over the
 /// window, solved with the template's inverse structure tensor; each vector moves at most 1 px
 /// per step.
+///
+/// Four passes over bands of rows: warp, error terms and the first horizontal box; the first
+/// vertical box; the second horizontal box; the second vertical box and the solve. Each band
+/// hands its rows to the next pass while they are in cache, and the window sums of the last
+/// pass go straight into the solve instead of a full image.
 pub(super) fn dense_lucas_kanade_step(
     cur: &GreyImage,
     prev: &GreyImage,
@@ -757,83 +801,146 @@ pub(super) fn dense_lucas_kanade_step(
     scratch: &mut LkScratch,
     threads: usize,
 ) {
+    const _: () = assert!(WINDOW_BOXES.len() == 2, "two box passes each way");
     let (w, h) = (cur.width, cur.height);
-    let LkScratch { warped, terms, tmp } = scratch;
-    warped.resize(w * h, 0.0);
-    let (fdx, fdy) = (&flow.dx, &flow.dy);
-    for_bands(warped, w, threads, |rows, band| {
-        let px = rows.start * w..rows.end * w;
-        warp_grey_rows(prev, &fdx[px.clone()], &fdy[px], band, rows.start);
-    });
+    let [first, second] = WINDOW_BOXES.map(|width| width / 2);
+    let LkScratch { terms, tmp, .. } = scratch;
     // Per pixel: gx·e, gy·e, interleaved for one blur.
     terms.resize(w * h * 2, 0.0);
-    let (warped, grad) = (&*warped, &template.grad);
-    for_bands(terms, w * 2, threads, |rows, band| {
+    tmp.resize(w * h * 2, 0.0);
+    let (fdx, fdy, grad) = (&flow.dx, &flow.dy, &template.grad);
+    for_bands2(terms, w * 2, tmp, w * 2, threads, |rows, band, across| {
         let px = rows.start * w..rows.end * w;
-        error_terms(
-            &warped[px.clone()],
-            &cur.data[px],
-            &grad[rows.start * w * 2..],
+        error_terms_rows(
+            prev,
+            &fdx[px.clone()],
+            &fdy[px.clone()],
+            &cur.data[px.clone()],
+            &grad[px.start * 2..px.end * 2],
             band,
+            rows.start,
+        );
+        box_rows(band, across, w, 2, first);
+    });
+    let across = &*tmp;
+    for_bands(terms, w * 2, threads, |rows, band| {
+        box_columns(across, band, rows.start, w, h, 2, first);
+    });
+    let once = &*terms;
+    for_bands(tmp, w * 2, threads, |rows, band| {
+        box_rows(
+            &once[rows.start * w * 2..rows.end * w * 2],
+            band,
+            w,
+            2,
+            second,
         );
     });
-    box_blurs_in_place(terms, tmp, w, h, 2, &WINDOW_BOXES, threads);
-    let (sums, inverse) = (&*terms, &template.inverse);
+    let (across, inverse) = (&*tmp, &template.inverse);
     for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, bx, by| {
+        // The band's window sums, in a buffer per thread (a full image of them would leave
+        // the cache before the solve reads it).
+        thread_local! {
+            static SUMS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut sums = SUMS.take();
+        sums.resize(rows.len() * w * 2, 0.0);
+        box_columns(across, &mut sums, rows.start, w, h, 2, second);
         let px = rows.start * w..rows.end * w;
-        lk_solve(
-            &sums[px.start * 2..px.end * 2],
-            &inverse[px.start * 3..px.end * 3],
-            bx,
-            by,
-        );
+        lk_solve(&sums, &inverse[px.start * 3..px.end * 3], bx, by);
+        SUMS.set(sums);
     });
 }
 
-/// `prev` at each pixel of rows `y0..` displaced by (`dx`, `dy`), bilinear: eight pixels at a
-/// time with gathers where the CPU has AVX2 (the same values).
-fn warp_grey_rows(prev: &GreyImage, dx: &[f32], dy: &[f32], out: &mut [f32], y0: usize) {
+/// Rows `y0..` of a step's error terms: `prev` warped by (`dx`, `dy`) (bilinear) minus the
+/// template `cur`, times the template's gradient `grad` (gx·e, gy·e per pixel) into `out`;
+/// eight pixels at a time with gathers where the CPU has AVX2 (the same values).
+fn error_terms_rows(
+    prev: &GreyImage,
+    dx: &[f32],
+    dy: &[f32],
+    cur: &[f32],
+    grad: &[f32],
+    out: &mut [f32],
+    y0: usize,
+) {
+    let w = prev.width;
+    let mut first = 0;
     #[cfg(target_arch = "x86_64")]
     if super::simd::avx2() {
         // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { warp_grey_rows_avx2(prev, dx, dy, out, y0) };
+        first = unsafe { error_terms_avx2(prev, dx, dy, cur, grad, out, y0) };
     }
-    warp_grey_from(prev, dx, dy, out, y0, 0);
+    if first == w {
+        return;
+    }
+    // The columns left over (all of them without AVX2), a row at a time.
+    let mut warped = vec![0f32; w];
+    for (i, y) in (y0..).take(out.len() / (w * 2)).enumerate() {
+        let px = i * w..(i + 1) * w;
+        warp_grey_from(
+            prev,
+            &dx[px.clone()],
+            &dy[px.clone()],
+            &mut warped,
+            y,
+            first,
+        );
+        error_terms(
+            &warped[first..],
+            &cur[px.start + first..px.end],
+            &grad[(px.start + first) * 2..px.end * 2],
+            &mut out[(px.start + first) * 2..px.end * 2],
+        );
+    }
 }
 
-/// [`warp_grey_rows`] from column `x0` of each row on, one pixel at a time.
-#[inline(always)]
-fn warp_grey_from(prev: &GreyImage, dx: &[f32], dy: &[f32], out: &mut [f32], y0: usize, x0: usize) {
-    let w = prev.width;
-    let rows = out
-        .chunks_exact_mut(w)
-        .zip(dx.chunks_exact(w).zip(dy.chunks_exact(w)));
-    for (y, (row, (dx, dy))) in (y0..).zip(rows) {
-        for x in x0..w {
-            row[x] = prev.sample(x as f32 + dx[x], y as f32 + dy[x]);
-        }
-    }
-}
-
+/// The whole vectors of each row of [`error_terms_rows`]; returns the column it stopped at.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn warp_grey_rows_avx2(prev: &GreyImage, dx: &[f32], dy: &[f32], out: &mut [f32], y0: usize) {
+fn error_terms_avx2(
+    prev: &GreyImage,
+    dx: &[f32],
+    dy: &[f32],
+    cur: &[f32],
+    grad: &[f32],
+    out: &mut [f32],
+    y0: usize,
+) -> usize {
     use super::gather::{columns8, load8, store8, Taps8};
     use std::arch::x86_64::*;
     let (w, h) = (prev.width, prev.height);
     let whole = w / 8 * 8;
-    let rows = out
-        .chunks_exact_mut(w)
-        .zip(dx.chunks_exact(w).zip(dy.chunks_exact(w)));
-    for (y, (row, (dx, dy))) in (y0..).zip(rows) {
+    // Each pixel's error twice, next to its gx and gy.
+    let (low, high) = (
+        _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3),
+        _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7),
+    );
+    for (i, y) in (y0..).take(out.len() / (w * 2)).enumerate() {
         let yv = _mm256_set1_ps(y as f32);
         for x in (0..whole).step_by(8) {
-            let sx = _mm256_add_ps(columns8(x), load8(dx, x));
-            let sy = _mm256_add_ps(yv, load8(dy, x));
-            store8(row, x, Taps8::new(sx, sy, w, h).apply(&prev.data));
+            let p = i * w + x;
+            let sx = _mm256_add_ps(columns8(x), load8(dx, p));
+            let sy = _mm256_add_ps(yv, load8(dy, p));
+            let warped = Taps8::new(sx, sy, w, h).apply(&prev.data);
+            let e = _mm256_sub_ps(warped, load8(cur, p));
+            let (e0, e1) = (
+                _mm256_permutevar8x32_ps(e, low),
+                _mm256_permutevar8x32_ps(e, high),
+            );
+            store8(out, p * 2, _mm256_mul_ps(load8(grad, p * 2), e0));
+            store8(out, p * 2 + 8, _mm256_mul_ps(load8(grad, p * 2 + 8), e1));
         }
     }
-    warp_grey_from(prev, dx, dy, out, y0, whole);
+    whole
+}
+
+/// Row `y` of `prev` displaced by (`dx`, `dy`) (bilinear), from column `x0` on, into `out`.
+#[inline(always)]
+fn warp_grey_from(prev: &GreyImage, dx: &[f32], dy: &[f32], out: &mut [f32], y: usize, x0: usize) {
+    for x in x0..prev.width {
+        out[x] = prev.sample(x as f32 + dx[x], y as f32 + dy[x]);
+    }
 }
 
 kernel! {

@@ -401,14 +401,14 @@ kernel! {
         // The flow pixel nearest to each pixel's centre, per column.
         let nearest = |i: usize, len: usize| ((to_smaller(i, scale) + 0.5).max(0.0) as usize).min(len - 1);
         let columns: Vec<usize> = (0..w).map(|x| nearest(x, c.back.cols)).collect();
-        let taps = c.back.column_taps(w, scale);
+        let mut taps = c.back.column_taps(w, scale);
         let (mut vx, mut vy) = (vec![0f32; w], vec![0f32; w]);
         let mut diff = vec![0f32; w];
         let rows = band.chunks_exact_mut(w).zip(across.chunks_exact_mut(w));
         for (y, (row, across)) in (y0..).zip(rows) {
             let round_trip = &c.round_trip[nearest(y, c.back.rows) * c.back.cols..][..c.back.cols];
             // The backward motion at each pixel of the row (`Flow::at_pixel`).
-            c.back.row_at_pixels(y, scale, &taps, &mut vx, &mut vy);
+            c.back.row_at_pixels(y, scale, &mut taps, &mut vx, &mut vy);
             cubic.compute(y, &vx, &vy, scale, w, h);
             #[cfg(target_arch = "x86_64")]
             if simd::avx2() {
