@@ -115,12 +115,26 @@ kernel! {
         out: &mut [f32],
         y0: usize,
     ) {
-        for (y, row) in (y0..).zip(out.chunks_exact_mut(columns.len())) {
+        let w = columns.len();
+        let rows = out.len() / w;
+        if rows == 0 {
+            return;
+        }
+        // Each small row the band reads, sampled along x once (two to four output rows read
+        // it): the same values as sampling it per output row.
+        let first = axis_taps(to_smaller(y0, 2.0), hh).0;
+        let last = axis_taps(to_smaller(y0 + rows - 1, 2.0), hh).1;
+        let mut across = vec![0f32; (last - first + 1) * w];
+        for (r, line) in (first..).zip(across.chunks_exact_mut(w)) {
+            let src = &small[r * hw..][..hw];
+            for (o, &(c0, c1, fx)) in line.iter_mut().zip(columns) {
+                *o = src[c0] * (1.0 - fx) + src[c1] * fx;
+            }
+        }
+        for (y, row) in (y0..).zip(out.chunks_exact_mut(w)) {
             let (r0, r1, fy) = axis_taps(to_smaller(y, 2.0), hh);
-            let (top, bottom) = (&small[r0 * hw..][..hw], &small[r1 * hw..][..hw]);
-            for (o, &(c0, c1, fx)) in row.iter_mut().zip(columns) {
-                let t = top[c0] * (1.0 - fx) + top[c1] * fx;
-                let b = bottom[c0] * (1.0 - fx) + bottom[c1] * fx;
+            let (top, bottom) = (&across[(r0 - first) * w..][..w], &across[(r1 - first) * w..][..w]);
+            for ((o, t), b) in row.iter_mut().zip(top).zip(bottom) {
                 *o = t * (1.0 - fy) + b * fy;
             }
         }

@@ -55,6 +55,17 @@ kernel! {
     /// Rows `y0..` of [`grey_downscaled`].
     fn grey_rows(img: &RgbImage, factor: usize, out: &mut [f32], y0: usize) {
         let w = (img.width / factor).max(1);
+        // One pixel per grey pixel (the inference size is the flow's): the general loop's
+        // sum of one term, divided by one, is the term itself; as a plain loop it vectorises.
+        if factor == 1 {
+            let rows = img.data[y0 * img.width * 3..].chunks_exact(img.width * 3);
+            for (row, src) in out.chunks_exact_mut(w).zip(rows) {
+                for (o, p) in row.iter_mut().zip(src.chunks_exact(3)) {
+                    *o = 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+                }
+            }
+            return;
+        }
         for (y, row) in (y0..).zip(out.chunks_exact_mut(w)) {
             for (x, out) in row.iter_mut().enumerate() {
                 let mut sum = 0f32;
