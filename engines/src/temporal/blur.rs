@@ -216,6 +216,18 @@ pub(super) fn box_blurs_in_place(
 
 /// Horizontal running sums (box of radius `r`) over whole rows of `src` into `dst`.
 pub(super) fn box_rows(src: &[f32], dst: &mut [f32], w: usize, channels: usize, r: usize) {
+    box_rows_each(src, dst, w, channels, &[r]);
+}
+
+/// Horizontal boxes of each radius in `radii`, one after the other, over whole rows of `src`
+/// into `dst`: a row goes through all of them while it is in cache.
+pub(super) fn box_rows_each(
+    src: &[f32],
+    dst: &mut [f32],
+    w: usize,
+    channels: usize,
+    radii: &[usize],
+) {
     // Eight rows at a time in the lanes of AVX2 vectors where the CPU has them (the same sums
     // in the same order per row); the rows left over one by one.
     let mut done = 0;
@@ -224,15 +236,24 @@ pub(super) fn box_rows(src: &[f32], dst: &mut [f32], w: usize, channels: usize, 
         // SAFETY: the CPU has AVX2 (checked just above).
         done = unsafe {
             match channels {
-                1 => box_rows_avx2::<1>(src, dst, w, r),
-                2 => box_rows_avx2::<2>(src, dst, w, r),
-                3 => box_rows_avx2::<3>(src, dst, w, r),
-                5 => box_rows_avx2::<5>(src, dst, w, r),
+                1 => box_rows_avx2::<1>(src, dst, w, radii),
+                2 => box_rows_avx2::<2>(src, dst, w, radii),
+                3 => box_rows_avx2::<3>(src, dst, w, radii),
+                5 => box_rows_avx2::<5>(src, dst, w, radii),
                 _ => unreachable!("box blur of {channels} channels"),
             }
         };
     }
-    box_rows_scalar(&src[done..], &mut dst[done..], w, channels, r);
+    let (src, dst) = (&src[done..], &mut dst[done..]);
+    match radii {
+        [] => dst.copy_from_slice(src),
+        [r] => box_rows_scalar(src, dst, w, channels, *r),
+        [r, rest @ ..] => {
+            let mut once = vec![0f32; src.len()];
+            box_rows_scalar(src, &mut once, w, channels, *r);
+            box_rows_each(&once, dst, w, channels, rest);
+        }
+    }
 }
 
 kernel! {
@@ -255,14 +276,14 @@ kernel! {
 /// rows after the last whole group are left).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn box_rows_avx2<const C: usize>(src: &[f32], dst: &mut [f32], w: usize, r: usize) -> usize {
+fn box_rows_avx2<const C: usize>(src: &[f32], dst: &mut [f32], w: usize, radii: &[usize]) -> usize {
     // The padded rows, transposed: a buffer per thread, kept (zeroing a fresh one for every
     // band cost as much as the sums).
     thread_local! {
         static LANES: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
     }
     let mut lanes = LANES.take();
-    let done = box_rows_lanes::<C>(src, dst, w, r, &mut lanes);
+    let done = box_rows_lanes::<C>(src, dst, w, radii, &mut lanes);
     LANES.set(lanes);
     done
 }
@@ -273,41 +294,52 @@ fn box_rows_lanes<const C: usize>(
     src: &[f32],
     dst: &mut [f32],
     w: usize,
-    r: usize,
+    radii: &[usize],
     lanes: &mut Vec<f32>,
 ) -> usize {
     use super::gather::{lanes_to_rows, load8, rows_to_lanes, store8};
     use std::arch::x86_64::*;
     const LANES: usize = 8;
     let row_len = w * C;
-    let pad = r + 1;
+    let pad = radii.iter().max().map_or(0, |r| r + 1);
     let (edge, padded_len) = (pad * C, (w + 2 * pad) * C);
-    let norm = _mm256_set1_ps(1.0 / (2 * r + 1) as f32);
     let group = LANES * row_len;
     lanes.resize((padded_len + row_len) * LANES, 0.0);
     let (lanes, sums) = lanes.split_at_mut(padded_len * LANES);
     for (s, d) in src.chunks_exact(group).zip(dst.chunks_exact_mut(group)) {
         rows_to_lanes(s, row_len, &mut lanes[edge * LANES..]);
-        // The edge pixels repeated, as `pad_row` does.
-        for i in 0..edge {
-            let first = load8(lanes, (edge + i % C) * LANES);
-            let last = load8(lanes, (edge + row_len - C + i % C) * LANES);
-            store8(lanes, i * LANES, first);
-            store8(lanes, (edge + row_len + i) * LANES, last);
-        }
-        let mut acc = [_mm256_setzero_ps(); C];
-        for p in 1..=2 * r + 1 {
-            for (c, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_add_ps(*a, load8(lanes, (p * C + c) * LANES));
+        for (pass, &r) in radii.iter().enumerate() {
+            if pass > 0 {
+                // The last pass's sums are this pass's rows.
+                lanes[edge * LANES..(edge + row_len) * LANES].copy_from_slice(sums);
+            }
+            // The edge pixels repeated, as `pad_row` does.
+            for i in 0..edge {
+                let first = load8(lanes, (edge + i % C) * LANES);
+                let last = load8(lanes, (edge + row_len - C + i % C) * LANES);
+                store8(lanes, i * LANES, first);
+                store8(lanes, (edge + row_len + i) * LANES, last);
+            }
+            let norm = _mm256_set1_ps(1.0 / (2 * r + 1) as f32);
+            // Pixel x's window starts at padded pixel x + pad − r.
+            let start = pad - r - 1;
+            let mut acc = [_mm256_setzero_ps(); C];
+            for p in start + 1..=start + 2 * r + 1 {
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_add_ps(*a, load8(lanes, (p * C + c) * LANES));
+                }
+            }
+            for x in 0..w {
+                for (c, a) in acc.iter_mut().enumerate() {
+                    store8(sums, (x * C + c) * LANES, _mm256_mul_ps(*a, norm));
+                    let add = load8(lanes, ((x + start + 2 * r + 2) * C + c) * LANES);
+                    let sub = load8(lanes, ((x + start + 1) * C + c) * LANES);
+                    *a = _mm256_add_ps(*a, _mm256_sub_ps(add, sub));
+                }
             }
         }
-        for x in 0..w {
-            for (c, a) in acc.iter_mut().enumerate() {
-                store8(sums, (x * C + c) * LANES, _mm256_mul_ps(*a, norm));
-                let add = load8(lanes, ((x + 2 * r + 2) * C + c) * LANES);
-                let sub = load8(lanes, ((x + 1) * C + c) * LANES);
-                *a = _mm256_add_ps(*a, _mm256_sub_ps(add, sub));
-            }
+        if radii.is_empty() {
+            sums.copy_from_slice(&lanes[edge * LANES..(edge + row_len) * LANES]);
         }
         lanes_to_rows(sums, row_len, d);
     }
@@ -391,4 +423,35 @@ kernel! {
             }
         }
     }
+}
+
+/// Vertical boxes of radius `r1`, then `r2`, for the rows of `dst` (a band of the output that
+/// starts at row `y0`) from `src` (the whole image). The first box's rows that the second
+/// reads are summed afresh for the band, in a buffer per thread: the first box never goes
+/// through a full image. The result depends only on the band's rows.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn box_columns_twice(
+    src: &[f32],
+    dst: &mut [f32],
+    y0: usize,
+    w: usize,
+    h: usize,
+    channels: usize,
+    r1: usize,
+    r2: usize,
+) {
+    thread_local! {
+        static MID: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let row_len = w * channels;
+    let rows = dst.len() / row_len;
+    // The first box's rows y0 − r2 to y0 + rows + r2, inside the image: every row the second
+    // box reads once the image's border is clamped.
+    let (lo, hi) = (y0.saturating_sub(r2), (y0 + rows + r2).min(h));
+    let mut mid = MID.take();
+    mid.resize((hi - lo) * row_len, 0.0);
+    box_columns(src, &mut mid, lo, w, h, channels, r1);
+    // Clamping to the buffer's rows is clamping to the image's here (see above).
+    box_columns(&mid, dst, y0 - lo, w, hi - lo, channels, r2);
+    MID.set(mid);
 }

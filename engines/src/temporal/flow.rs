@@ -1,7 +1,7 @@
 //! Dense motion between two grey images: block matching on a half-resolution level for
 //! large motions, dense Lucas–Kanade refinement per pixel, and the forward–backward check.
 
-use super::blur::{box_blurs_in_place, box_columns, box_rows};
+use super::blur::{box_columns_twice, box_rows_each};
 use super::grey::{axis_taps, halve, BilinearTaps, GreyImage};
 use super::par::{for_bands, for_bands2};
 use super::simd::kernel;
@@ -766,19 +766,24 @@ impl Template {
             threads,
             |rows, grad, products| gradient_rows(cur, grad, products, rows.start),
         );
-        // The window sums (`box_blurs_in_place`), each band inverted as its last pass ends.
-        let (widths, last) = WINDOW_BOXES.split_at(WINDOW_BOXES.len() - 1);
-        box_blurs_in_place(&mut self.inverse, tmp, w, h, 3, widths, threads);
-        let r = last[0] / 2;
+        // The window sums: both boxes across, then both down, each band inverted as the second
+        // box ends.
+        let [r1, r2] = WINDOW_BOXES.map(|width| width / 2);
         let sums = &mut self.inverse;
         tmp.resize(sums.len(), 0.0);
-        let once = &*sums;
+        let products = &*sums;
         for_bands(tmp, w * 3, threads, |rows, band| {
-            box_rows(&once[rows.start * w * 3..rows.end * w * 3], band, w, 3, r);
+            box_rows_each(
+                &products[rows.start * w * 3..rows.end * w * 3],
+                band,
+                w,
+                3,
+                &[r1, r2],
+            );
         });
         let across = &*tmp;
         for_bands(sums, w * 3, threads, |rows, band| {
-            box_columns(across, band, rows.start, w, h, 3, r);
+            box_columns_twice(across, band, rows.start, w, h, 3, r1, r2);
             invert_rows(band);
         });
     }
@@ -789,10 +794,9 @@ impl Template {
 /// window, solved with the template's inverse structure tensor; each vector moves at most 1 px
 /// per step.
 ///
-/// Four passes over bands of rows: warp, error terms and the first horizontal box; the first
-/// vertical box; the second horizontal box; the second vertical box and the solve. Each band
-/// hands its rows to the next pass while they are in cache, and the window sums of the last
-/// pass go straight into the solve instead of a full image.
+/// Two passes over bands of rows: warp, error terms and both horizontal boxes; both vertical
+/// boxes and the solve. A band's terms go through the horizontal boxes while they are in
+/// cache, and the window sums go straight into the solve instead of a full image.
 pub(super) fn dense_lucas_kanade_step(
     cur: &GreyImage,
     prev: &GreyImage,
@@ -801,10 +805,9 @@ pub(super) fn dense_lucas_kanade_step(
     scratch: &mut LkScratch,
     threads: usize,
 ) {
-    const _: () = assert!(WINDOW_BOXES.len() == 2, "two box passes each way");
     let (w, h) = (cur.width, cur.height);
-    let [first, second] = WINDOW_BOXES.map(|width| width / 2);
-    let LkScratch { terms, tmp, .. } = scratch;
+    let [r1, r2] = WINDOW_BOXES.map(|width| width / 2);
+    let LkScratch { terms, tmp } = scratch;
     // Per pixel: gx·e, gy·e, interleaved for one blur.
     terms.resize(w * h * 2, 0.0);
     tmp.resize(w * h * 2, 0.0);
@@ -820,21 +823,7 @@ pub(super) fn dense_lucas_kanade_step(
             band,
             rows.start,
         );
-        box_rows(band, across, w, 2, first);
-    });
-    let across = &*tmp;
-    for_bands(terms, w * 2, threads, |rows, band| {
-        box_columns(across, band, rows.start, w, h, 2, first);
-    });
-    let once = &*terms;
-    for_bands(tmp, w * 2, threads, |rows, band| {
-        box_rows(
-            &once[rows.start * w * 2..rows.end * w * 2],
-            band,
-            w,
-            2,
-            second,
-        );
+        box_rows_each(band, across, w, 2, &[r1, r2]);
     });
     let (across, inverse) = (&*tmp, &template.inverse);
     for_bands2(&mut flow.dx, w, &mut flow.dy, w, threads, |rows, bx, by| {
@@ -845,7 +834,7 @@ pub(super) fn dense_lucas_kanade_step(
         }
         let mut sums = SUMS.take();
         sums.resize(rows.len() * w * 2, 0.0);
-        box_columns(across, &mut sums, rows.start, w, h, 2, second);
+        box_columns_twice(across, &mut sums, rows.start, w, h, 2, r1, r2);
         let px = rows.start * w..rows.end * w;
         lk_solve(&sums, &inverse[px.start * 3..px.end * 3], bx, by);
         SUMS.set(sums);
