@@ -492,6 +492,16 @@ kernel! {
     }
 }
 
+/// [`to_byte`] on four lanes (clamped to 0–255, plus a half, truncated), as integers.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn to_bytes4(v: std::arch::x86_64::__m128) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    let clamped = _mm_min_ps(_mm_set1_ps(255.0), _mm_max_ps(_mm_setzero_ps(), v));
+    _mm_cvttps_epi32(_mm_add_ps(clamped, _mm_set1_ps(0.5)))
+}
+
 /// One row of [`select_rows`]'s blend with AVX2, a pixel per vector: lanes 0–3 the reference
 /// (`input` against the carried reference, rounded to bytes) into `next`, lanes 4–7 the output
 /// (`current` against the carried output) into `out`. The same operations in the same order as
@@ -515,7 +525,6 @@ fn select_row_avx2(
             && out.len() >= n * 3
             && next.len() >= n
     );
-    let (half, top) = (_mm_set1_ps(0.5), _mm_set1_ps(255.0));
     for x in 0..n {
         let k = _mm256_set1_ps(weights[x]);
         let keep = _mm256_sub_ps(_mm256_set1_ps(1.0), k);
@@ -534,10 +543,7 @@ fn select_row_avx2(
         // SAFETY: x < n ≤ the lengths of `carried` and `next` (asserted above).
         let c = unsafe { _mm256_loadu_ps(carried.as_ptr().add(x).cast()) };
         let v = _mm256_add_ps(_mm256_mul_ps(keep, fresh), _mm256_mul_ps(k, c));
-        // `rounded`: clamped to 0–255, plus a half, truncated.
-        let reference = _mm256_castps256_ps128(v);
-        let clamped = _mm_min_ps(top, _mm_max_ps(_mm_setzero_ps(), reference));
-        let bytes = _mm_cvttps_epi32(_mm_add_ps(clamped, half));
+        let bytes = to_bytes4(_mm256_castps256_ps128(v));
         // SAFETY: as above; lane 3 of `next` carries nothing (the carry overwrites it).
         unsafe { _mm_storeu_ps(next.as_mut_ptr().add(x).cast(), _mm_cvtepi32_ps(bytes)) };
         let blended = _mm256_extractf128_ps::<1>(v);
@@ -582,12 +588,10 @@ fn store_output_avx2(filtered: &[f32], output: &mut [u8], next: &mut [PixelPair]
     use std::arch::x86_64::*;
     let n = next.len().min(output.len() / 3);
     assert!(filtered.len() >= n * 3);
-    let (half, top) = (_mm_set1_ps(0.5), _mm_set1_ps(255.0));
     for x in 0..n {
         let v = &filtered[x * 3..x * 3 + 3];
         let v = _mm_setr_ps(v[0], v[1], v[2], 0.0);
-        let clamped = _mm_min_ps(top, _mm_max_ps(_mm_setzero_ps(), v));
-        let bytes = _mm_cvttps_epi32(_mm_add_ps(clamped, half));
+        let bytes = to_bytes4(v);
         // SAFETY: x < n ≤ the length of `next`; lanes 4–6 get the bytes, lane 7 carries
         // nothing (the carry overwrites it).
         unsafe {
