@@ -15,6 +15,7 @@ pub mod image_io;
 pub mod library;
 pub mod limits;
 pub mod model;
+mod par;
 pub mod predictor;
 pub mod resolver;
 pub mod runtime;

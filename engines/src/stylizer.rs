@@ -146,8 +146,9 @@ impl Stylizer {
         let (backend, choice) = backend::load_chosen(path, options)?;
         let mut stylizer = Self::new(backend);
         stylizer.backend_reason = choice.reason;
-        // The filter runs between two inferences, on the cores the network was given.
+        // The frame path and the filter run between two inferences, on the network's cores.
         stylizer.temporal.set_threads(options.threads);
+        stylizer.path.set_threads(options.threads);
         Ok(stylizer)
     }
 

@@ -1,8 +1,8 @@
 //! Separable Gaussian blurs: exact for small σ, three box passes for large σ. Both run in
 //! bands of rows ([`super::par`]) into buffers the caller keeps.
 
-use super::par::for_bands;
 use super::simd::kernel;
+use crate::par::for_bands;
 
 /// Separable Gaussian blur (radius 3σ) of an interleaved image with `channels` channels,
 /// borders clamped.

@@ -3,8 +3,8 @@
 use super::blur::gaussian_blur_into;
 use super::flow::to_smaller;
 use super::grey::axis_taps;
-use super::par::{for_bands, join};
 use super::simd::kernel;
+use crate::par::{for_bands, join};
 
 /// Fine detail is what a σ = 1.5 px blur removes; its energy is matched to the current frame's
 /// over a σ = 8 px window, with a gain of at most 1.5 (or at least 1/1.5).

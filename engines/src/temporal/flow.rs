@@ -3,8 +3,8 @@
 
 use super::blur::{box_columns_twice, box_rows_each};
 use super::grey::{axis_taps, halve, BilinearTaps, GreyImage};
-use super::par::{for_bands, for_bands2};
 use super::simd::kernel;
+use crate::par::{for_bands, for_bands2};
 
 /// Dense Lucas–Kanade refinement: steps, and its window: two box passes of 7 px (a smooth,
 /// tent-like window of σ ≈ 2.8 px; three passes, closer to a Gaussian of σ 3, measured the

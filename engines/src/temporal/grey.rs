@@ -1,8 +1,8 @@
 //! Grey images for motion estimation: conversion, downscaling, bilinear sampling.
 
-use super::par::for_bands;
 use super::simd::kernel;
 use crate::frame::RgbImage;
+use crate::par::for_bands;
 
 /// A single-channel float image.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -32,7 +32,6 @@ mod flow;
 mod gather;
 mod grey;
 mod metrics;
-mod par;
 mod select;
 mod simd;
 #[cfg(test)]
@@ -52,16 +51,16 @@ pub(crate) mod params {
     pub(crate) use super::blur::{boxes_for_gauss, gaussian_taps, BOX_SIGMA};
     pub(crate) use super::detail::{DETAIL_SIGMA, ENERGY_SIGMA, MAX_DETAIL_GAIN};
     pub(crate) use super::flow::CONSISTENCY_SLACK;
-    pub(crate) use super::par::BAND_ROWS;
     pub(crate) use super::select::{AGREE, DISAGREE};
     pub(crate) use super::FLOW_MAX_WIDTH;
+    pub(crate) use crate::par::BAND_ROWS;
 }
 
+use crate::par::{self, for_bands, for_bands2, join};
 use detail::{restore_detail_with, DetailScratch};
 use flow::{
     estimate_flow_into, round_trip_row, to_smaller, FlowImages, LkScratch, Pyramid, Template,
 };
-use par::{for_bands, for_bands2, join};
 use select::{agreement, input_difference, max3_row, neighbour_rows, propagation_weight};
 use simd::kernel;
 use warp::{PixelPair, RowTaps};

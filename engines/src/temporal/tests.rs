@@ -295,7 +295,7 @@ fn bands_cover_every_row_once() {
     for threads in [1, 2, 3, 8] {
         for (w, h) in [(7, 1), (5, 33), (300, 101)] {
             let mut rows = vec![0usize; w * h];
-            super::par::for_bands(&mut rows, w, threads, |range, band| {
+            crate::par::for_bands(&mut rows, w, threads, |range, band| {
                 assert_eq!(band.len(), range.len() * w);
                 for (y, row) in range.zip(band.chunks_exact_mut(w)) {
                     row.iter_mut().for_each(|v| *v += y + 1);

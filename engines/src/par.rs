@@ -1,8 +1,9 @@
-//! Row bands: the filter's per-pixel stages split over a few threads.
+//! Row bands: the per-pixel work around the network (the frame's resizes and conversions, the
+//! temporal filter's stages) split over a few threads.
 //!
-//! The network runs on every core the user gave it, the filter after it on the same cores, so
-//! the filter takes them too, on rayon's kept threads (a thread started per stage cost more
-//! than some stages). Work is cut into bands of a fixed number of rows whatever the thread
+//! The network runs on every core the user gave it, the work before and after it on the same
+//! cores, so that work takes them too, on rayon's kept threads (a thread started per stage
+//! cost more than some stages). Work is cut into bands of a fixed number of rows whatever the thread
 //! count, and a band's result depends only on its rows: the output is the same bytes on one
 //! thread or eight.
 //!
@@ -99,19 +100,30 @@ fn run_claimed(tasks: usize, threads: usize, run: &(dyn Fn(usize) + Sync)) {
         }
     }
     if claims.panicked.load(Ordering::Relaxed) {
-        resume_unwind(Box::new("a band of the temporal filter panicked"));
+        resume_unwind(Box::new("a band of a parallel stage panicked"));
     }
 }
 
 /// Run `f(rows, band)` for every band of `BAND_ROWS` rows of `out` (`row_len` items per row),
 /// on up to `threads` threads; the calling thread takes a share. `rows` are the band's rows.
-pub(super) fn for_bands<T: Send>(
+pub(crate) fn for_bands<T: Send>(
     out: &mut [T],
     row_len: usize,
     threads: usize,
     f: impl Fn(Range<usize>, &mut [T]) + Sync,
 ) {
-    if row_len == 0 || out.is_empty() {
+    for_bands_of(BAND_ROWS, out, row_len, threads, f);
+}
+
+/// [`for_bands`] with bands of `band_rows` rows, for work whose per-band start-up is larger.
+pub(crate) fn for_bands_of<T: Send>(
+    band_rows: usize,
+    out: &mut [T],
+    row_len: usize,
+    threads: usize,
+    f: impl Fn(Range<usize>, &mut [T]) + Sync,
+) {
+    if row_len == 0 || out.is_empty() || band_rows == 0 {
         return;
     }
     let threads = if out.len() < MIN_PARALLEL_ITEMS {
@@ -122,12 +134,12 @@ pub(super) fn for_bands<T: Send>(
     // Each band behind its own lock: exactly one thread claims it, so the lock is never
     // contended; it only hands the `&mut` over safely.
     let bands: Vec<Mutex<&mut [T]>> = out
-        .chunks_mut(BAND_ROWS * row_len)
+        .chunks_mut(band_rows * row_len)
         .map(Mutex::new)
         .collect();
     run_claimed(bands.len(), threads, &|i| {
         let mut band = bands[i].lock().unwrap_or_else(|e| e.into_inner());
-        let y0 = i * BAND_ROWS;
+        let y0 = i * band_rows;
         let rows = y0..y0 + band.len() / row_len;
         f(rows, &mut band);
     });
@@ -135,7 +147,7 @@ pub(super) fn for_bands<T: Send>(
 
 /// [`for_bands`] over two images of the same height at once (`a_row` and `b_row` items per
 /// row): `f(rows, band_a, band_b)`.
-pub(super) fn for_bands2<A: Send, B: Send>(
+pub(crate) fn for_bands2<A: Send, B: Send>(
     a: &mut [A],
     a_row: usize,
     b: &mut [B],
@@ -166,8 +178,20 @@ pub(super) fn for_bands2<A: Send, B: Send>(
     });
 }
 
+/// Run `f(i, part)` for every part, each taken by exactly one thread, on up to `threads`
+/// threads: for work whose bands are not rows of one slice (the rows of three planes).
+pub(crate) fn for_parts<T: Send>(parts: Vec<T>, threads: usize, f: impl Fn(usize, T) + Sync) {
+    let parts: Vec<Mutex<Option<T>>> = parts.into_iter().map(|p| Mutex::new(Some(p))).collect();
+    run_claimed(parts.len(), threads, &|i| {
+        let part = parts[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(part) = part {
+            f(i, part);
+        }
+    });
+}
+
 /// Run `a` and `b` at the same time when `threads` allows, else one after the other.
-pub(super) fn join<A: Send, B: Send>(
+pub(crate) fn join<A: Send, B: Send>(
     threads: usize,
     a: impl FnOnce() -> A + Send,
     b: impl FnOnce() -> B + Send,
@@ -199,9 +223,9 @@ fn taken<R>(slot: Mutex<Option<R>>) -> R {
 
 /// The threads the filter uses when the caller does not say: one per core, at most this many
 /// (an inference-size image has too few bands to keep more busy).
-pub(super) const MAX_THREADS: usize = 8;
+pub(crate) const MAX_THREADS: usize = 8;
 
-pub(super) fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
 }
 
@@ -238,6 +262,19 @@ mod tests {
             })
         }));
         assert!(caught.is_err());
+    }
+
+    #[test]
+    fn every_part_runs_once_whatever_the_threads() {
+        for threads in [1, 2, 5] {
+            let mut out = [0u32; 37];
+            let parts: Vec<(usize, &mut u32)> = out.iter_mut().enumerate().collect();
+            for_parts(parts, threads, |i, (j, v)| {
+                assert_eq!(i, j);
+                *v += i as u32 + 1;
+            });
+            assert!(out.iter().enumerate().all(|(i, &v)| v == i as u32 + 1));
+        }
     }
 
     #[test]
