@@ -161,6 +161,19 @@ fn bench_interleaves_engine_element_and_peer_and_writes_intervals() {
             / c["engine_infer_ms"]["p50"].as_f64().unwrap()
             - 1.0;
         assert!((overhead - expected).abs() < 1e-9);
+        // Paired by iteration: a median of per-iteration ratios, inside its interval, and
+        // inside what the two paths' extremes allow.
+        let paired = &c["element_overhead_paired"];
+        let (p, lo, hi) = (
+            paired["p50"].as_f64().unwrap(),
+            paired["ci95"][0].as_f64().unwrap(),
+            paired["ci95"][1].as_f64().unwrap(),
+        );
+        assert!(lo <= p && p <= hi, "{lo} {p} {hi}");
+        let (el, net) = (&c["element_ms"], &c["engine_infer_ms"]);
+        let least = el["min"].as_f64().unwrap() / net["max"].as_f64().unwrap() - 1.0;
+        let most = el["max"].as_f64().unwrap() / net["min"].as_f64().unwrap() - 1.0;
+        assert!(least <= lo && hi <= most, "{least} {lo} {hi} {most}");
         // The MAC count comes from the graph: the 26-style net is ~19.4 k MAC per pixel.
         let per_px = c["macs_per_pixel"].as_f64().unwrap();
         assert!((15_000.0..25_000.0).contains(&per_px), "{per_px}");

@@ -100,6 +100,8 @@ struct Smoothing {
     /// Temporal filter p50 over the bare network's p50 at the same inference size, with the
     /// interval bounded by the two medians' intervals.
     ratio_to_network: Option<Ratio>,
+    /// Median over iterations of temporal / network, paired as the overhead is.
+    ratio_to_network_paired: Option<Ratio>,
 }
 
 #[derive(Serialize)]
@@ -126,9 +128,15 @@ struct CaseResult {
     /// Per-frame overhead of the element over the bare network at the inference size:
     /// element p50 / engine_infer p50 − 1, with a conservative 95 % interval.
     element_overhead: Option<Ratio>,
+    /// The same overhead paired by iteration: median over iterations of element / network − 1
+    /// (the two run back to back in each iteration), with its 95 % interval. Slow phases of
+    /// the machine that span an iteration cancel here; the ratio of medians above keeps them.
+    element_overhead_paired: Option<Ratio>,
     element_overhead_vs_python: Option<Ratio>,
     /// engine_infer p50 / ort_python p50 (below 1: we are faster).
     engine_vs_python: Option<Ratio>,
+    /// Median over iterations of engine_infer / ort_python, paired as the overhead is.
+    engine_vs_python_paired: Option<Ratio>,
     host_copies_per_frame: u32,
     smoothing: Option<Smoothing>,
 }
@@ -138,6 +146,16 @@ struct CaseResult {
 struct Ratio {
     p50: f64,
     ci95: [f64; 2],
+}
+
+/// [`crate::stats::paired_ratio`] as a [`Ratio`], minus one when `minus_one`.
+fn paired(ours: &[f64], peer: &[f64], minus_one: bool) -> Option<Ratio> {
+    let (p50, [lo, hi]) = crate::stats::paired_ratio(ours, peer)?;
+    let k = if minus_one { 1.0 } else { 0.0 };
+    Some(Ratio {
+        p50: p50 - k,
+        ci95: [lo - k, hi - k],
+    })
 }
 
 fn ratio(ours: &Option<Summary>, peer: &Option<Summary>, minus_one: bool) -> Option<Ratio> {
@@ -189,7 +207,8 @@ const METHOD: &str = "every iteration runs each path once (engine network, engin
 element pipeline, ONNX Runtime Python, engine frame with smoothing) in a rotating order; every \
 ONNX Runtime session has the same options (intra-op threads, 1 inter-op thread, full graph \
 optimisation, no intra-op spinning); p50 with a distribution-free 95 % interval (order \
-statistics); ratios bound by the two intervals";
+statistics); ratios of two medians bound by the two intervals; *_paired ratios: the median \
+over iterations of the two paths' ratio within an iteration, with its own interval";
 
 /// Deterministic picture: gradients plus texture, so the net does realistic work.
 fn test_image(width: usize, height: usize) -> RgbImage {
@@ -311,8 +330,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let p50 = |o: &Option<Summary>| o.as_ref().map_or(f64::NAN, |s| s.p50);
             eprintln!(
                 "{} {}x{} (net {}x{}): network {:.1} ms, frame {:.1} ms, element {:.1} ms, \
-                 ort-python {:.1} ms; element overhead {:+.1} %, engine/python {:.2}, \
-                 smoothing/network {:.2}",
+                 ort-python {:.1} ms; element overhead {:+.1} % (paired {:+.1} %), \
+                 engine/python {:.2}, smoothing/network {:.2}",
                 m.model,
                 c.frame[0],
                 c.frame[1],
@@ -323,6 +342,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 p50(&c.element_ms),
                 p50(&c.ort_python_ms),
                 c.element_overhead
+                    .as_ref()
+                    .map_or(f64::NAN, |r| r.p50 * 100.0),
+                c.element_overhead_paired
                     .as_ref()
                     .map_or(f64::NAN, |r| r.p50 * 100.0),
                 c.engine_vs_python.as_ref().map_or(f64::NAN, |r| r.p50),
@@ -545,11 +567,14 @@ fn bench_case(
         engine_gflops,
         fraction_of_fma_peak: engine_gflops.filter(|_| peak > 0.0).map(|g| g / peak),
         element_overhead: ratio(&element_ms, &engine_infer_ms, true),
+        element_overhead_paired: paired(&samples.element, &samples.infer, true),
         element_overhead_vs_python: ratio(&element_ms, &ort_python_ms, true),
         engine_vs_python: ratio(&engine_infer_ms, &ort_python_ms, false),
+        engine_vs_python_paired: paired(&samples.infer, &samples.python, false),
         smoothing: smoothing.map(|_| Smoothing {
             stability: args.smoothing,
             ratio_to_network: ratio(&temporal_ms, &engine_infer_ms, false),
+            ratio_to_network_paired: paired(&samples.temporal, &samples.infer, false),
             temporal_ms,
         }),
         engine_infer_ms,
