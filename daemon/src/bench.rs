@@ -624,7 +624,9 @@ impl ElementPath {
 
     /// Push one frame and wait for it to come out; milliseconds in between.
     fn frame(&mut self, rgb: &[u8], index: usize) -> Result<f64> {
-        let mut buffer = gst::Buffer::from_slice(rgb.to_vec());
+        // Writable memory, as a decoder's or videoconvert's pooled buffers are: `from_slice`
+        // wraps it read-only, and mapping that for the in-place transform copied the frame.
+        let mut buffer = gst::Buffer::from_mut_slice(rgb.to_vec());
         {
             let b = buffer.get_mut().expect("a new buffer is writable");
             let pts = gst::ClockTime::from_nseconds(index as u64 * 33_333_333);
