@@ -60,7 +60,7 @@ pub struct StyleArgs {
     /// Style library folder (default: $STYLIZE_LIBRARY or ~/.local/share/stylize/styles).
     #[arg(long)]
     pub library: Option<PathBuf>,
-    /// CPU inference threads, 0 (one per core) to 256.
+    /// CPU threads for inference, frame conversion and smoothing, 0 (one per core) to 256.
     #[arg(long, default_value_t = 0, value_parser = options::parse_threads)]
     pub threads: u32,
     /// Inference backend: auto (TensorRT, then CUDA, then CPU, by what loads), cpu, cuda,

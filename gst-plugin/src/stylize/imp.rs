@@ -611,7 +611,7 @@ impl ObjectImpl for Stylize {
                     .build(),
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Threads")
-                    .blurb("CPU inference threads (0: one per core).")
+                    .blurb("CPU threads for inference, frame conversion and smoothing (0: one per core).")
                     .maximum(256)
                     .mutable_ready()
                     .build(),
