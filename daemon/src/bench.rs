@@ -150,22 +150,21 @@ struct Ratio {
 
 /// [`crate::stats::paired_ratio`] as a [`Ratio`], minus one when `minus_one`.
 fn paired(ours: &[f64], peer: &[f64], minus_one: bool) -> Option<Ratio> {
-    let (p50, [lo, hi]) = crate::stats::paired_ratio(ours, peer)?;
-    let k = if minus_one { 1.0 } else { 0.0 };
-    Some(Ratio {
-        p50: p50 - k,
-        ci95: [lo - k, hi - k],
-    })
+    crate::stats::paired_ratio(ours, peer).map(|r| as_ratio(r, minus_one))
 }
 
 fn ratio(ours: &Option<Summary>, peer: &Option<Summary>, minus_one: bool) -> Option<Ratio> {
     let (a, b) = (ours.as_ref()?, peer.as_ref()?);
-    let (p50, [lo, hi]) = ratio_interval(a, b);
+    Some(as_ratio(ratio_interval(a, b), minus_one))
+}
+
+/// A ratio and its interval, minus one when `minus_one` (an overhead rather than a ratio).
+fn as_ratio((p50, [lo, hi]): (f64, [f64; 2]), minus_one: bool) -> Ratio {
     let k = if minus_one { 1.0 } else { 0.0 };
-    Some(Ratio {
+    Ratio {
         p50: p50 - k,
         ci95: [lo - k, hi - k],
-    })
+    }
 }
 
 #[derive(Serialize)]

@@ -261,9 +261,6 @@ pub fn image_to_tensor_into(img: &RgbImage, padded: Size, scale: f32, t: &mut Te
 /// Rows per band of the frame conversions: a band's start-up is a few slice splits.
 const CONVERT_BAND_ROWS: usize = 32;
 
-/// Below this many pixels a conversion runs on the calling thread: waking a helper costs more.
-const MIN_PARALLEL_PIXELS: usize = 1 << 15;
-
 /// [`image_to_tensor_into`] in bands of rows on up to `threads` threads (same values).
 pub(crate) fn image_to_tensor_with(
     img: &RgbImage,
@@ -287,11 +284,7 @@ pub(crate) fn image_to_tensor_with(
         .zip(g_plane.chunks_mut(band))
         .zip(b_plane.chunks_mut(band))
         .collect();
-    let threads = if plane < MIN_PARALLEL_PIXELS {
-        1
-    } else {
-        threads
-    };
+    let threads = par::threads_for(3 * plane, threads);
     par::for_parts(bands, threads, |i, ((r, g), b)| {
         let y0 = i * CONVERT_BAND_ROWS;
         image_rows_to_planes(img, y0, pw, k, [r, g, b]);
@@ -395,11 +388,6 @@ pub(crate) fn tensor_to_image_with(
     }
     let k = 255.0 / scale;
     let (r, g, b) = (t.plane(0), t.plane(1), t.plane(2));
-    let threads = if width * height < MIN_PARALLEL_PIXELS {
-        1
-    } else {
-        threads
-    };
     let row_len = width * 3;
     par::for_bands_of(
         CONVERT_BAND_ROWS,

@@ -100,7 +100,8 @@ fn resize(
 ) -> Result<()> {
     let src = fr::images::ImageRef::new(to_u32(from.0)?, to_u32(from.1)?, src, pixel)
         .map_err(frame_err)?;
-    to_u32(width)?;
+    let width32 = to_u32(width)?;
+    // Every band is at most this high, so its height fits in 32 bits too.
     to_u32(height)?;
     if dst.len() != width * height * pixel.size() {
         return Err(Error::Frame(format!(
@@ -131,7 +132,7 @@ fn resize(
             };
             resize_options().crop(0.0, top, from.0 as f64, bottom - top)
         };
-        let result = fr::images::Image::from_slice_u8(width as u32, rows.len() as u32, band, pixel)
+        let result = fr::images::Image::from_slice_u8(width32, rows.len() as u32, band, pixel)
             .map_err(frame_err)
             .and_then(|mut band| {
                 RESIZER

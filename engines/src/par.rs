@@ -27,6 +27,15 @@ pub(crate) const BAND_ROWS: usize = 16;
 /// image's whole stage.
 const MIN_PARALLEL_ITEMS: usize = 1 << 14;
 
+/// The threads for a stage over `items` values: one below [`MIN_PARALLEL_ITEMS`].
+pub(crate) fn threads_for(items: usize, threads: usize) -> usize {
+    if items < MIN_PARALLEL_ITEMS {
+        1
+    } else {
+        threads
+    }
+}
+
 /// What the calling thread and its helpers share while they claim the tasks of one stage.
 struct Claims {
     /// The next task to claim; at or past `tasks` nothing is left.
@@ -126,11 +135,7 @@ pub(crate) fn for_bands_of<T: Send>(
     if row_len == 0 || out.is_empty() || band_rows == 0 {
         return;
     }
-    let threads = if out.len() < MIN_PARALLEL_ITEMS {
-        1
-    } else {
-        threads
-    };
+    let threads = threads_for(out.len(), threads);
     // Each band behind its own lock: exactly one thread claims it, so the lock is never
     // contended; it only hands the `&mut` over safely.
     let bands: Vec<Mutex<&mut [T]>> = out
@@ -160,11 +165,7 @@ pub(crate) fn for_bands2<A: Send, B: Send>(
     }
     let rows = a.len() / a_row;
     assert_eq!(rows, b.len() / b_row, "bands of two images of one height");
-    let threads = if a.len() < MIN_PARALLEL_ITEMS {
-        1
-    } else {
-        threads
-    };
+    let threads = threads_for(a.len(), threads);
     let bands: Vec<Mutex<(&mut [A], &mut [B])>> = a
         .chunks_mut(BAND_ROWS * a_row)
         .zip(b.chunks_mut(BAND_ROWS * b_row))
